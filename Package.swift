@@ -1,0 +1,86 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "kosh",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kosh", targets: ["kosh"]),
+        .library(name: "KoshApp", targets: ["KoshApp"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // Pure domain: money, IDs, state machines, fees, posting rules. No I/O.
+        .target(name: "KoshCore"),
+        // Schema, migrations, SQL dialect layer, SQLite and PostgreSQL adapters.
+        .target(
+            name: "KoshStorage",
+            dependencies: [
+                "KoshCore",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Connectors to payment rails (the in-process test rail for now).
+        .target(name: "KoshRails", dependencies: ["KoshCore"]),
+        // HTTP routes, auth, idempotency, error mapping.
+        .target(
+            name: "KoshHTTP",
+            dependencies: [
+                "KoshCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Composition root.
+        .target(
+            name: "KoshApp",
+            dependencies: [
+                "KoshCore", "KoshStorage", "KoshRails", "KoshHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "kosh",
+            dependencies: [
+                "KoshApp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "KoshTesting",
+            dependencies: ["KoshCore", "KoshStorage", "KoshApp"]
+        ),
+        .testTarget(
+            name: "KoshCoreTests",
+            dependencies: ["KoshCore", .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+        .testTarget(
+            name: "KoshStorageTests",
+            dependencies: ["KoshCore", "KoshStorage", "KoshTesting",
+                           .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+        .testTarget(
+            name: "KoshAPITests",
+            dependencies: ["KoshApp", "KoshTesting", "KoshHTTP",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HummingbirdTesting", package: "hummingbird"),
+                           .product(name: "PropertyBased", package: "swift-property-based")]
+        ),
+    ]
+)

@@ -1,0 +1,198 @@
+public enum Mode: String, Sendable, Hashable {
+    case test, live
+}
+
+public struct Merchant: Sendable, Hashable {
+    public let id: String
+    public var name: String
+    public var mode: Mode
+    /// MDR in basis points for every method without an override.
+    public var defaultMDRBasisPoints: Int64
+    public let createdAt: Int64
+
+    public init(id: String, name: String, mode: Mode, defaultMDRBasisPoints: Int64 = FeeSchedule.defaultMDRBasisPoints, createdAt: Int64) {
+        self.id = id
+        self.name = name
+        self.mode = mode
+        self.defaultMDRBasisPoints = defaultMDRBasisPoints
+        self.createdAt = createdAt
+    }
+
+    public var feeSchedule: FeeSchedule { FeeSchedule(defaultMDR: defaultMDRBasisPoints) }
+}
+
+/// `notes`: at most 15 key/value pairs of strings (Razorpay's limit), kept in the order given.
+public struct Notes: Sendable, Hashable {
+    public static let maximumCount = 15
+    public static let maximumKeyLength = 256
+    public static let maximumValueLength = 256
+    public var pairs: [(key: String, value: String)]
+
+    public init(_ pairs: [(key: String, value: String)] = []) {
+        self.pairs = pairs
+    }
+
+    public static func == (a: Notes, b: Notes) -> Bool {
+        a.pairs.map(\.key) == b.pairs.map(\.key) && a.pairs.map(\.value) == b.pairs.map(\.value)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for pair in pairs {
+            hasher.combine(pair.key)
+            hasher.combine(pair.value)
+        }
+    }
+}
+
+public struct Order: Sendable, Hashable {
+    public let id: String
+    public let merchantID: String
+    public let currency: Currency
+    public var receipt: String?
+    public var notes: Notes
+    public var machine: OrderMachine
+    public let createdAt: Int64
+
+    public init(id: String, merchantID: String, currency: Currency, receipt: String?, notes: Notes, machine: OrderMachine, createdAt: Int64) {
+        self.id = id
+        self.merchantID = merchantID
+        self.currency = currency
+        self.receipt = receipt
+        self.notes = notes
+        self.machine = machine
+        self.createdAt = createdAt
+    }
+
+    public var amount: Int64 { machine.amount }
+}
+
+public struct Payment: Sendable, Hashable {
+    public let id: String
+    public let merchantID: String
+    public let orderID: String
+    public let currency: Currency
+    public let method: String
+    public var vpa: String?
+    public var email: String?
+    public var contact: String?
+    public var description: String?
+    public var notes: Notes
+    public var machine: PaymentMachine
+    /// Which rail carries the payment, and its reference once the rail has one.
+    public let rail: String
+    public var railReference: String?
+    /// The pending ledger entry holding the authorisation.
+    public var authorizationEntryID: String?
+    public let createdAt: Int64
+    public var authorizedAt: Int64?
+    public var capturedAt: Int64?
+    /// When the payment was handed to its rail (unix ms).
+    public var submittedAtMillis: Int64?
+    /// When the janitor should next ask the rail about a payment still in flight (unix ms).
+    public var nextCheckAt: Int64?
+    /// Optimistic concurrency: bumped on every update.
+    public var version: Int64
+
+    public init(id: String, merchantID: String, orderID: String, currency: Currency, method: String, vpa: String?,
+                email: String?, contact: String?, description: String?, notes: Notes, machine: PaymentMachine,
+                rail: String, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: Int64,
+                authorizedAt: Int64? = nil, capturedAt: Int64? = nil, submittedAtMillis: Int64? = nil, nextCheckAt: Int64? = nil, version: Int64 = 0) {
+        self.id = id
+        self.merchantID = merchantID
+        self.orderID = orderID
+        self.currency = currency
+        self.method = method
+        self.vpa = vpa
+        self.email = email
+        self.contact = contact
+        self.description = description
+        self.notes = notes
+        self.machine = machine
+        self.rail = rail
+        self.railReference = railReference
+        self.authorizationEntryID = authorizationEntryID
+        self.createdAt = createdAt
+        self.authorizedAt = authorizedAt
+        self.capturedAt = capturedAt
+        self.submittedAtMillis = submittedAtMillis
+        self.nextCheckAt = nextCheckAt
+        self.version = version
+    }
+
+    public var amount: Int64 { machine.amount }
+    public var state: PaymentState { machine.state }
+}
+
+public struct Refund: Sendable, Hashable {
+    public let id: String
+    public let merchantID: String
+    public let paymentID: String
+    public let currency: Currency
+    public var notes: Notes
+    public var receipt: String?
+    public let speedRequested: String
+    public var machine: RefundMachine
+    public var railReference: String?
+    public let createdAt: Int64
+    public var processedAt: Int64?
+    public var version: Int64
+
+    public init(id: String, merchantID: String, paymentID: String, currency: Currency, notes: Notes, receipt: String?,
+                speedRequested: String, machine: RefundMachine, railReference: String? = nil, createdAt: Int64,
+                processedAt: Int64? = nil, version: Int64 = 0) {
+        self.id = id
+        self.merchantID = merchantID
+        self.paymentID = paymentID
+        self.currency = currency
+        self.notes = notes
+        self.receipt = receipt
+        self.speedRequested = speedRequested
+        self.machine = machine
+        self.railReference = railReference
+        self.createdAt = createdAt
+        self.processedAt = processedAt
+        self.version = version
+    }
+
+    public var amount: Int64 { machine.amount }
+}
+
+/// One row of the append-only `payment_events` log.
+public struct PaymentEventRecord: Sendable, Hashable {
+    public let id: String
+    public let merchantID: String
+    public let entityType: String   // "payment", "order", "refund"
+    public let entityID: String
+    public let event: String
+    public let fromState: String?
+    public let toState: String
+    public let createdAt: Int64
+
+    public init(id: String, merchantID: String, entityType: String, entityID: String, event: String,
+                fromState: String?, toState: String, createdAt: Int64) {
+        self.id = id
+        self.merchantID = merchantID
+        self.entityType = entityType
+        self.entityID = entityID
+        self.event = event
+        self.fromState = fromState
+        self.toState = toState
+        self.createdAt = createdAt
+    }
+}
+
+/// Collection paging as Razorpay has it: `count` (1…100, default 10), `skip`, `from`, `to` (unix seconds, inclusive).
+public struct Page: Sendable, Hashable {
+    public static let maximumCount = 100
+    public var count: Int
+    public var skip: Int
+    public var from: Int64?
+    public var to: Int64?
+
+    public init(count: Int = 10, skip: Int = 0, from: Int64? = nil, to: Int64? = nil) {
+        self.count = count
+        self.skip = skip
+        self.from = from
+        self.to = to
+    }
+}

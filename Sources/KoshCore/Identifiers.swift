@@ -1,0 +1,41 @@
+/// Public identifiers look like Razorpay's: a prefix, an underscore and 14 base62 characters.
+public enum IDPrefix: String, Sendable, CaseIterable {
+    case merchant = "mer"
+    case order = "order"
+    case payment = "pay"
+    case refund = "rfnd"
+    case journalEntry = "jrnl"
+    case paymentEvent = "evt"
+    case testKey = "rzp_test"
+    case liveKey = "rzp_live"
+}
+
+public enum Identifiers {
+    public static let randomLength = 14
+    static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+    /// A new identifier with `prefix`. Uses the system's cryptographically secure generator.
+    public static func make(_ prefix: IDPrefix) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return make(prefix, using: &generator)
+    }
+
+    public static func make<G: RandomNumberGenerator>(_ prefix: IDPrefix, using generator: inout G) -> String {
+        var out = prefix.rawValue + "_"
+        out.reserveCapacity(out.utf8.count + randomLength)
+        for _ in 0..<randomLength {
+            out.append(alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))])
+        }
+        return out
+    }
+
+    /// True when `id` has the shape of an identifier with `prefix`. Used to reject obviously
+    /// malformed IDs with a 400 before touching storage.
+    public static func isWellFormed(_ id: String, _ prefix: IDPrefix) -> Bool {
+        let head = prefix.rawValue + "_"
+        guard id.hasPrefix(head) else { return false }
+        let rest = id.utf8.dropFirst(head.utf8.count)
+        guard rest.count == randomLength else { return false }
+        return rest.allSatisfy { (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) }
+    }
+}

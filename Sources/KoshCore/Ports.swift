@@ -1,0 +1,189 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Wall-clock time as a port, so tests can step it.
+public protocol KoshClock: Sendable {
+    /// Unix time in milliseconds.
+    func nowMillis() -> Int64
+}
+
+public struct SystemClock: KoshClock {
+    public init() {}
+    public func nowMillis() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+}
+
+/// A clock tests move by hand.
+public final class ManualClock: KoshClock, @unchecked Sendable {
+    private let lock = NSLockLike()
+    private var millis: Int64
+    public init(millis: Int64 = 1_750_000_000_000) { self.millis = millis }
+    public func nowMillis() -> Int64 { lock.withLock { millis } }
+    public func advance(byMillis delta: Int64) { lock.withLock { millis += delta } }
+}
+
+/// A tiny mutex over pthread, so KoshCore needs no Foundation.
+final class NSLockLike: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
+}
+
+// MARK: - Rails
+
+public struct RailPaymentRequest: Sendable, Hashable {
+    public let paymentID: String
+    public let merchantID: String
+    public let amount: Int64
+    public let currency: Currency
+    public let method: String
+    public let vpa: String?
+    /// When the payment was handed to the rail (unix ms).
+    public let submittedAt: Int64
+
+    public init(paymentID: String, merchantID: String, amount: Int64, currency: Currency, method: String, vpa: String?, submittedAt: Int64) {
+        self.paymentID = paymentID
+        self.merchantID = merchantID
+        self.amount = amount
+        self.currency = currency
+        self.method = method
+        self.vpa = vpa
+        self.submittedAt = submittedAt
+    }
+}
+
+public enum RailInitiation: Sendable, Hashable {
+    /// The rail took the payment; the outcome comes later (status checks or a callback).
+    case accepted(reference: String)
+    /// The rail refused it outright.
+    case rejected(PaymentFailure)
+}
+
+public enum RailPaymentStatus: Sendable, Hashable {
+    case pending
+    case authorized(reference: String)
+    case failed(PaymentFailure)
+}
+
+public struct RailRefundRequest: Sendable, Hashable {
+    public let refundID: String
+    public let paymentID: String
+    public let paymentReference: String?
+    public let amount: Int64
+    public let currency: Currency
+
+    public init(refundID: String, paymentID: String, paymentReference: String?, amount: Int64, currency: Currency) {
+        self.refundID = refundID
+        self.paymentID = paymentID
+        self.paymentReference = paymentReference
+        self.amount = amount
+        self.currency = currency
+    }
+}
+
+public enum RailRefundStatus: Sendable, Hashable {
+    case pending
+    case processed(reference: String)
+    case failed(reason: String)
+}
+
+/// A payment rail (DESIGN.md §6). Every call must be safe to repeat with the same request:
+/// the rail dedupes by payment / refund id.
+public protocol PaymentRail: Sendable {
+    var name: String { get }
+    /// Checks the instrument before a payment is created (e.g. a VPA's shape and handle).
+    func validate(method: String, vpa: String?) -> KoshError?
+    func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation
+    func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus
+    func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus
+}
+
+// MARK: - Storage
+
+/// One database transaction. Reads with `forUpdate` lock the row until commit, so money
+/// changes on one payment or order are serialised.
+public protocol StoreTransaction {
+    func merchant(id: String) async throws -> Merchant?
+
+    func insertOrder(_ order: Order) async throws
+    func order(id: String, merchantID: String?, forUpdate: Bool) async throws -> Order?
+    func updateOrder(_ order: Order) async throws
+    func orders(merchantID: String, page: Page) async throws -> [Order]
+
+    func insertPayment(_ payment: Payment) async throws
+    func payment(id: String, merchantID: String?, forUpdate: Bool) async throws -> Payment?
+    /// Writes the payment if its stored version is `payment.version - 1`; throws otherwise.
+    func updatePayment(_ payment: Payment) async throws
+    func payments(merchantID: String, orderID: String?, page: Page) async throws -> [Payment]
+    /// Payments of the order that are created, pending, authorized or captured.
+    func livePaymentCount(orderID: String) async throws -> Int
+    /// Payments in flight whose next check is due.
+    func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment]
+
+    func insertRefund(_ refund: Refund) async throws
+    func refund(id: String, merchantID: String?, forUpdate: Bool) async throws -> Refund?
+    func updateRefund(_ refund: Refund) async throws
+    func refunds(merchantID: String, paymentID: String?, page: Page) async throws -> [Refund]
+    func pendingRefunds(createdBefore: Int64, limit: Int) async throws -> [Refund]
+
+    func appendEvent(_ event: PaymentEventRecord) async throws
+    /// Writes the entry and its postings and updates the stored balances, in this transaction.
+    func post(_ entry: JournalEntry) async throws
+    func journalEntry(id: String) async throws -> JournalEntry?
+}
+
+public protocol GatewayStore: Sendable {
+    func transaction<T: Sendable>(_ body: (any StoreTransaction) async throws -> T) async throws -> T
+}
+
+// MARK: - Merchants and idempotency
+
+public protocol MerchantAuthenticator: Sendable {
+    /// The merchant owning `keyID` when `secret` is its secret; nil otherwise.
+    func authenticate(keyID: String, secret: String) async throws -> Merchant?
+}
+
+public enum IdempotencyClaim: Sendable, Equatable {
+    /// The key is ours: run the request and record its response.
+    case claimed
+    /// The same request ran before: send its response again.
+    case replay(status: Int, body: String)
+    /// The key was used with a different request.
+    case mismatch
+    /// The same request is running right now.
+    case inProgress
+}
+
+public protocol IdempotencyKeys: Sendable {
+    func claim(merchantID: String, key: String, requestHash: String, now: Int64) async throws -> IdempotencyClaim
+    /// Records (or replaces) the response outside any other transaction.
+    func complete(merchantID: String, key: String, status: Int, body: String) async throws
+    func release(merchantID: String, key: String) async throws
+}
+
+extension StoreTransaction {
+    /// Records the response of an idempotent request in this transaction, atomically with its effect.
+    public func completeIdempotency(merchantID: String, key: String, status: Int, body: String) async throws {
+        guard let recorder = self as? any IdempotencyRecording else {
+            preconditionFailure("store transaction cannot record idempotent responses")
+        }
+        try await recorder.recordIdempotentResponse(merchantID: merchantID, key: key, status: status, body: body)
+    }
+}
+
+public protocol IdempotencyRecording {
+    func recordIdempotentResponse(merchantID: String, key: String, status: Int, body: String) async throws
+}

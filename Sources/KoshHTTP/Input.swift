@@ -1,0 +1,161 @@
+import Hummingbird
+import KoshCore
+
+/// A request's JSON body with field-by-field validation that answers in Razorpay's words.
+struct RequestBody {
+    let fields: [(String, JSON)]
+    private(set) var used: Set<String> = []
+
+    static func parse(_ request: Request, context: KoshRequestContext, allowEmpty: Bool = false) async throws -> (RequestBody, String) {
+        var request = request
+        let buffer = try await request.collectBody(upTo: context.maxUploadSize)
+        let bytes = Array(buffer.readableBytesView)
+        return try parse(bytes: bytes, allowEmpty: allowEmpty)
+    }
+
+    static func parse(bytes: [UInt8], allowEmpty: Bool) throws -> (RequestBody, String) {
+        let raw = String(decoding: bytes, as: UTF8.self)
+        if bytes.allSatisfy(isJSONWhitespace) {
+            guard allowEmpty else { throw KoshError.badRequest("The request body must be a JSON object") }
+            return (RequestBody(fields: []), raw)
+        }
+        let parsed: Result<JSON, JSON.ParseError> = Result { () throws(JSON.ParseError) -> JSON in try JSON.parse(bytes) }
+        let json: JSON
+        switch parsed {
+        case .success(let value): json = value
+        case .failure(let error): throw KoshError.badRequest("The request body is not valid JSON: \(error.description)")
+        }
+        guard case .object(let fields) = json else {
+            throw KoshError.badRequest("The request body must be a JSON object")
+        }
+        return (RequestBody(fields: fields), raw)
+    }
+
+    subscript(_ name: String) -> JSON? {
+        guard let value = fields.first(where: { $0.0 == name })?.1 else { return nil }
+        if case .null = value { return nil }
+        return value
+    }
+
+    mutating func int(_ name: String, required: Bool, range: ClosedRange<Int64>? = nil, label: String? = nil) throws -> Int64? {
+        used.insert(name)
+        guard let value = self[name] else {
+            if required { throw KoshError.badRequest("The \(label ?? name) field is required.", field: name) }
+            return nil
+        }
+        let number: Int64
+        switch value {
+        case .int(let v): number = v
+        case .string(let s) where !s.isEmpty && s.utf8.allSatisfy({ (48...57).contains($0) }) && s.utf8.count <= 18: number = Int64(s)!
+        default: throw KoshError.badRequest("The \(label ?? name) must be an integer.", field: name)
+        }
+        if let range, !range.contains(number) {
+            if name == "amount" && number < range.lowerBound {
+                throw KoshError.badRequest("The amount must be at least INR \(range.lowerBound / 100).00.", field: name)
+            }
+            throw KoshError.badRequest("The \(label ?? name) must be between \(range.lowerBound) and \(range.upperBound).", field: name)
+        }
+        return number
+    }
+
+    mutating func string(_ name: String, required: Bool = false, maxLength: Int) throws -> String? {
+        used.insert(name)
+        guard let value = self[name] else {
+            if required { throw KoshError.badRequest("The \(name) field is required.", field: name) }
+            return nil
+        }
+        guard case .string(let s) = value else { throw KoshError.badRequest("The \(name) must be a string.", field: name) }
+        if required && s.isEmpty { throw KoshError.badRequest("The \(name) field is required.", field: name) }
+        guard s.count <= maxLength else {
+            throw KoshError.badRequest("The \(name) may not be greater than \(maxLength) characters.", field: name)
+        }
+        return s
+    }
+
+    mutating func currency() throws -> Currency {
+        guard let code = try string("currency", required: false, maxLength: 3) else { return .inr }
+        guard let currency = Currency(code: code) else {
+            throw KoshError.badRequest("The currency \(code) is not supported; use INR.", field: "currency")
+        }
+        return currency
+    }
+
+    mutating func notes() throws -> Notes {
+        used.insert("notes")
+        guard let value = self["notes"] else { return Notes() }
+        var pairs: [(key: String, value: String)] = []
+        switch value {
+        case .array(let items) where items.isEmpty:
+            return Notes()
+        case .object(let object):
+            guard object.count <= Notes.maximumCount else {
+                throw KoshError.badRequest("Number of fields in notes should be less than or equal to \(Notes.maximumCount)", field: "notes")
+            }
+            for (key, item) in object {
+                guard !key.isEmpty, key.count <= Notes.maximumKeyLength else {
+                    throw KoshError.badRequest("notes keys must be 1 to \(Notes.maximumKeyLength) characters", field: "notes")
+                }
+                let text: String
+                switch item {
+                case .string(let s): text = s
+                case .int(let i): text = String(i)
+                case .number(let n): text = n
+                case .bool(let b): text = b ? "true" : "false"
+                case .null: text = ""
+                default: throw KoshError.badRequest("notes values must be strings or numbers", field: "notes")
+                }
+                guard text.count <= Notes.maximumValueLength else {
+                    throw KoshError.badRequest("notes values may not be greater than \(Notes.maximumValueLength) characters", field: "notes")
+                }
+                pairs.append((key: key, value: text))
+            }
+        default:
+            throw KoshError.badRequest("The notes field should be an object of key-value pairs", field: "notes")
+        }
+        return Notes(pairs)
+    }
+
+    mutating func object(_ name: String) throws -> [(String, JSON)]? {
+        used.insert(name)
+        guard let value = self[name] else { return nil }
+        guard case .object(let object) = value else { throw KoshError.badRequest("The \(name) field must be an object.", field: name) }
+        return object
+    }
+
+    /// Razorpay refuses fields it does not know.
+    func rejectUnknown(ignoring: Set<String> = []) throws {
+        let extra = fields.map(\.0).filter { !used.contains($0) && !ignoring.contains($0) }
+        if let first = extra.first {
+            throw KoshError.badRequest("\(extra.joined(separator: ", ")) is/are not required and should not be sent", field: first,
+                                       reason: "input_validation_failed")
+        }
+    }
+}
+
+/// Razorpay's collection query: `count` 1…100 (default 10), `skip` ≥ 0, `from`/`to` unix seconds.
+func page(from request: Request) throws -> Page {
+    let query = request.uri.queryParameters
+    var page = Page()
+    func int(_ name: String, _ range: ClosedRange<Int64>) throws -> Int64? {
+        guard let text = query[name[...]] else { return nil }
+        guard let value = Int64(text), range.contains(value) else {
+            throw KoshError.badRequest("The \(name) must be an integer between \(range.lowerBound) and \(range.upperBound).", field: name)
+        }
+        return value
+    }
+    if let count = try int("count", 1...Int64(Page.maximumCount)) { page.count = Int(count) }
+    if let skip = try int("skip", 0...1_000_000) { page.skip = Int(skip) }
+    page.from = try int("from", 0...4_102_444_800)
+    page.to = try int("to", 0...4_102_444_800)
+    return page
+}
+
+func validateID(_ id: String, _ prefix: IDPrefix) throws {
+    guard Identifiers.isWellFormed(id, prefix) else {
+        throw KoshError.badRequest("\(id.prefix(64)) is not a valid id", field: "id")
+    }
+}
+
+func isJSONWhitespace(_ byte: UInt8) -> Bool {
+    byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
+}

@@ -1,0 +1,82 @@
+import KoshCore
+
+/// Razorpay-shaped JSON for Kosh's entities.
+enum Render {
+    static func order(_ o: Order) -> JSON {
+        .object([
+            ("id", .string(o.id)),
+            ("entity", .string("order")),
+            ("amount", .int(o.amount)),
+            ("amount_paid", .int(o.machine.amountPaid)),
+            ("amount_due", .int(o.machine.amountDue)),
+            ("currency", .string(o.currency.rawValue)),
+            ("receipt", o.receipt.map(JSON.string) ?? .null),
+            ("offer_id", .null),
+            ("status", .string(o.machine.state.rawValue)),
+            ("attempts", .int(Int64(o.machine.attempts))),
+            ("notes", o.notes.json),
+            ("created_at", .int(o.createdAt)),
+        ])
+    }
+
+    static func payment(_ p: Payment) -> JSON {
+        let failure = p.machine.failure
+        let fee = p.machine.fee
+        let amountRefunded: Int64 = p.state == .voided ? p.amount : p.machine.amountRefunded
+        func text(_ value: String?) -> JSON { value.map(JSON.string) ?? .null }
+        var pairs: [(String, JSON)] = []
+        pairs.append(("id", .string(p.id)))
+        pairs.append(("entity", .string("payment")))
+        pairs.append(("amount", .int(p.amount)))
+        pairs.append(("currency", .string(p.currency.rawValue)))
+        pairs.append(("status", .string(p.state.publicStatus)))
+        pairs.append(("order_id", .string(p.orderID)))
+        pairs.append(("invoice_id", .null))
+        pairs.append(("international", .bool(false)))
+        pairs.append(("method", .string(p.method)))
+        pairs.append(("amount_refunded", .int(amountRefunded)))
+        pairs.append(("refund_status", text(p.machine.refundStatus)))
+        pairs.append(("captured", .bool(p.machine.isCaptured)))
+        pairs.append(("description", text(p.description)))
+        pairs.append(("card_id", .null))
+        pairs.append(("bank", .null))
+        pairs.append(("wallet", .null))
+        pairs.append(("vpa", text(p.vpa)))
+        pairs.append(("email", text(p.email)))
+        pairs.append(("contact", text(p.contact)))
+        pairs.append(("notes", p.notes.json))
+        pairs.append(("fee", fee.map { JSON.int($0.total) } ?? .null))
+        pairs.append(("tax", fee.map { JSON.int($0.tax) } ?? .null))
+        pairs.append(("error_code", text(failure?.code)))
+        pairs.append(("error_description", text(failure?.description)))
+        pairs.append(("error_source", text(failure?.source)))
+        pairs.append(("error_step", text(failure?.step)))
+        pairs.append(("error_reason", text(failure?.reason)))
+        pairs.append(("acquirer_data", .object([("rrn", text(p.railReference))])))
+        pairs.append(("upi", .object([("vpa", text(p.vpa))])))
+        pairs.append(("created_at", .int(p.createdAt)))
+        return .object(pairs)
+    }
+
+    static func refund(_ r: Refund) -> JSON {
+        .object([
+            ("id", .string(r.id)),
+            ("entity", .string("refund")),
+            ("amount", .int(r.amount)),
+            ("currency", .string(r.currency.rawValue)),
+            ("payment_id", .string(r.paymentID)),
+            ("notes", r.notes.json),
+            ("receipt", r.receipt.map(JSON.string) ?? .null),
+            ("acquirer_data", .object([("arn", r.railReference.map(JSON.string) ?? .null)])),
+            ("created_at", .int(r.createdAt)),
+            ("batch_id", .null),
+            ("status", .string(r.machine.state.rawValue)),
+            ("speed_processed", .string("normal")),
+            ("speed_requested", .string(r.speedRequested)),
+        ])
+    }
+
+    static func collection(_ items: [JSON]) -> JSON {
+        .object([("entity", .string("collection")), ("count", .int(Int64(items.count))), ("items", .array(items))])
+    }
+}

@@ -1,0 +1,180 @@
+import Crypto
+import Foundation
+import KoshCore
+
+/// The master key that protects API key secrets at rest: secrets are sealed with
+/// AES-256-GCM under a key derived from it (so they can sign payment signatures later), and
+/// authenticated by an HMAC-SHA256 under another derived key, compared in constant time.
+public struct MasterKey: Sendable {
+    let key: SymmetricKey
+
+    public init(rawBytes: some ContiguousBytes) throws {
+        let key = SymmetricKey(data: rawBytes)
+        guard key.bitCount == 256 else { throw StorageError.masterKeyMismatch("The master key must be 32 bytes") }
+        self.key = key
+    }
+
+    public static func generate() -> MasterKey {
+        MasterKey(key: SymmetricKey(size: .bits256))
+    }
+
+    init(key: SymmetricKey) { self.key = key }
+
+    public var base64: String { key.withUnsafeBytes { Data($0).base64EncodedString() } }
+
+    var sealingKey: SymmetricKey { derive("kosh api key secret sealing v1") }
+    var macKey: SymmetricKey { derive("kosh api key secret mac v1") }
+
+    /// A public fingerprint, stored in the database to detect a server started with the wrong key.
+    public var fingerprint: String { hex(Data(HMAC<SHA256>.authenticationCode(for: Data("kosh master key fingerprint".utf8), using: derive("fingerprint")))) }
+
+    func derive(_ info: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, info: Data(info.utf8), outputByteCount: 32)
+    }
+
+    /// Loads the key from `KOSH_MASTER_KEY` (base64) if given, else from `path`, creating the
+    /// file (mode 0600) with a fresh random key when it does not exist.
+    public static func load(environmentValue: String?, path: String) throws -> (MasterKey, created: Bool) {
+        if let environmentValue, !environmentValue.isEmpty {
+            guard let data = Data(base64Encoded: environmentValue.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw StorageError.masterKeyMismatch("KOSH_MASTER_KEY must be base64 of 32 bytes")
+            }
+            return (try MasterKey(rawBytes: data), false)
+        }
+        if FileManager.default.fileExists(atPath: path) {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            guard let data = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+                throw StorageError.masterKeyMismatch("The master key file \(path) does not hold base64 of 32 bytes")
+            }
+            return (try MasterKey(rawBytes: data), false)
+        }
+        let key = MasterKey.generate()
+        let created = FileManager.default.createFile(atPath: path, contents: Data((key.base64 + "\n").utf8),
+                                                     attributes: [.posixPermissions: 0o600])
+        guard created else { throw StorageError.masterKeyMismatch("Could not write the master key file \(path)") }
+        return (key, true)
+    }
+}
+
+func hex(_ data: some Sequence<UInt8>) -> String {
+    data.map { String(format: "%02x", $0) }.joined()
+}
+
+func unhex(_ text: String) -> Data? {
+    var data = Data(capacity: text.count / 2)
+    var iterator = text.utf8.makeIterator()
+    while let h = iterator.next() {
+        guard let l = iterator.next(), let byte = UInt8(String(decoding: [h, l], as: UTF8.self), radix: 16) else { return nil }
+        data.append(byte)
+    }
+    return data
+}
+
+public struct MerchantCredentials: Sendable {
+    public let merchant: Merchant
+    public let keyID: String
+    public let keySecret: String
+}
+
+/// Merchants and their API keys.
+public final class MerchantDirectory: MerchantAuthenticator {
+    let db: any SQLDatabase
+    let masterKey: MasterKey
+    let clock: any KoshClock
+    let cache = AuthCache()
+
+    public init(db: any SQLDatabase, masterKey: MasterKey, clock: any KoshClock) {
+        self.db = db
+        self.masterKey = masterKey
+        self.clock = clock
+    }
+
+    /// Records the master key's fingerprint on first use and refuses a different key later.
+    public func checkMasterKey() async throws {
+        let fingerprint = masterKey.fingerprint
+        try await db.transaction { conn in
+            let rows = try await conn.query("SELECT value FROM settings WHERE key = 'master_key_fingerprint'", [])
+            if let stored = rows.first?.text("value") {
+                guard stored == fingerprint else {
+                    throw StorageError.masterKeyMismatch(
+                        "This database was set up with a different master key; start Kosh with the key it was created with")
+                }
+            } else {
+                try await conn.query("INSERT INTO settings (key, value) VALUES ('master_key_fingerprint', ?)", [.text(fingerprint)])
+            }
+        }
+    }
+
+    public static let maximumNameLength = 120
+
+    public func create(name: String, mode: Mode = .test) async throws -> MerchantCredentials {
+        let now = clock.nowMillis() / 1000
+        let merchant = Merchant(id: Identifiers.make(.merchant), name: name, mode: mode, createdAt: now)
+        let keyID = Identifiers.make(mode == .test ? .testKey : .liveKey)
+        var secretBytes = [UInt8](repeating: 0, count: 18)
+        var generator = SystemRandomNumberGenerator()
+        for i in secretBytes.indices { secretBytes[i] = generator.next() }
+        let secret = Data(secretBytes).base64EncodedString().replacingOccurrences(of: "+", with: "A").replacingOccurrences(of: "/", with: "b")
+        let mac = hex(Data(HMAC<SHA256>.authenticationCode(for: Data(secret.utf8), using: masterKey.macKey)))
+        let sealed = try AES.GCM.seal(Data(secret.utf8), using: masterKey.sealingKey, authenticating: Data(keyID.utf8)).combined!
+        try await db.transaction { conn in
+            try await conn.query("INSERT INTO merchants (id, name, mode, default_mdr_bps, created_at) VALUES (?, ?, ?, ?, ?)",
+                                 [.text(merchant.id), .text(name), .text(mode.rawValue), .int(merchant.defaultMDRBasisPoints), .int(now)])
+            try await conn.query("""
+                INSERT INTO api_keys (key_id, merchant_id, mode, secret_mac, secret_sealed, created_at) VALUES (?, ?, ?, ?, ?, ?)
+                """, [.text(keyID), .text(merchant.id), .text(mode.rawValue), .text(mac), .text(sealed.base64EncodedString()), .int(now)])
+        }
+        return MerchantCredentials(merchant: merchant, keyID: keyID, keySecret: secret)
+    }
+
+    /// The merchant whose key this is, if the secret is right. Constant-time comparison.
+    public func authenticate(keyID: String, secret: String) async throws -> Merchant? {
+        guard keyID.count <= 64, secret.count <= 256 else { return nil }
+        let entry: AuthCache.Entry
+        if let cached = cache.get(keyID) {
+            entry = cached
+        } else {
+            let row = try await db.transaction { conn in
+                try await conn.query("""
+                    SELECT k.secret_mac, m.* FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
+                    WHERE k.key_id = ? AND k.revoked_at IS NULL
+                    """, [.text(keyID)]).first
+            }
+            guard let row, let mac = row.text("secret_mac").flatMap(unhex) else { return nil }
+            entry = AuthCache.Entry(mac: mac, merchant: try SQLStoreTransaction.merchant(row))
+            cache.put(keyID, entry)
+        }
+        guard HMAC<SHA256>.isValidAuthenticationCode(entry.mac, authenticating: Data(secret.utf8), using: masterKey.macKey) else {
+            return nil
+        }
+        return entry.merchant
+    }
+
+    /// The key secret in the clear (for signing payment signatures).
+    public func secret(keyID: String) async throws -> String? {
+        let sealed = try await db.transaction { conn in
+            try await conn.query("SELECT secret_sealed FROM api_keys WHERE key_id = ?", [.text(keyID)]).first?.text("secret_sealed")
+        }
+        guard let sealed, let data = Data(base64Encoded: sealed) else { return nil }
+        let box = try AES.GCM.SealedBox(combined: data)
+        return String(decoding: try AES.GCM.open(box, using: masterKey.sealingKey, authenticating: Data(keyID.utf8)), as: UTF8.self)
+    }
+}
+
+final class AuthCache: @unchecked Sendable {
+    struct Entry: Sendable {
+        let mac: Data
+        let merchant: Merchant
+    }
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+    static let capacity = 10_000
+
+    func get(_ keyID: String) -> Entry? { lock.withLock { entries[keyID] } }
+    func put(_ keyID: String, _ entry: Entry) {
+        lock.withLock {
+            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            entries[keyID] = entry
+        }
+    }
+}

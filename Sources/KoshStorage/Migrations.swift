@@ -1,0 +1,236 @@
+import KoshCore
+
+/// One schema and one list of migrations for both databases. Types are kept to BIGINT and
+/// TEXT, which mean the same in both; the few dialect differences are spelled out inline.
+public enum Migrations {
+    struct Migration: Sendable {
+        let version: Int64
+        let name: String
+        let statements: @Sendable (SQLDialect) -> [String]
+    }
+
+    static let all: [Migration] = [
+        Migration(version: 1, name: "foundation") { dialect in
+            var statements = [
+                """
+                CREATE TABLE settings (
+                    key TEXT PRIMARY KEY,
+                    value TEXT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE merchants (
+                    id TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    mode TEXT NOT NULL,
+                    default_mdr_bps BIGINT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE api_keys (
+                    key_id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+                    mode TEXT NOT NULL,
+                    secret_mac TEXT NOT NULL,
+                    secret_sealed TEXT NOT NULL,
+                    created_at BIGINT NOT NULL,
+                    revoked_at BIGINT
+                )
+                """,
+                """
+                CREATE TABLE orders (
+                    id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+                    amount BIGINT NOT NULL CHECK (amount > 0),
+                    amount_paid BIGINT NOT NULL,
+                    currency TEXT NOT NULL,
+                    receipt TEXT,
+                    notes TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts BIGINT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX orders_merchant_created ON orders (merchant_id, created_at)",
+                """
+                CREATE TABLE payments (
+                    id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+                    order_id TEXT NOT NULL REFERENCES orders(id),
+                    amount BIGINT NOT NULL CHECK (amount > 0),
+                    currency TEXT NOT NULL,
+                    method TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    amount_refunded BIGINT NOT NULL CHECK (amount_refunded >= 0 AND amount_refunded <= amount),
+                    vpa TEXT,
+                    email TEXT,
+                    contact TEXT,
+                    description TEXT,
+                    notes TEXT NOT NULL,
+                    fee BIGINT,
+                    tax BIGINT,
+                    error_code TEXT,
+                    error_description TEXT,
+                    error_source TEXT,
+                    error_step TEXT,
+                    error_reason TEXT,
+                    rail TEXT NOT NULL,
+                    rail_reference TEXT,
+                    authorization_entry_id TEXT,
+                    created_at BIGINT NOT NULL,
+                    submitted_at_ms BIGINT,
+                    authorized_at BIGINT,
+                    captured_at BIGINT,
+                    next_check_at BIGINT,
+                    version BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX payments_merchant_created ON payments (merchant_id, created_at)",
+                "CREATE INDEX payments_order ON payments (order_id)",
+                "CREATE INDEX payments_next_check ON payments (next_check_at)",
+                // An order is paid at most once: at most one payment per order that is live or succeeded.
+                """
+                CREATE UNIQUE INDEX payments_one_live_per_order ON payments (order_id)
+                WHERE status IN ('created', 'pending', 'authorized', 'captured', 'refunded')
+                """,
+                """
+                CREATE TABLE refunds (
+                    id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+                    payment_id TEXT NOT NULL REFERENCES payments(id),
+                    amount BIGINT NOT NULL CHECK (amount > 0),
+                    currency TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    notes TEXT NOT NULL,
+                    receipt TEXT,
+                    speed_requested TEXT NOT NULL,
+                    rail_reference TEXT,
+                    created_at BIGINT NOT NULL,
+                    processed_at BIGINT,
+                    version BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX refunds_payment ON refunds (payment_id)",
+                "CREATE INDEX refunds_merchant_created ON refunds (merchant_id, created_at)",
+                "CREATE INDEX refunds_status ON refunds (status, created_at)",
+                """
+                CREATE TABLE payment_events (
+                    id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL,
+                    entity_type TEXT NOT NULL,
+                    entity_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    from_state TEXT,
+                    to_state TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX payment_events_entity ON payment_events (entity_id, created_at)",
+                """
+                CREATE TABLE journal_entries (
+                    id TEXT PRIMARY KEY,
+                    kind TEXT NOT NULL,
+                    phase TEXT NOT NULL,
+                    pending_entry_id TEXT UNIQUE REFERENCES journal_entries(id),
+                    payment_id TEXT,
+                    refund_id TEXT,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX journal_entries_payment ON journal_entries (payment_id)",
+                """
+                CREATE TABLE postings (
+                    entry_id TEXT NOT NULL REFERENCES journal_entries(id),
+                    seq BIGINT NOT NULL,
+                    account TEXT NOT NULL,
+                    currency TEXT NOT NULL,
+                    amount BIGINT NOT NULL CHECK (amount <> 0),
+                    PRIMARY KEY (entry_id, seq)
+                )
+                """,
+                "CREATE INDEX postings_account ON postings (account)",
+                """
+                CREATE TABLE ledger_accounts (
+                    account TEXT NOT NULL,
+                    currency TEXT NOT NULL,
+                    posted BIGINT NOT NULL,
+                    pending BIGINT NOT NULL,
+                    PRIMARY KEY (account, currency)
+                )
+                """,
+                """
+                CREATE TABLE idempotency_keys (
+                    merchant_id TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    request_hash TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    response_status BIGINT,
+                    response_body TEXT,
+                    created_at BIGINT NOT NULL,
+                    locked_at BIGINT NOT NULL,
+                    PRIMARY KEY (merchant_id, key)
+                )
+                """,
+                "CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at)",
+            ]
+            // Append-only tables refuse UPDATE and DELETE at the database level.
+            let appendOnly = ["payment_events", "journal_entries", "postings"]
+            switch dialect {
+            case .sqlite:
+                for table in appendOnly {
+                    statements.append("""
+                        CREATE TRIGGER \(table)_no_update BEFORE UPDATE ON \(table)
+                        BEGIN SELECT RAISE(ABORT, '\(table) is append-only'); END
+                        """)
+                    statements.append("""
+                        CREATE TRIGGER \(table)_no_delete BEFORE DELETE ON \(table)
+                        BEGIN SELECT RAISE(ABORT, '\(table) is append-only'); END
+                        """)
+                }
+            case .postgres:
+                statements.append("""
+                    CREATE FUNCTION kosh_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$
+                    """)
+                for table in appendOnly {
+                    statements.append("""
+                        CREATE TRIGGER \(table)_append_only BEFORE UPDATE OR DELETE ON \(table)
+                        FOR EACH ROW EXECUTE FUNCTION kosh_append_only()
+                        """)
+                }
+            }
+            return statements
+        },
+    ]
+
+    /// Applies every migration not yet applied, each in its own transaction. Safe to run
+    /// from several processes at once (PostgreSQL: advisory lock; SQLite: BEGIN IMMEDIATE).
+    /// Returns the versions applied.
+    @discardableResult
+    public static func migrate(_ db: any SQLDatabase) async throws -> [Int64] {
+        try await db.transaction { conn in
+            try await conn.query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)", [])
+        }
+        var applied: [Int64] = []
+        for migration in all {
+            let didApply: Bool = try await db.transaction { conn in
+                if conn.dialect == .postgres {
+                    try await conn.query("SELECT pg_advisory_xact_lock(7461736) AS locked", [])
+                }
+                let existing = try await conn.query("SELECT version FROM schema_migrations WHERE version = ?", [.int(migration.version)])
+                guard existing.isEmpty else { return false }
+                for statement in migration.statements(conn.dialect) {
+                    try await conn.query(statement, [])
+                }
+                try await conn.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                                     [.int(migration.version), .text(migration.name), .int(SystemClock().nowMillis() / 1000)])
+                return true
+            }
+            if didApply { applied.append(migration.version) }
+        }
+        return applied
+    }
+
+    public static var latestVersion: Int64 { all.last?.version ?? 0 }
+}

@@ -1,0 +1,313 @@
+import KoshCore
+
+/// The gateway's storage port over either database.
+public struct SQLStore: GatewayStore {
+    public let db: any SQLDatabase
+
+    public init(db: any SQLDatabase) {
+        self.db = db
+    }
+
+    public func transaction<T: Sendable>(_ body: (any StoreTransaction) async throws -> T) async throws -> T {
+        try await db.transaction { conn in try await body(SQLStoreTransaction(conn: conn)) }
+    }
+}
+
+public struct SQLStoreTransaction: StoreTransaction {
+    public let conn: any SQLConnection
+
+    public init(conn: any SQLConnection) { self.conn = conn }
+
+    var forUpdate: String { conn.dialect.forUpdate }
+
+    // MARK: Merchants
+
+    public func merchant(id: String) async throws -> Merchant? {
+        try await conn.query("SELECT * FROM merchants WHERE id = ?", [.text(id)]).first.map(Self.merchant)
+    }
+
+    static func merchant(_ row: SQLRow) throws -> Merchant {
+        Merchant(id: try row.requireText("id"), name: try row.requireText("name"),
+                 mode: Mode(rawValue: try row.requireText("mode")) ?? .test,
+                 defaultMDRBasisPoints: try row.requireInt("default_mdr_bps"), createdAt: try row.requireInt("created_at"))
+    }
+
+    // MARK: Orders
+
+    public func insertOrder(_ order: Order) async throws {
+        try await conn.query("""
+            INSERT INTO orders (id, merchant_id, amount, amount_paid, currency, receipt, notes, status, attempts, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(order.id), .text(order.merchantID), .int(order.amount), .int(order.machine.amountPaid),
+                  .text(order.currency.rawValue), SQLValue(order.receipt), .text(order.notes.storageText),
+                  .text(order.machine.state.rawValue), .int(Int64(order.machine.attempts)), .int(order.createdAt)])
+    }
+
+    public func order(id: String, merchantID: String?, forUpdate lock: Bool) async throws -> Order? {
+        var sql = "SELECT * FROM orders WHERE id = ?"
+        var binds: [SQLValue] = [.text(id)]
+        if let merchantID {
+            sql += " AND merchant_id = ?"
+            binds.append(.text(merchantID))
+        }
+        if lock { sql += forUpdate }
+        return try await conn.query(sql, binds).first.map(Self.order)
+    }
+
+    public func updateOrder(_ order: Order) async throws {
+        try await conn.query("UPDATE orders SET amount_paid = ?, status = ?, attempts = ? WHERE id = ?",
+                             [.int(order.machine.amountPaid), .text(order.machine.state.rawValue),
+                              .int(Int64(order.machine.attempts)), .text(order.id)])
+    }
+
+    public func orders(merchantID: String, page: Page) async throws -> [Order] {
+        let (sql, binds) = Self.pageQuery("orders", merchantID: merchantID, extra: nil, page: page)
+        return try await conn.query(sql, binds).map(Self.order)
+    }
+
+    static func order(_ row: SQLRow) throws -> Order {
+        guard let currency = Currency(code: try row.requireText("currency")),
+              let state = OrderState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("order") }
+        return Order(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"), currency: currency,
+                     receipt: row.text("receipt"), notes: Notes(storageText: try row.requireText("notes")),
+                     machine: OrderMachine(amount: try row.requireInt("amount"), state: state, amountPaid: try row.requireInt("amount_paid"),
+                                           attempts: Int(try row.requireInt("attempts"))),
+                     createdAt: try row.requireInt("created_at"))
+    }
+
+    /// Razorpay's collection query: newest first, `from`/`to` inclusive, then `skip` and `count`.
+    static func pageQuery(_ table: String, merchantID: String, extra: (String, SQLValue)?, page: Page) -> (String, [SQLValue]) {
+        var sql = "SELECT * FROM \(table) WHERE merchant_id = ?"
+        var binds: [SQLValue] = [.text(merchantID)]
+        if let (column, value) = extra {
+            sql += " AND \(column) = ?"
+            binds.append(value)
+        }
+        if let from = page.from {
+            sql += " AND created_at >= ?"
+            binds.append(.int(from))
+        }
+        if let to = page.to {
+            sql += " AND created_at <= ?"
+            binds.append(.int(to))
+        }
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        binds.append(.int(Int64(page.count)))
+        binds.append(.int(Int64(page.skip)))
+        return (sql, binds)
+    }
+
+    // MARK: Payments
+
+    public func insertPayment(_ p: Payment) async throws {
+        try await conn.query("""
+            INSERT INTO payments (id, merchant_id, order_id, amount, currency, method, status, amount_refunded, vpa, email, contact,
+                description, notes, fee, tax, error_code, error_description, error_source, error_step, error_reason, rail,
+                rail_reference, authorization_entry_id, created_at, submitted_at_ms, authorized_at, captured_at, next_check_at, version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(p.id), .text(p.merchantID), .text(p.orderID), .int(p.amount), .text(p.currency.rawValue), .text(p.method)]
+                + Self.mutableColumns(p))
+    }
+
+    /// The columns `updatePayment` writes, in INSERT order after `method`.
+    static func mutableColumns(_ p: Payment) -> [SQLValue] {
+        let failure = p.machine.failure
+        return [
+            .text(p.state.rawValue), .int(p.machine.amountRefunded), SQLValue(p.vpa), SQLValue(p.email), SQLValue(p.contact),
+            SQLValue(p.description), .text(p.notes.storageText), SQLValue(p.machine.fee?.total), SQLValue(p.machine.fee?.tax),
+            SQLValue(failure?.code), SQLValue(failure?.description), SQLValue(failure?.source), SQLValue(failure?.step),
+            SQLValue(failure?.reason), .text(p.rail), SQLValue(p.railReference), SQLValue(p.authorizationEntryID),
+            .int(p.createdAt), SQLValue(p.submittedAtMillis), SQLValue(p.authorizedAt), SQLValue(p.capturedAt),
+            SQLValue(p.nextCheckAt), .int(p.version),
+        ]
+    }
+
+    public func payment(id: String, merchantID: String?, forUpdate lock: Bool) async throws -> Payment? {
+        var sql = "SELECT * FROM payments WHERE id = ?"
+        var binds: [SQLValue] = [.text(id)]
+        if let merchantID {
+            sql += " AND merchant_id = ?"
+            binds.append(.text(merchantID))
+        }
+        if lock { sql += forUpdate }
+        return try await conn.query(sql, binds).first.map(Self.payment)
+    }
+
+    public func updatePayment(_ p: Payment) async throws {
+        let failure = p.machine.failure
+        let rows = try await conn.query("""
+            UPDATE payments SET status = ?, amount_refunded = ?, fee = ?, tax = ?, error_code = ?, error_description = ?,
+                error_source = ?, error_step = ?, error_reason = ?, rail_reference = ?, authorization_entry_id = ?,
+                submitted_at_ms = ?, authorized_at = ?, captured_at = ?, next_check_at = ?, version = ?
+            WHERE id = ? AND version < ? RETURNING id
+            """, [.text(p.state.rawValue), .int(p.machine.amountRefunded), SQLValue(p.machine.fee?.total), SQLValue(p.machine.fee?.tax),
+                  SQLValue(failure?.code), SQLValue(failure?.description), SQLValue(failure?.source), SQLValue(failure?.step),
+                  SQLValue(failure?.reason), SQLValue(p.railReference), SQLValue(p.authorizationEntryID), SQLValue(p.submittedAtMillis),
+                  SQLValue(p.authorizedAt), SQLValue(p.capturedAt), SQLValue(p.nextCheckAt), .int(p.version),
+                  .text(p.id), .int(p.version)])
+        guard rows.count == 1 else { throw StorageError.concurrentUpdate("payment \(p.id)") }
+    }
+
+    public func payments(merchantID: String, orderID: String?, page: Page) async throws -> [Payment] {
+        let (sql, binds) = Self.pageQuery("payments", merchantID: merchantID, extra: orderID.map { ("order_id", .text($0)) }, page: page)
+        return try await conn.query(sql, binds).map(Self.payment)
+    }
+
+    public func livePaymentCount(orderID: String) async throws -> Int {
+        let rows = try await conn.query("""
+            SELECT COUNT(*) AS n FROM payments WHERE order_id = ? AND status IN ('created', 'pending', 'authorized', 'captured', 'refunded')
+            """, [.text(orderID)])
+        return Int(rows.first?.int("n") ?? 0)
+    }
+
+    public func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment] {
+        try await conn.query("""
+            SELECT * FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= ? AND status IN ('created', 'pending')
+            ORDER BY next_check_at LIMIT ?
+            """, [.int(now), .int(Int64(limit))]).map(Self.payment)
+    }
+
+    static func payment(_ row: SQLRow) throws -> Payment {
+        guard let currency = Currency(code: try row.requireText("currency")),
+              let state = PaymentState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("payment") }
+        var failure: PaymentFailure?
+        if let code = row.text("error_code") {
+            failure = PaymentFailure(code: code, description: row.text("error_description") ?? "", source: row.text("error_source") ?? "",
+                                     step: row.text("error_step") ?? "", reason: row.text("error_reason") ?? "")
+        }
+        var fee: FeeBreakdown?
+        if let total = row.int("fee"), let tax = row.int("tax") {
+            fee = FeeBreakdown(base: total - tax, tax: tax)
+        }
+        let machine = PaymentMachine(amount: try row.requireInt("amount"), state: state,
+                                     amountRefunded: try row.requireInt("amount_refunded"), failure: failure, fee: fee)
+        return Payment(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"), orderID: try row.requireText("order_id"),
+                       currency: currency, method: try row.requireText("method"), vpa: row.text("vpa"), email: row.text("email"),
+                       contact: row.text("contact"), description: row.text("description"),
+                       notes: Notes(storageText: try row.requireText("notes")), machine: machine, rail: try row.requireText("rail"),
+                       railReference: row.text("rail_reference"), authorizationEntryID: row.text("authorization_entry_id"),
+                       createdAt: try row.requireInt("created_at"), authorizedAt: row.int("authorized_at"),
+                       capturedAt: row.int("captured_at"), submittedAtMillis: row.int("submitted_at_ms"),
+                       nextCheckAt: row.int("next_check_at"), version: try row.requireInt("version"))
+    }
+
+    // MARK: Refunds
+
+    public func insertRefund(_ r: Refund) async throws {
+        try await conn.query("""
+            INSERT INTO refunds (id, merchant_id, payment_id, amount, currency, status, notes, receipt, speed_requested,
+                rail_reference, created_at, processed_at, version)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(r.id), .text(r.merchantID), .text(r.paymentID), .int(r.amount), .text(r.currency.rawValue),
+                  .text(r.machine.state.rawValue), .text(r.notes.storageText), SQLValue(r.receipt), .text(r.speedRequested),
+                  SQLValue(r.railReference), .int(r.createdAt), SQLValue(r.processedAt), .int(r.version)])
+    }
+
+    public func refund(id: String, merchantID: String?, forUpdate lock: Bool) async throws -> Refund? {
+        var sql = "SELECT * FROM refunds WHERE id = ?"
+        var binds: [SQLValue] = [.text(id)]
+        if let merchantID {
+            sql += " AND merchant_id = ?"
+            binds.append(.text(merchantID))
+        }
+        if lock { sql += forUpdate }
+        return try await conn.query(sql, binds).first.map(Self.refund)
+    }
+
+    public func updateRefund(_ r: Refund) async throws {
+        let rows = try await conn.query("""
+            UPDATE refunds SET status = ?, rail_reference = ?, processed_at = ?, version = ? WHERE id = ? AND version < ? RETURNING id
+            """, [.text(r.machine.state.rawValue), SQLValue(r.railReference), SQLValue(r.processedAt), .int(r.version),
+                  .text(r.id), .int(r.version)])
+        guard rows.count == 1 else { throw StorageError.concurrentUpdate("refund \(r.id)") }
+    }
+
+    public func refunds(merchantID: String, paymentID: String?, page: Page) async throws -> [Refund] {
+        let (sql, binds) = Self.pageQuery("refunds", merchantID: merchantID, extra: paymentID.map { ("payment_id", .text($0)) }, page: page)
+        return try await conn.query(sql, binds).map(Self.refund)
+    }
+
+    public func pendingRefunds(createdBefore: Int64, limit: Int) async throws -> [Refund] {
+        try await conn.query("SELECT * FROM refunds WHERE status = 'pending' AND created_at <= ? ORDER BY created_at LIMIT ?",
+                             [.int(createdBefore), .int(Int64(limit))]).map(Self.refund)
+    }
+
+    static func refund(_ row: SQLRow) throws -> Refund {
+        guard let currency = Currency(code: try row.requireText("currency")),
+              let state = RefundState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("refund") }
+        return Refund(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"), paymentID: try row.requireText("payment_id"),
+                      currency: currency, notes: Notes(storageText: try row.requireText("notes")), receipt: row.text("receipt"),
+                      speedRequested: try row.requireText("speed_requested"),
+                      machine: RefundMachine(amount: try row.requireInt("amount"), state: state), railReference: row.text("rail_reference"),
+                      createdAt: try row.requireInt("created_at"), processedAt: row.int("processed_at"), version: try row.requireInt("version"))
+    }
+
+    // MARK: Events
+
+    public func appendEvent(_ e: PaymentEventRecord) async throws {
+        try await conn.query("""
+            INSERT INTO payment_events (id, merchant_id, entity_type, entity_id, event, from_state, to_state, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(e.id), .text(e.merchantID), .text(e.entityType), .text(e.entityID), .text(e.event), SQLValue(e.fromState),
+                  .text(e.toState), .int(e.createdAt)])
+    }
+
+    public func events(entityID: String) async throws -> [PaymentEventRecord] {
+        try await conn.query("SELECT * FROM payment_events WHERE entity_id = ? ORDER BY created_at, id", [.text(entityID)]).map { row in
+            PaymentEventRecord(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"),
+                               entityType: try row.requireText("entity_type"), entityID: try row.requireText("entity_id"),
+                               event: try row.requireText("event"), fromState: row.text("from_state"), toState: try row.requireText("to_state"),
+                               createdAt: try row.requireInt("created_at"))
+        }
+    }
+
+    // MARK: Ledger
+
+    public func post(_ entry: JournalEntry) async throws {
+        try await conn.query("""
+            INSERT INTO journal_entries (id, kind, phase, pending_entry_id, payment_id, refund_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+            """, [.text(entry.id), .text(entry.kind.rawValue), .text(entry.phase.rawValue), SQLValue(entry.pendingEntryID),
+                  SQLValue(entry.paymentID), SQLValue(entry.refundID), .int(entry.createdAt)])
+        for (seq, posting) in entry.postings.enumerated() {
+            try await conn.query("INSERT INTO postings (entry_id, seq, account, currency, amount) VALUES (?, ?, ?, ?, ?)",
+                                 [.text(entry.id), .int(Int64(seq)), .text(posting.account.key), .text(posting.currency.rawValue),
+                                  .int(posting.amount)])
+            let delta = LedgerBalances.effect(phase: entry.phase, amount: posting.amount)
+            try await conn.query("""
+                INSERT INTO ledger_accounts (account, currency, posted, pending) VALUES (?, ?, ?, ?)
+                ON CONFLICT (account, currency) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
+                    pending = ledger_accounts.pending + excluded.pending
+                """, [.text(posting.account.key), .text(posting.currency.rawValue), .int(delta.posted), .int(delta.pending)])
+        }
+    }
+
+    public func journalEntry(id: String) async throws -> JournalEntry? {
+        guard let row = try await conn.query("SELECT * FROM journal_entries WHERE id = ?", [.text(id)]).first else { return nil }
+        let postingRows = try await conn.query("SELECT * FROM postings WHERE entry_id = ? ORDER BY seq", [.text(id)])
+        let postings = try postingRows.map { row in
+            guard let currency = Currency(code: try row.requireText("currency")),
+                  let account = LedgerAccount(key: try row.requireText("account")) else { throw StorageError.corrupt("posting") }
+            return Posting(account, try row.requireInt("amount"), currency)
+        }
+        guard let kind = EntryKind(rawValue: try row.requireText("kind")),
+              let phase = EntryPhase(rawValue: try row.requireText("phase")) else { throw StorageError.corrupt("journal entry") }
+        return try JournalEntry(id: id, kind: kind, phase: phase, pendingEntryID: row.text("pending_entry_id"),
+                                paymentID: row.text("payment_id"), refundID: row.text("refund_id"), postings: postings,
+                                createdAt: try row.requireInt("created_at"))
+    }
+}
+
+extension LedgerAccount {
+    /// Parses `key` back into an account.
+    public init?(key: String) {
+        let parts = key.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        switch (parts.first, parts.count) {
+        case ("merchant", 3) where parts[2] == "balance": self = .merchantBalance(merchantID: parts[1])
+        case ("rail", 3) where parts[2] == "clearing": self = .railClearing(rail: parts[1])
+        case ("rail", 3) where parts[2] == "refunds_in_transit": self = .refundsInTransit(rail: parts[1])
+        case ("platform", 2) where parts[1] == "fee_revenue": self = .feeRevenue
+        case ("platform", 2) where parts[1] == "gst_payable": self = .gstPayable
+        default: return nil
+        }
+    }
+}

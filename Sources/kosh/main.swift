@@ -1,0 +1,2 @@
+import KoshApp
+print("kosh")
