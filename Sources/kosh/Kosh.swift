@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import KoshApp
+import KoshCore
+import KoshStorage
+import Logging
+
+struct DatabaseOption: ParsableArguments {
+    @Option(name: .long, help: "sqlite://PATH (default sqlite://./kosh.sqlite) or postgres://user:pass@host:port/db; overrides DATABASE_URL")
+    var database: String?
+
+    func configuration() throws -> KoshConfiguration {
+        var config = try KoshConfiguration.fromEnvironment()
+        if let database { config.database = try DatabaseURL(database) }
+        return config
+    }
+}
+
+func makeLogger(_ label: String = "kosh") -> Logger {
+    var logger = Logger(label: label)
+    logger.logLevel = ProcessInfo.processInfo.environment["KOSH_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+    return logger
+}
+
+@main
+struct Kosh: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kosh",
+        abstract: "Kosh: a self-hosted, Razorpay-compatible payment gateway.",
+        subcommands: [Serve.self, Migrate.self, MerchantCommand.self, LedgerCommand.self])
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the API server (migrates the database first).")
+    @Option var host: String = "127.0.0.1"
+    @Option var port: Int = 8080
+    @OptionGroup var db: DatabaseOption
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var config = try db.configuration()
+        config.host = host
+        config.port = port
+        try await KoshApplication.run(config, logger: makeLogger())
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Bring the database schema up to date.")
+    @OptionGroup var db: DatabaseOption
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let config = try db.configuration()
+        let database = try await Databases.open(config.database, logger: makeLogger(), migrate: false)
+        let applied = try await Migrations.migrate(database)
+        try await database.close()
+        print(applied.isEmpty ? "Schema is up to date (version \(Migrations.latestVersion))."
+                              : "Applied migrations \(applied.map(String.init).joined(separator: ", ")).")
+    }
+}
+
+struct MerchantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "merchant", abstract: "Manage merchants.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create",
+            abstract: "Create a merchant with a test-mode API key; prints {\"merchant_id\", \"key_id\", \"key_secret\"} as JSON.")
+        @Option var name: String
+        @OptionGroup var db: DatabaseOption
+
+        func validate() throws {
+            let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !trimmed.isEmpty, trimmed.count <= MerchantDirectory.maximumNameLength else {
+                throw ValidationError("--name must be 1 to \(MerchantDirectory.maximumNameLength) characters")
+            }
+        }
+
+        func run() async throws {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            let config = try db.configuration()
+            let logger = makeLogger()
+            let services = try await KoshServices.open(config, logger: logger)
+            let credentials = try await services.merchants.create(name: name.trimmingCharacters(in: .whitespacesAndNewlines))
+            try await services.db.close()
+            print(JSON.object([
+                ("merchant_id", .string(credentials.merchant.id)),
+                ("key_id", .string(credentials.keyID)),
+                ("key_secret", .string(credentials.keySecret)),
+            ]).serialized())
+        }
+    }
+}
+
+struct LedgerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ledger", abstract: "Ledger tools.", subcommands: [Verify.self])
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify",
+            abstract: "Check that every journal entry balances and every stored balance equals its postings.")
+        @OptionGroup var db: DatabaseOption
+
+        func run() async throws {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            let config = try db.configuration()
+            let database = try await Databases.open(config.database, logger: makeLogger())
+            let report = try await LedgerVerifier.verify(database)
+            try await database.close()
+            print("entries: \(report.entries)  postings: \(report.postings)  accounts: \(report.accounts)  payments: \(report.payments)")
+            if report.isConsistent {
+                print("ledger OK: every entry balances, every stored balance matches its postings, every payment's captured − refunded matches the ledger")
+            } else {
+                print("ledger INCONSISTENT: \(report.problems.count) problem(s)")
+                for problem in report.problems { print("  - \(problem)") }
+                throw ExitCode(1)
+            }
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import KoshApp
-print("kosh")
