@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 import KoshCore
 import Logging
 
@@ -40,6 +41,9 @@ struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as KoshError {
             return ErrorRendering.response(error)
+        } catch is NIOTooManyBytesError {
+            return ErrorRendering.response(KoshError(.payloadTooLarge, "The request body must be at most \(APILimits.maximumBodyBytes) bytes",
+                                                     source: "NA", step: "NA", reason: "payload_too_large"))
         } catch let error as HTTPError {
             switch error.status {
             case .contentTooLarge:
