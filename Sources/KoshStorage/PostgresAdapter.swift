@@ -18,6 +18,8 @@ public final class PostgresDatabase: SQLDatabase, @unchecked Sendable {
         configuration.options.maximumConnections = maximumConnections
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let task = Task { await client.run() }
+        // Let the pool's run loop start before the first lease.
+        try? await Task.sleep(for: .milliseconds(20))
         let db = PostgresDatabase(client: client, runTask: task, logger: logger)
         // Fail fast with a clear error when the server is unreachable.
         do {
