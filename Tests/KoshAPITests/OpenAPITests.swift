@@ -1,0 +1,84 @@
+import Foundation
+import HTTPTypes
+import KoshCore
+import KoshTesting
+import Testing
+
+/// Keeps `openapi.json` true: every documented operation exists on the server, every
+/// operation the server has is documented, and live responses carry exactly the properties
+/// the schemas list.
+@Suite("OpenAPI document", .serialized, .timeLimit(.minutes(2)))
+struct OpenAPITests {
+    static func document() throws -> JSON {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("openapi.json")
+        return try JSON.parse(Array(try Data(contentsOf: url)))
+    }
+
+    static func operations(_ doc: JSON) -> Set<String> {
+        guard case .object(let paths)? = doc["paths"] else { return [] }
+        var out: Set<String> = []
+        for (path, item) in paths {
+            guard case .object(let methods) = item else { continue }
+            for (method, _) in methods where ["get", "post", "put", "patch", "delete"].contains(method) {
+                out.insert("\(method.uppercased()) \(path)")
+            }
+        }
+        return out
+    }
+
+    static func properties(_ doc: JSON, schema: String) -> Set<String> {
+        guard case .object(let props)? = doc["components"]?["schemas"]?[schema]?["properties"] else { return [] }
+        return Set(props.map(\.0))
+    }
+
+    static func keys(_ json: JSON?) -> Set<String> {
+        guard case .object(let pairs)? = json else { return [] }
+        return Set(pairs.map(\.0))
+    }
+
+    /// What the server routes. Kept next to the probe so a new route fails this test until documented.
+    static let served: Set<String> = [
+        "GET /healthz", "GET /readyz",
+        "POST /v1/orders", "GET /v1/orders", "GET /v1/orders/{id}", "GET /v1/orders/{id}/payments",
+        "POST /v1/payments/create/upi", "GET /v1/payments", "GET /v1/payments/{id}",
+        "POST /v1/payments/{id}/capture", "POST /v1/payments/{id}/cancel", "POST /v1/payments/{id}/refund",
+        "GET /v1/payments/{id}/refunds", "GET /v1/payments/{id}/refunds/{rid}",
+        "GET /v1/refunds", "GET /v1/refunds/{id}",
+    ]
+
+    @Test func everyOperationIsDocumentedAndServed() async throws {
+        let doc = try Self.document()
+        #expect(doc["openapi"] != nil)
+        #expect(Self.operations(doc) == Self.served)
+        try await Kosh.run("sqlite") { kosh in
+            for operation in Self.served {
+                let parts = operation.split(separator: " ")
+                let path = parts[1].replacingOccurrences(of: "{id}", with: "pay_AAAAAAAAAAAAAA").replacingOccurrences(of: "{rid}", with: "rfnd_AAAAAAAAAAAAAA")
+                let reply = try await kosh.call(parts[0] == "GET" ? .get : .post, path, "{}")
+                #expect(reply.status != 404 && reply.status != 405 && reply.status < 500, "\(operation) → \(reply.status)")
+            }
+        }
+    }
+
+    @Test func schemasMatchLiveResponses() async throws {
+        let doc = try Self.document()
+        try await Kosh.run("sqlite") { kosh in
+            let payment = try await kosh.capturedPayment(amount: 5_000)
+            let refund = try await kosh.call(.post, "/v1/payments/\(payment)/refund", #"{"amount": 100}"#)
+            let paymentJSON = try await kosh.call(.get, "/v1/payments/\(payment)").json
+            let orderID = try #require({ if case .string(let s)? = paymentJSON["order_id"] { return s } else { return nil } }())
+            let order = try await kosh.call(.get, "/v1/orders/\(orderID)").json
+            let error = try await kosh.call(.get, "/v1/orders/order_AAAAAAAAAAAAAA").json
+
+            #expect(Self.keys(order) == Self.properties(doc, schema: "Order"))
+            #expect(Self.keys(paymentJSON) == Self.properties(doc, schema: "Payment"))
+            #expect(Self.keys(refund.json) == Self.properties(doc, schema: "Refund"))
+            #expect(Self.keys(error) == Self.properties(doc, schema: "Error"))
+            let created = try await kosh.createPayment(order: try await kosh.createOrder(amount: 1_000), amount: 1_000)
+            #expect(Self.keys(created.json) == Self.properties(doc, schema: "UPIPaymentCreated"))
+            let collection = try await kosh.call(.get, "/v1/payments").json
+            #expect(Self.keys(collection) == Self.properties(doc, schema: "PaymentCollection"))
+        }
+    }
+}
