@@ -47,3 +47,10 @@ public enum TestDatabases {
         return try await KoshServices.open(config, logger: Logger(label: "kosh-test"), clock: clock)
     }
 }
+
+extension TestDatabases {
+    /// Opens an existing database by URL text (for tests that poke at what a `kosh` process wrote).
+    public static func open(database: String, masterKeyFile: String) async throws -> any SQLDatabase {
+        try await Databases.open(try DatabaseURL(database), logger: Logger(label: "kosh-test"), migrate: false)
+    }
+}

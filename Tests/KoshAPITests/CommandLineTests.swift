@@ -1,0 +1,174 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import KoshCore
+import KoshTesting
+import Testing
+
+/// The `kosh` executable as scripts and operators use it: real processes, real sockets.
+@Suite("kosh command line", .serialized, .timeLimit(.minutes(5)))
+struct CommandLineTests {
+    static var binary: URL {
+        // Tests run from .build/<config>/<package>PackageTests.xctest; the executable sits beside it.
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0])
+        var dir = runner.deletingLastPathComponent()
+        while dir.path != "/" {
+            let candidate = dir.appendingPathComponent("kosh")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".build/debug/kosh")
+    }
+
+    struct Run {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+    }
+
+    static func scratch() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kosh-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    static func environment(_ dir: URL) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["DATABASE_URL"] = nil
+        env["KOSH_MASTER_KEY"] = nil
+        env["KOSH_MASTER_KEY_FILE"] = dir.appendingPathComponent("master.key").path
+        env["KOSH_TEST_APPROVAL_DELAY_MS"] = "100"
+        return env
+    }
+
+    static func start(_ arguments: [String], in dir: URL) throws -> (Process, Pipe, Pipe) {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.currentDirectoryURL = dir
+        process.environment = environment(dir)
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        return (process, out, err)
+    }
+
+    static func run(_ arguments: [String], in dir: URL) throws -> Run {
+        let (process, out, err) = try start(arguments, in: dir)
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+                   stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    static func freePort() -> Int { Int.random(in: 20_000...40_000) }
+
+    static func http(_ method: String, _ url: String, body: String? = nil, auth: (String, String)? = nil) async throws -> (Int, JSON) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        request.timeoutInterval = 5
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        if let (id, secret) = auth {
+            request.setValue("Basic " + Data("\(id):\(secret)".utf8).base64EncodedString(), forHTTPHeaderField: "Authorization")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as! HTTPURLResponse).statusCode, (try? JSON.parse(Array(data))) ?? .null)
+    }
+
+    static func waitForHealth(port: Int) async throws {
+        for _ in 0..<200 {
+            if let (status, _) = try? await http("GET", "http://127.0.0.1:\(port)/healthz"), status == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("server on port \(port) never became healthy")
+    }
+
+    static func string(_ json: JSON, _ key: String) -> String? {
+        if case .string(let s)? = json[key] { return s }
+        return nil
+    }
+
+    @Test func merchantCreatePrintsExactlyOneJSONObject() throws {
+        let dir = try Self.scratch()
+        let run = try Self.run(["merchant", "create", "--name", "Acme Stores", "--database", "sqlite://\(dir.path)/k.sqlite"], in: dir)
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        guard case .object(let pairs) = json else { Issue.record("not an object: \(run.stdout)"); return }
+        #expect(pairs.map(\.0) == ["merchant_id", "key_id", "key_secret"])
+        #expect(Self.string(json, "key_id")?.hasPrefix("rzp_test_") == true)
+        #expect(Self.string(json, "merchant_id")?.hasPrefix("mer_") == true)
+        #expect(run.stdout.split(separator: "\n").count == 1)
+        let bad = try Self.run(["merchant", "create", "--name", "", "--database", "sqlite://\(dir.path)/k.sqlite"], in: dir)
+        #expect(bad.status != 0)
+        let badURL = try Self.run(["migrate", "--database", "mysql://x"], in: dir)
+        #expect(badURL.status != 0)
+    }
+
+    /// serve → merchant create while it runs → payment → kill -9 mid-flight → restart →
+    /// the janitor resolves it → capture → SIGTERM exits 0 → ledger verify OK; then a
+    /// tampered balance makes ledger verify fail.
+    @Test func serveSurvivesKillNineAndLedgerVerifies() async throws {
+        let dir = try Self.scratch()
+        let database = "sqlite://\(dir.path)/kosh.sqlite"
+        let port = Self.freePort()
+        var (server, _, _) = try Self.start(["serve", "--port", "\(port)", "--database", database], in: dir)
+        try await Self.waitForHealth(port: port)
+
+        let created = try Self.run(["merchant", "create", "--name", "Live Shop", "--database", database], in: dir)
+        #expect(created.status == 0, "\(created.stderr)")
+        let creds = try JSON.parse(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let auth = (Self.string(creds, "key_id")!, Self.string(creds, "key_secret")!)
+        let base = "http://127.0.0.1:\(port)"
+
+        let (orderStatus, order) = try await Self.http("POST", "\(base)/v1/orders", body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
+        #expect(orderStatus == 200)
+        let orderID = try #require(Self.string(order, "id"))
+        let (payStatus, pay) = try await Self.http("POST", "\(base)/v1/payments/create/upi", body: """
+            {"order_id": "\(orderID)", "amount": 10000, "currency": "INR", "vpa": "success@razorpay", "email": "a@b.co", "contact": "9123456789"}
+            """, auth: auth)
+        #expect(payStatus == 200)
+        let paymentID = try #require(Self.string(pay, "razorpay_payment_id"))
+
+        // kill -9 before the approval could be taken in.
+        kill(server.processIdentifier, SIGKILL)
+        server.waitUntilExit()
+        (server, _, _) = try Self.start(["serve", "--port", "\(port)", "--database", database], in: dir)
+        try await Self.waitForHealth(port: port)
+        var status = ""
+        for _ in 0..<100 {
+            let (_, payment) = try await Self.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth)
+            status = Self.string(payment, "status") ?? ""
+            if status == "authorized" { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(status == "authorized")
+        let (captureStatus, captured) = try await Self.http("POST", "\(base)/v1/payments/\(paymentID)/capture",
+                                                            body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
+        #expect(captureStatus == 200)
+        #expect(Self.string(captured, "status") == "captured")
+
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+        #expect(server.terminationStatus == 0)
+
+        let verify = try Self.run(["ledger", "verify", "--database", database], in: dir)
+        #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+        #expect(verify.stdout.contains("ledger OK"))
+
+        let services = try await KoshTesting.TestDatabases.open(database: database, masterKeyFile: dir.appendingPathComponent("master.key").path)
+        try await services.transaction { conn in
+            _ = try await conn.query("UPDATE ledger_accounts SET posted = posted - 5 WHERE account = 'platform:fee_revenue'", [])
+        }
+        try await services.close()
+        let tampered = try Self.run(["ledger", "verify", "--database", database], in: dir)
+        #expect(tampered.status != 0)
+        #expect(tampered.stdout.contains("platform:fee_revenue"))
+    }
+}
