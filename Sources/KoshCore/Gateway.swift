@@ -112,13 +112,15 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
 
     var nowSeconds: Int64 { clock.nowMillis() / 1000 }
 
+    func newID(_ prefix: IDPrefix) -> String { Identifiers.make(prefix, millis: clock.nowMillis()) }
+
     // MARK: Orders
 
     public func createOrder(_ tx: any StoreTransaction, merchant: Merchant, _ input: NewOrder) async throws -> Order {
         guard (AmountLimits.minimum...AmountLimits.maximum).contains(input.amount) else {
             throw KoshError.badRequest("The amount must be between \(AmountLimits.minimum) and \(AmountLimits.maximum) paise", field: "amount")
         }
-        let order = Order(id: Identifiers.make(.order), merchantID: merchant.id, currency: input.currency,
+        let order = Order(id: self.newID(.order), merchantID: merchant.id, currency: input.currency,
                           receipt: input.receipt, notes: input.notes, machine: OrderMachine(amount: input.amount),
                           createdAt: nowSeconds)
         try await tx.insertOrder(order)
@@ -148,7 +150,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             throw KoshError.badRequest("A payment for this order is already in progress", field: "order_id", reason: "payment_in_progress")
         }
         let now = clock.nowMillis()
-        let payment = Payment(id: Identifiers.make(.payment), merchantID: merchant.id, orderID: order.id, currency: input.currency,
+        let payment = Payment(id: self.newID(.payment), merchantID: merchant.id, orderID: order.id, currency: input.currency,
                               method: input.method, vpa: input.vpa, email: input.email, contact: input.contact,
                               description: input.description, notes: input.notes, machine: PaymentMachine(amount: input.amount),
                               rail: rail.name, createdAt: now / 1000, nextCheckAt: now + settings.submitGraceMillis)
@@ -276,7 +278,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     public func refund(_ tx: any StoreTransaction, merchant: Merchant, paymentID: String, _ input: NewRefund) async throws -> Refund {
         guard var payment = try await tx.payment(id: paymentID, merchantID: merchant.id, forUpdate: true) else { throw KoshError.notFound() }
         let amount = input.amount ?? payment.machine.refundableAmount
-        let refund = Refund(id: Identifiers.make(.refund), merchantID: merchant.id, paymentID: payment.id, currency: payment.currency,
+        let refund = Refund(id: self.newID(.refund), merchantID: merchant.id, paymentID: payment.id, currency: payment.currency,
                             notes: input.notes, receipt: input.receipt, speedRequested: input.speed,
                             machine: RefundMachine(amount: max(amount, 1)), createdAt: nowSeconds)
         try await apply(.refund(amount: amount), to: &payment, tx, refundID: refund.id)
@@ -319,7 +321,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             for action in actions {
                 switch action {
                 case .postRefundSettled(let amount):
-                    try await tx.post(PostingRules.refundSettled(id: Identifiers.make(.journalEntry), paymentID: payment.id, refundID: refund.id,
+                    try await tx.post(PostingRules.refundSettled(id: self.newID(.journalEntry), paymentID: payment.id, refundID: refund.id,
                                                                  rail: payment.rail, amount: amount, currency: refund.currency, at: now))
                 case .reverseRefund(let amount):
                     guard var locked = try await tx.payment(id: payment.id, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
@@ -370,29 +372,29 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             case .sendToRail:
                 break  // the caller calls the rail after commit
             case .postAuthorization(let amount):
-                let entry = try PostingRules.authorization(id: Identifiers.make(.journalEntry), paymentID: payment.id, merchantID: payment.merchantID,
+                let entry = try PostingRules.authorization(id: self.newID(.journalEntry), paymentID: payment.id, merchantID: payment.merchantID,
                                                            rail: payment.rail, amount: amount, currency: payment.currency, at: seconds)
                 try await tx.post(entry)
                 payment.authorizationEntryID = entry.id
                 payment.authorizedAt = seconds
             case .postCapture:
                 let authorization = try await authorizationEntry(of: payment, tx)
-                try await tx.post(PostingRules.capture(id: Identifiers.make(.journalEntry), authorization: authorization, at: seconds))
+                try await tx.post(PostingRules.capture(id: self.newID(.journalEntry), authorization: authorization, at: seconds))
                 payment.capturedAt = seconds
             case .postFee(let fee):
-                try await tx.post(PostingRules.fee(id: Identifiers.make(.journalEntry), paymentID: payment.id, merchantID: payment.merchantID,
+                try await tx.post(PostingRules.fee(id: self.newID(.journalEntry), paymentID: payment.id, merchantID: payment.merchantID,
                                                    fee: fee, currency: payment.currency, at: seconds))
             case .voidAuthorization:
                 let authorization = try await authorizationEntry(of: payment, tx)
-                try await tx.post(PostingRules.void(id: Identifiers.make(.journalEntry), authorization: authorization, at: seconds))
+                try await tx.post(PostingRules.void(id: self.newID(.journalEntry), authorization: authorization, at: seconds))
             case .postRefund(let amount):
                 guard let refundID else { preconditionFailure("refund without a refund id") }
-                try await tx.post(PostingRules.refund(id: Identifiers.make(.journalEntry), paymentID: payment.id, refundID: refundID,
+                try await tx.post(PostingRules.refund(id: self.newID(.journalEntry), paymentID: payment.id, refundID: refundID,
                                                       merchantID: payment.merchantID, rail: payment.rail, amount: amount,
                                                       currency: payment.currency, at: seconds))
             case .reverseRefund(let amount):
                 guard let refundID else { preconditionFailure("refund reversal without a refund id") }
-                try await tx.post(PostingRules.refundReversal(id: Identifiers.make(.journalEntry), paymentID: payment.id, refundID: refundID,
+                try await tx.post(PostingRules.refundReversal(id: self.newID(.journalEntry), paymentID: payment.id, refundID: refundID,
                                                               merchantID: payment.merchantID, rail: payment.rail, amount: amount,
                                                               currency: payment.currency, at: seconds))
             case .markOrderPaid:
@@ -424,7 +426,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     }
 
     func event(_ merchantID: String, _ type: String, _ id: String, _ name: String, from: String?, to: String) -> PaymentEventRecord {
-        PaymentEventRecord(id: Identifiers.make(.paymentEvent), merchantID: merchantID, entityType: type, entityID: id,
+        PaymentEventRecord(id: self.newID(.paymentEvent), merchantID: merchantID, entityType: type, entityID: id,
                            event: name, fromState: from, toState: to, createdAt: clock.nowMillis())
     }
 

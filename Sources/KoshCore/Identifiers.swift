@@ -14,16 +14,29 @@ public enum Identifiers {
     public static let randomLength = 14
     static let alphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
-    /// A new identifier with `prefix`. Uses the system's cryptographically secure generator.
-    public static func make(_ prefix: IDPrefix) -> String {
+    /// Characters of the time part: 8 base62 digits of unix milliseconds (good until year 8900).
+    static let timeLength = 8
+
+    /// A new identifier with `prefix`: 8 base62 digits of the current unix time in ms, then 6
+    /// characters from the system's cryptographically secure generator. Because base62 digits
+    /// here sort in byte order, IDs of one kind sort by creation time (to the millisecond).
+    public static func make(_ prefix: IDPrefix, millis: Int64 = SystemClock().nowMillis()) -> String {
         var generator = SystemRandomNumberGenerator()
-        return make(prefix, using: &generator)
+        return make(prefix, millis: millis, using: &generator)
     }
 
-    public static func make<G: RandomNumberGenerator>(_ prefix: IDPrefix, using generator: inout G) -> String {
+    public static func make<G: RandomNumberGenerator>(_ prefix: IDPrefix, millis: Int64, using generator: inout G) -> String {
+        precondition(millis >= 0)
         var out = prefix.rawValue + "_"
         out.reserveCapacity(out.utf8.count + randomLength)
-        for _ in 0..<randomLength {
+        var time = [Character](repeating: "0", count: timeLength)
+        var rest = millis
+        for i in stride(from: timeLength - 1, through: 0, by: -1) {
+            time[i] = alphabet[Int(rest % 62)]
+            rest /= 62
+        }
+        out.append(contentsOf: time)
+        for _ in 0..<(randomLength - timeLength) {
             out.append(alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))])
         }
         return out

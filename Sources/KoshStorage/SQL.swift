@@ -7,6 +7,9 @@ public enum SQLDialect: String, Sendable {
     /// Row lock for a read in a transaction. SQLite serialises writers with `BEGIN IMMEDIATE`
     /// (one writer at a time), so it needs none.
     var forUpdate: String { self == .postgres ? " FOR UPDATE" : "" }
+
+    /// Byte-order comparison of text (PostgreSQL otherwise sorts by the database's locale).
+    var byteOrder: String { self == .postgres ? " COLLATE \"C\"" : "" }
 }
 
 public enum SQLValue: Sendable, Hashable {

@@ -61,7 +61,7 @@ public struct SQLStoreTransaction: StoreTransaction {
     }
 
     public func orders(merchantID: String, page: Page) async throws -> [Order] {
-        let (sql, binds) = Self.pageQuery("orders", merchantID: merchantID, extra: nil, page: page)
+        let (sql, binds) = Self.pageQuery("orders", dialect: conn.dialect, merchantID: merchantID, extra: nil, page: page)
         return try await conn.query(sql, binds).map(Self.order)
     }
 
@@ -76,7 +76,7 @@ public struct SQLStoreTransaction: StoreTransaction {
     }
 
     /// Razorpay's collection query: newest first, `from`/`to` inclusive, then `skip` and `count`.
-    static func pageQuery(_ table: String, merchantID: String, extra: (String, SQLValue)?, page: Page) -> (String, [SQLValue]) {
+    static func pageQuery(_ table: String, dialect: SQLDialect, merchantID: String, extra: (String, SQLValue)?, page: Page) -> (String, [SQLValue]) {
         var sql = "SELECT * FROM \(table) WHERE merchant_id = ?"
         var binds: [SQLValue] = [.text(merchantID)]
         if let (column, value) = extra {
@@ -91,7 +91,8 @@ public struct SQLStoreTransaction: StoreTransaction {
             sql += " AND created_at <= ?"
             binds.append(.int(to))
         }
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        // IDs begin with their creation time in ms, so this is newest first to the millisecond.
+        sql += " ORDER BY created_at DESC, id\(dialect.byteOrder) DESC LIMIT ? OFFSET ?"
         binds.append(.int(Int64(page.count)))
         binds.append(.int(Int64(page.skip)))
         return (sql, binds)
@@ -149,7 +150,7 @@ public struct SQLStoreTransaction: StoreTransaction {
     }
 
     public func payments(merchantID: String, orderID: String?, page: Page) async throws -> [Payment] {
-        let (sql, binds) = Self.pageQuery("payments", merchantID: merchantID, extra: orderID.map { ("order_id", .text($0)) }, page: page)
+        let (sql, binds) = Self.pageQuery("payments", dialect: conn.dialect, merchantID: merchantID, extra: orderID.map { ("order_id", .text($0)) }, page: page)
         return try await conn.query(sql, binds).map(Self.payment)
     }
 
@@ -223,7 +224,7 @@ public struct SQLStoreTransaction: StoreTransaction {
     }
 
     public func refunds(merchantID: String, paymentID: String?, page: Page) async throws -> [Refund] {
-        let (sql, binds) = Self.pageQuery("refunds", merchantID: merchantID, extra: paymentID.map { ("payment_id", .text($0)) }, page: page)
+        let (sql, binds) = Self.pageQuery("refunds", dialect: conn.dialect, merchantID: merchantID, extra: paymentID.map { ("payment_id", .text($0)) }, page: page)
         return try await conn.query(sql, binds).map(Self.refund)
     }
 

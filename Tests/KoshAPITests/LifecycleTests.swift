@@ -71,6 +71,9 @@ struct LifecycleTests {
             let refunds = try await kosh.call(.get, "/v1/payments/\(paymentID)/refunds")
             #expect(refunds.string("entity") == "collection")
             #expect(refunds.int("count") == 2)
+            if case .array(let items)? = refunds.json["items"] {
+                #expect(items.map { $0["id"] } == [r2.json["id"], r1.json["id"]], "newest first")
+            }
             let r1ID = try #require(r1.string("id"))
             #expect(try await kosh.call(.get, "/v1/payments/\(paymentID)/refunds/\(r1ID)").int("amount") == 20_000)
             #expect(try await kosh.call(.get, "/v1/refunds/\(r1ID)").string("payment_id") == paymentID)

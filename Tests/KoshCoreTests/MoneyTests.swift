@@ -70,6 +70,10 @@ struct MoneyTests {
         #expect(Identifiers.isWellFormed(id, .payment))
         #expect(!Identifiers.isWellFormed(id, .order))
         #expect(!Identifiers.isWellFormed("pay_../../etc", .payment))
+        // IDs sort (bytewise) by creation time.
+        let times: [Int64] = [0, 61, 62, 1_795_000_000_000, 1_795_000_000_001, 1_795_000_060_000]
+        let ids = times.map { Identifiers.make(.refund, millis: $0) }
+        #expect(ids == ids.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }))
     }
 
     /// Random sequences of inputs to the pure machines, with the posting rules applied to an
