@@ -192,7 +192,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             // Unknown outcome: leave the payment pending for the status checks.
             return submitted
         }
-        return try await store.transaction { tx in
+        let afterInitiation: Payment = try await store.transaction { tx in
             guard var payment = try await tx.payment(id: paymentID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
             guard payment.state == .pending else { return payment }
             switch initiation {
@@ -207,6 +207,11 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             }
             return payment
         }
+        // A rail that answers at once (the test rail with no approval delay) is asked right away.
+        if afterInitiation.state == .pending && settings.firstCheckAfterMillis == 0 {
+            return try await check(paymentID: paymentID)
+        }
+        return afterInitiation
     }
 
     /// Asks the rail about a pending payment and applies the answer. Idempotent.

@@ -27,7 +27,7 @@ struct Kosh: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kosh",
         abstract: "Kosh: a self-hosted, Razorpay-compatible payment gateway.",
-        subcommands: [Serve.self, Migrate.self, MerchantCommand.self, LedgerCommand.self])
+        subcommands: [Serve.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, BenchCommand.self])
 }
 
 struct Serve: AsyncParsableCommand {

@@ -1,0 +1,307 @@
+import AsyncHTTPClient
+import Foundation
+import Histogram
+import KoshCore
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+public struct LoadOptions: Sendable {
+    public var url: String
+    public var keyID: String
+    public var keySecret: String
+    /// Seconds of measured load, after `warmup` seconds that are not counted.
+    public var duration: Int = 30
+    public var warmup: Int = 3
+    /// Closed loop: this many lifecycles in flight, each starting when the last one ends.
+    public var concurrency: Int = 32
+    /// Open loop: start this many lifecycles per second whatever happens (nil = closed loop).
+    public var rate: Int?
+    /// Per mille of lifecycles that end with a partial refund.
+    public var refundPerMille: Int = 200
+    public var amount: Int64 = 10_000
+    /// Open loop: at most this many lifecycles in flight; further starts are counted as dropped.
+    public var maximumInFlight: Int = 10_000
+
+    public init(url: String, keyID: String, keySecret: String) {
+        self.url = url
+        self.keyID = keyID
+        self.keySecret = keySecret
+    }
+}
+
+/// Latencies in microseconds per endpoint and per lifecycle, and errors by kind.
+final class Recorder: Sendable {
+    struct State {
+        var histograms: [String: Histogram<UInt64>] = [:]
+        var errors: [String: Int] = [:]
+        var lifecycles = 0
+        var requests = 0
+        var dropped = 0
+        var recording = false
+    }
+    let state = Mutex(State())
+
+    func record(_ name: String, micros: UInt64) {
+        state.withLock { s in
+            guard s.recording else { return }
+            if name == "lifecycle" { s.lifecycles += 1 } else { s.requests += 1 }
+            if s.histograms[name] == nil {
+                s.histograms[name] = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+            }
+            _ = s.histograms[name]!.record(max(1, micros))
+        }
+    }
+
+    func error(_ kind: String) {
+        state.withLock { s in if s.recording { s.errors[kind, default: 0] += 1 } }
+    }
+
+    func drop() { state.withLock { s in if s.recording { s.dropped += 1 } } }
+
+    func setRecording(_ on: Bool) { state.withLock { $0.recording = on } }
+}
+
+struct RequestFailure: Error, CustomStringConvertible {
+    let kind: String
+    var description: String { kind }
+}
+
+public struct LoadReport: Sendable {
+    public struct Latency: Sendable {
+        public let name: String
+        public let count: UInt64
+        public let p50, p90, p99, p999, max: Double  // milliseconds
+    }
+    public let mode: String
+    public let seconds: Double
+    public let lifecycles: Int
+    public let requests: Int
+    public let dropped: Int
+    public let errors: [String: Int]
+    public let latencies: [Latency]
+
+    public var lifecyclesPerSecond: Double { Double(lifecycles) / seconds }
+    public var requestsPerSecond: Double { Double(requests) / seconds }
+
+    public func text() -> String {
+        var out = "mode: \(mode)  measured: \(String(format: "%.1f", seconds)) s\n"
+        out += "lifecycles: \(lifecycles)  (\(String(format: "%.1f", lifecyclesPerSecond))/s)\n"
+        out += "requests:   \(requests)  (\(String(format: "%.1f", requestsPerSecond))/s)\n"
+        out += "errors:     \(errors.values.reduce(0, +))" + (errors.isEmpty ? "" : "  " + errors.sorted(by: { $0.key < $1.key }).map { "\($0.key)=\($0.value)" }.joined(separator: ", ")) + "\n"
+        if dropped > 0 { out += "dropped starts (in-flight cap): \(dropped)\n" }
+        out += "latency ms         count      p50      p90      p99    p99.9      max\n"
+        for l in latencies {
+            out += l.name.padding(toLength: 16, withPad: " ", startingAt: 0)
+            out += String(format: " %8llu %8.2f %8.2f %8.2f %8.2f %8.2f\n", l.count, l.p50, l.p90, l.p99, l.p999, l.max)
+        }
+        return out
+    }
+
+    public func json() -> JSON {
+        func ms(_ v: Double) -> JSON { .number(String(format: "%.3f", v)) }
+        return .object([
+            ("mode", .string(mode)),
+            ("seconds", .number(String(format: "%.3f", seconds))),
+            ("lifecycles", .int(Int64(lifecycles))),
+            ("lifecycles_per_second", .number(String(format: "%.1f", lifecyclesPerSecond))),
+            ("requests", .int(Int64(requests))),
+            ("requests_per_second", .number(String(format: "%.1f", requestsPerSecond))),
+            ("dropped", .int(Int64(dropped))),
+            ("errors", .object(errors.sorted(by: { $0.key < $1.key }).map { ($0.key, .int(Int64($0.value))) })),
+            ("latency_ms", .object(latencies.map { l in
+                (l.name, .object([("count", .int(Int64(l.count))), ("p50", ms(l.p50)), ("p90", ms(l.p90)), ("p99", ms(l.p99)),
+                                  ("p99_9", ms(l.p999)), ("max", ms(l.max))]))
+            })),
+        ])
+    }
+}
+
+/// Drives full payment lifecycles through the HTTP API: create order → create UPI payment →
+/// (wait for authorisation) → capture → a share of partial refunds.
+public struct LoadGenerator: Sendable {
+    let options: LoadOptions
+    let client: HTTPClient
+    let recorder = Recorder()
+    let authorization: String
+
+    public init(options: LoadOptions) {
+        self.options = options
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, min(options.concurrency, 512)))
+        configuration.timeout = .init(connect: .seconds(5), read: .seconds(30))
+        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.authorization = "Basic " + Data("\(options.keyID):\(options.keySecret)".utf8).base64EncodedString()
+    }
+
+    public func shutdown() async throws {
+        try await client.shutdown()
+    }
+
+    func call(_ name: String, _ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> JSON {
+        var request = HTTPClientRequest(url: options.url + path)
+        request.method = method
+        request.headers.add(name: "Authorization", value: authorization)
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(string: body))
+        }
+        let start = ContinuousClock.now
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await client.execute(request, timeout: .seconds(30))
+            bytes = try await response.body.collect(upTo: 1 << 20)
+        } catch {
+            recorder.error("transport")
+            throw RequestFailure(kind: "transport: \(error)")
+        }
+        recorder.record(name, micros: UInt64((ContinuousClock.now - start) / .microseconds(1)))
+        let json = (try? JSON.parse(bytes.readableBytesView)) ?? .null
+        guard response.status.code == 200 else {
+            var reason = "?"
+            if case .string(let r)? = json["error"]?["reason"] { reason = r }
+            throw RequestFailure(kind: "\(name) \(response.status.code) \(reason)")
+        }
+        return json
+    }
+
+    func string(_ json: JSON, _ key: String) throws -> String {
+        guard case .string(let s)? = json[key] else { throw RequestFailure(kind: "missing \(key)") }
+        return s
+    }
+
+    /// One lifecycle; `start` is when it should have started (open loop measures from there).
+    func lifecycle(start: ContinuousClock.Instant) async {
+        do {
+            let amount = options.amount
+            let order = try string(try await call("order.create", .POST, "/v1/orders", #"{"amount":\#(amount),"currency":"INR"}"#), "id")
+            let payment = try string(try await call("payment.create", .POST, "/v1/payments/create/upi", """
+                {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"upi","vpa":"success@razorpay","email":"load@example.com","contact":"9123456789"}
+                """), "razorpay_payment_id")
+            let captureBody = #"{"amount":\#(amount),"currency":"INR"}"#
+            do {
+                _ = try await call("payment.capture", .POST, "/v1/payments/\(payment)/capture", captureBody)
+            } catch let failure as RequestFailure where failure.kind.hasSuffix("payment_not_authorized") {
+                // The payer has not approved yet: wait for authorisation, then capture.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while true {
+                    let p = try await call("payment.fetch", .GET, "/v1/payments/\(payment)")
+                    let status = try string(p, "status")
+                    if status == "authorized" { break }
+                    if status != "created" || ContinuousClock.now > deadline { throw RequestFailure(kind: "payment \(status)") }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                _ = try await call("payment.capture", .POST, "/v1/payments/\(payment)/capture", captureBody)
+            }
+            if Int.random(in: 0..<1000) < options.refundPerMille {
+                _ = try await call("refund.create", .POST, "/v1/payments/\(payment)/refund", #"{"amount":\#(amount / 2)}"#)
+            }
+            recorder.record("lifecycle", micros: UInt64((ContinuousClock.now - start) / .microseconds(1)))
+        } catch let failure as RequestFailure {
+            recorder.error(failure.kind.hasPrefix("transport") ? "transport" : failure.kind)
+        } catch {
+            recorder.error("other")
+        }
+    }
+
+    public func run() async throws -> LoadReport {
+        let measureStart = ContinuousClock.now + .seconds(options.warmup)
+        let end = measureStart + .seconds(options.duration)
+        let recorder = self.recorder
+        let starter = Task {
+            try? await Task.sleep(until: measureStart)
+            recorder.setRecording(true)
+            try? await Task.sleep(until: end)
+            recorder.setRecording(false)
+        }
+        if let rate = options.rate {
+            let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
+            let inFlight = InFlight()
+            await withTaskGroup(of: Void.self) { group in
+                var next = ContinuousClock.now
+                while next < end {
+                    if ContinuousClock.now < next { try? await Task.sleep(until: next) }
+                    // Catch up on every start that is due, so a stalled server still sees the full rate.
+                    while next <= ContinuousClock.now && next < end {
+                        let scheduled = next
+                        next += interval
+                        if inFlight.value.load(ordering: .relaxed) >= options.maximumInFlight {
+                            recorder.drop()
+                            continue
+                        }
+                        inFlight.value.add(1, ordering: .relaxed)
+                        group.addTask {
+                            await self.lifecycle(start: scheduled)
+                            inFlight.value.subtract(1, ordering: .relaxed)
+                        }
+                    }
+                }
+                await group.waitForAll()
+            }
+        } else {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<options.concurrency {
+                    group.addTask {
+                        while ContinuousClock.now < end {
+                            await self.lifecycle(start: ContinuousClock.now)
+                        }
+                    }
+                }
+                await group.waitForAll()
+            }
+        }
+        _ = await starter.result
+        return report(mode: options.rate.map { "open loop, \($0) lifecycles/s" } ?? "closed loop, \(options.concurrency) concurrent")
+    }
+
+    func report(mode: String) -> LoadReport {
+        recorder.state.withLock { s in
+            let order = ["lifecycle", "order.create", "payment.create", "payment.capture", "payment.fetch", "refund.create", "bare"]
+            let latencies = s.histograms.sorted { (order.firstIndex(of: $0.key) ?? 99, $0.key) < (order.firstIndex(of: $1.key) ?? 99, $1.key) }.map { name, h in
+                LoadReport.Latency(name: name, count: h.totalCount, p50: Double(h.valueAtPercentile(50)) / 1000, p90: Double(h.valueAtPercentile(90)) / 1000,
+                                   p99: Double(h.valueAtPercentile(99)) / 1000, p999: Double(h.valueAtPercentile(99.9)) / 1000, max: Double(h.max) / 1000)
+            }
+            return LoadReport(mode: mode, seconds: Double(options.duration), lifecycles: s.lifecycles, requests: s.requests,
+                              dropped: s.dropped, errors: s.errors, latencies: latencies)
+        }
+    }
+
+    /// The ceiling: the same client against a route that does nothing (`GET path`).
+    public func runBare(path: String) async throws -> LoadReport {
+        let measureStart = ContinuousClock.now + .seconds(options.warmup)
+        let end = measureStart + .seconds(options.duration)
+        let recorder = self.recorder
+        let starter = Task {
+            try? await Task.sleep(until: measureStart)
+            recorder.setRecording(true)
+            try? await Task.sleep(until: end)
+            recorder.setRecording(false)
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<options.concurrency {
+                group.addTask {
+                    while ContinuousClock.now < end {
+                        var request = HTTPClientRequest(url: options.url + path)
+                        request.method = .GET
+                        let start = ContinuousClock.now
+                        do {
+                            let response = try await client.execute(request, timeout: .seconds(30))
+                            _ = try await response.body.collect(upTo: 1 << 16)
+                            recorder.record("bare", micros: UInt64((ContinuousClock.now - start) / .microseconds(1)))
+                        } catch {
+                            recorder.error("transport")
+                        }
+                    }
+                }
+            }
+            await group.waitForAll()
+        }
+        _ = await starter.result
+        return report(mode: "bare GET \(path), closed loop, \(options.concurrency) concurrent")
+    }
+}
+
+final class InFlight: Sendable {
+    let value = Atomic<Int>(0)
+}

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import KoshApp
+import KoshBench
+import KoshCore
+import KoshStorage
+import Logging
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Load tool and micro-benchmarks (run them on a release build).",
+        subcommands: [Lifecycles.self, Bare.self, BareServer.self, LedgerBench.self])
+
+    struct Lifecycles: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "lifecycles",
+            abstract: "Drive full payment lifecycles (order → UPI payment → authorisation → capture → share of refunds) through the HTTP API.")
+        @Option(help: "Base URL of a running kosh serve") var url: String = "http://127.0.0.1:8080"
+        @Option(help: "API key id; when absent a merchant is created in --database") var keyID: String?
+        @Option(help: "API key secret") var keySecret: String?
+        @OptionGroup var db: DatabaseOption
+        @Option(help: "Measured seconds") var duration: Int = 30
+        @Option(help: "Unmeasured seconds first") var warmup: Int = 3
+        @Option(help: "Closed loop: lifecycles in flight") var concurrency: Int = 32
+        @Option(help: "Open loop: lifecycles started per second (overrides --concurrency)") var rate: Int?
+        @Option(help: "Per mille of lifecycles that end with a partial refund") var refundPerMille: Int = 200
+        @Flag(help: "Print the report as JSON") var json = false
+
+        func validate() throws {
+            guard (1...3_600).contains(duration), (0...600).contains(warmup) else { throw ValidationError("--duration 1…3600, --warmup 0…600") }
+            guard (1...4_096).contains(concurrency) else { throw ValidationError("--concurrency 1…4096") }
+            if let rate, !(1...100_000).contains(rate) { throw ValidationError("--rate 1…100000") }
+            guard (0...1000).contains(refundPerMille) else { throw ValidationError("--refund-per-mille 0…1000") }
+        }
+
+        func run() async throws {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            var keyID = self.keyID, keySecret = self.keySecret
+            if keyID == nil || keySecret == nil {
+                let services = try await KoshServices.open(try db.configuration(), logger: makeLogger())
+                let credentials = try await services.merchants.create(name: "kosh bench \(Date())")
+                try await services.db.close()
+                keyID = credentials.keyID
+                keySecret = credentials.keySecret
+            }
+            var options = LoadOptions(url: url, keyID: keyID!, keySecret: keySecret!)
+            options.duration = duration
+            options.warmup = warmup
+            options.concurrency = concurrency
+            options.rate = rate
+            options.refundPerMille = refundPerMille
+            let generator = LoadGenerator(options: options)
+            let report = try await generator.run()
+            try await generator.shutdown()
+            print(json ? report.json().serialized() : report.text())
+        }
+    }
+
+    struct Bare: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "bare", abstract: "The same HTTP client against a route that does nothing.")
+        @Option var url: String = "http://127.0.0.1:8099"
+        @Option var path: String = "/"
+        @Option var duration: Int = 10
+        @Option var warmup: Int = 2
+        @Option var concurrency: Int = 32
+        @Flag var json = false
+
+        func run() async throws {
+            var options = LoadOptions(url: url, keyID: "", keySecret: "")
+            options.duration = duration
+            options.warmup = warmup
+            options.concurrency = concurrency
+            let generator = LoadGenerator(options: options)
+            let report = try await generator.runBare(path: path)
+            try await generator.shutdown()
+            print(json ? report.json().serialized() : report.text())
+        }
+    }
+
+    struct BareServer: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "bare-server", abstract: "A bare Hummingbird route answering \"ok\": the ceiling to compare with.")
+        @Option var host: String = "127.0.0.1"
+        @Option var port: Int = 8099
+
+        func run() async throws {
+            let router = Router()
+            router.get("/") { _, _ in "ok" }
+            let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)))
+            try await app.runService()
+        }
+    }
+
+    struct LedgerBench: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ledger", abstract: "Journal postings per second through the storage layer, single and batched.")
+        @OptionGroup var db: DatabaseOption
+        @Option(help: "Entries per run") var entries: Int = 5_000
+        @Option(help: "Batch sizes (entries per transaction)") var batch: [Int] = [1, 10, 100]
+
+        func run() async throws {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            let database = try await Databases.open(try db.configuration().database, logger: makeLogger())
+            for size in batch {
+                let result = try await LedgerBenchmark.run(db: database, entries: entries, batch: size)
+                print(String(format: "batch %4d: %6d entries in %6.2f s = %8.0f entries/s, %8.0f postings/s",
+                             result.batch, result.entries, result.seconds, result.entriesPerSecond, result.postingsPerSecond))
+            }
+            try await database.close()
+        }
+    }
+}
