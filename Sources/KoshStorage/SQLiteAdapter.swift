@@ -1,7 +1,7 @@
+import CSQLite3
+import Dispatch
 import KoshCore
 import Logging
-import NIOCore
-import SQLiteNIO
 
 /// The one writer of an SQLite database: a FIFO lock over the connection plus group commit.
 ///
@@ -63,34 +63,53 @@ actor SQLiteWriter {
     }
 }
 
-/// SQLite in WAL mode with full fsync. One connection and one writer: transactions run one
-/// at a time (`BEGIN IMMEDIATE`, so another process's writer waits up to `busy_timeout`)
-/// and commit in groups (see `SQLiteWriter`).
+/// SQLite in WAL mode with full fsync, through SQLite's C API with cached prepared
+/// statements. One connection and one writer: transactions run one at a time and commit in
+/// groups (see `SQLiteWriter`). Statements run on the calling task's thread (the writer lock
+/// guarantees one user at a time); BEGIN, COMMIT and ROLLBACK, which may wait for the disk or
+/// for another process's lock, run on a dedicated queue so they never block Swift's
+/// cooperative threads.
 public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
     public let dialect = SQLDialect.sqlite
-    let connection: SQLiteConnection
+    let connection: SQLiteHandle
     let writer = SQLiteWriter()
+    let blockingQueue = DispatchQueue(label: "kosh.sqlite.blocking")
     /// Most transactions one fsync may cover.
     public static let maximumBatch = 256
 
     public static func open(path: String, logger: Logger) async throws -> SQLiteDatabase {
-        let connection = try await SQLiteConnection.open(storage: path == ":memory:" ? .memory : .file(path: path), logger: logger)
-        _ = try await connection.query("PRAGMA busy_timeout = 10000", [])
-        _ = try await connection.query("PRAGMA journal_mode = WAL", [])
-        _ = try await connection.query("PRAGMA synchronous = FULL", [])
-        _ = try await connection.query("PRAGMA foreign_keys = ON", [])
-        return SQLiteDatabase(connection: connection)
+        let handle = try SQLiteHandle(path: path)
+        try handle.execute("PRAGMA busy_timeout = 10000")
+        try handle.execute("PRAGMA journal_mode = WAL")
+        try handle.execute("PRAGMA synchronous = FULL")
+        try handle.execute("PRAGMA foreign_keys = ON")
+        return SQLiteDatabase(connection: handle)
     }
 
-    init(connection: SQLiteConnection) {
+    init(connection: SQLiteHandle) {
         self.connection = connection
+    }
+
+    /// Runs a statement that may block (disk sync, lock wait) off the cooperative pool.
+    func blocking(_ sql: String) async throws {
+        let connection = self.connection
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            blockingQueue.async {
+                do {
+                    try connection.execute(sql)
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
     }
 
     public func transaction<T: Sendable>(_ body: (any SQLConnection) async throws -> T) async throws -> T {
         await writer.lock()
         if await !writer.batchOpen {
             do {
-                _ = try await connection.query("BEGIN IMMEDIATE", [])
+                try await blocking("BEGIN IMMEDIATE")
             } catch {
                 await writer.unlock()
                 throw error
@@ -100,19 +119,19 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         await writer.joined()
         let outcome: Result<T, any Error>
         do {
-            _ = try await connection.query("SAVEPOINT kosh_tx", [])
+            try connection.execute("SAVEPOINT kosh_tx")
             do {
                 let value = try await body(SQLiteTransactionConnection(connection: connection))
-                _ = try await connection.query("RELEASE kosh_tx", [])
+                try connection.execute("RELEASE kosh_tx")
                 outcome = .success(value)
             } catch {
-                _ = try await connection.query("ROLLBACK TO kosh_tx", [])
-                _ = try await connection.query("RELEASE kosh_tx", [])
+                try connection.execute("ROLLBACK TO kosh_tx")
+                try connection.execute("RELEASE kosh_tx")
                 outcome = .failure(error)
             }
         } catch {
             // The savepoint machinery itself failed: give up the whole batch.
-            _ = try? await connection.query("ROLLBACK", [])
+            try? await blocking("ROLLBACK")
             await writer.finishBatch(error: error)
             await writer.unlock()
             throw error
@@ -138,9 +157,9 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
     /// Commits the open batch (the caller holds the lock) and releases the lock.
     private func commitBatch() async throws {
         do {
-            _ = try await connection.query("COMMIT", [])
+            try await blocking("COMMIT")
         } catch {
-            _ = try? await connection.query("ROLLBACK", [])
+            try? await blocking("ROLLBACK")
             await writer.finishBatch(error: error)
             await writer.unlock()
             throw error
@@ -150,40 +169,128 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
     }
 
     public func close() async throws {
-        try await connection.close()
+        await writer.lock()
+        connection.close()
+        await writer.unlock()
+    }
+}
+
+public struct SQLiteError: Error, CustomStringConvertible {
+    public let code: Int32
+    public let message: String
+    public var description: String { "SQLite error \(code): \(message)" }
+}
+
+/// An `sqlite3*` with a cache of prepared statements. Not thread-safe by itself: callers
+/// serialise access (the writer lock).
+final class SQLiteHandle: @unchecked Sendable {
+    private var db: OpaquePointer?
+    private var statements: [String: (statement: OpaquePointer, columns: [String])] = [:]
+    static let maximumCachedStatements = 512
+
+    init(path: String) throws {
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close_v2(db)
+            db = nil
+            throw SQLiteError(code: rc, message: "\(message) (\(path))")
+        }
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { close() }
+
+    func close() {
+        for (_, cached) in statements { sqlite3_finalize(cached.statement) }
+        statements = [:]
+        if let db { sqlite3_close_v2(db) }
+        db = nil
+    }
+
+    func error(_ rc: Int32) -> any Error {
+        let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "closed"
+        switch rc {
+        case 2067, 1555:  // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY (macros Swift cannot import)
+            return StorageError.uniqueViolation(message)
+        default:
+            return SQLiteError(code: rc, message: message)
+        }
+    }
+
+    /// Runs SQL without results (transaction control, pragmas).
+    func execute(_ sql: String) throws {
+        guard let db else { throw SQLiteError(code: SQLITE_MISUSE, message: "database is closed") }
+        let rc = sqlite3_exec(db, sql, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(rc) }
+    }
+
+    private func prepared(_ sql: String) throws -> (statement: OpaquePointer, columns: [String]) {
+        if let cached = statements[sql] { return cached }
+        guard let db else { throw SQLiteError(code: SQLITE_MISUSE, message: "database is closed") }
+        var statement: OpaquePointer?
+        let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
+        guard rc == SQLITE_OK, let statement else { throw error(rc) }
+        let columns = (0..<sqlite3_column_count(statement)).map { String(cString: sqlite3_column_name(statement, $0)) }
+        if statements.count >= Self.maximumCachedStatements {
+            for (_, cached) in statements { sqlite3_finalize(cached.statement) }
+            statements = [:]
+        }
+        statements[sql] = (statement, columns)
+        return (statement, columns)
+    }
+
+    static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    func query(_ sql: String, _ binds: [SQLValue]) throws -> [SQLRow] {
+        let (statement, columns) = try prepared(sql)
+        defer {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+        for (index, bind) in binds.enumerated() {
+            let position = Int32(index + 1)
+            let rc: Int32
+            switch bind {
+            case .null: rc = sqlite3_bind_null(statement, position)
+            case .int(let value): rc = sqlite3_bind_int64(statement, position, value)
+            case .text(let value): rc = sqlite3_bind_text(statement, position, value, -1, Self.transient)
+            }
+            guard rc == SQLITE_OK else { throw error(rc) }
+        }
+        var rows: [SQLRow] = []
+        while true {
+            let rc = sqlite3_step(statement)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw error(rc) }
+            var values: [String: SQLValue] = [:]
+            values.reserveCapacity(columns.count)
+            for (i, name) in columns.enumerated() {
+                let column = Int32(i)
+                switch sqlite3_column_type(statement, column) {
+                case SQLITE_INTEGER: values[name] = .int(sqlite3_column_int64(statement, column))
+                case SQLITE_NULL: values[name] = .null
+                case SQLITE_FLOAT: values[name] = .int(Int64(sqlite3_column_double(statement, column)))
+                default:
+                    if let text = sqlite3_column_text(statement, column) {
+                        values[name] = .text(String(cString: text))
+                    } else {
+                        values[name] = .null
+                    }
+                }
+            }
+            rows.append(SQLRow(columns: values))
+        }
+        return rows
     }
 }
 
 struct SQLiteTransactionConnection: SQLConnection {
-    let connection: SQLiteConnection
+    let connection: SQLiteHandle
     var dialect: SQLDialect { .sqlite }
 
     func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
-        let data: [SQLiteData] = binds.map {
-            switch $0 {
-            case .null: .null
-            case .int(let value): .integer(SQLiteInt64(value))
-            case .text(let value): .text(value)
-            }
-        }
-        let rows: [SQLiteRow]
-        do {
-            rows = try await connection.query(sql, data)
-        } catch let error as SQLiteError where error.reason == .constraintUniqueFailed || error.reason == .constraintPrimaryKeyFailed {
-            throw StorageError.uniqueViolation(error.message)
-        }
-        return rows.map { row in
-            var columns: [String: SQLValue] = [:]
-            for column in row.columns {
-                switch column.data {
-                case .integer(let value): columns[column.name] = .int(Int64(value))
-                case .text(let value): columns[column.name] = .text(value)
-                case .float(let value): columns[column.name] = .int(Int64(value))
-                case .blob(let buffer): columns[column.name] = .text(String(buffer: buffer))
-                case .null: columns[column.name] = .null
-                }
-            }
-            return SQLRow(columns: columns)
-        }
+        try connection.query(sql, binds)
     }
 }
