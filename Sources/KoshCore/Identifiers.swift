@@ -36,8 +36,11 @@ public enum Identifiers {
             rest /= 62
         }
         out.append(contentsOf: time)
+        // One 64-bit draw covers the 6 random characters (62^6 < 2^36): one getrandom, not six.
+        var random = generator.next() >> 28
         for _ in 0..<(randomLength - timeLength) {
-            out.append(alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))])
+            out.append(alphabet[Int(random % 62)])
+            random /= 62
         }
         return out
     }

@@ -2,6 +2,7 @@ import CSQLite3
 import Dispatch
 import KoshCore
 import Logging
+import Synchronization
 
 /// The one writer of an SQLite database: a FIFO lock over the connection plus group commit.
 ///
@@ -11,52 +12,77 @@ import Logging
 /// (no one queued, or the batch is full) commits the batch — one fsync for all — and only
 /// then does any member return. If the commit fails, every member fails: nobody was told
 /// their transaction committed when it did not.
-actor SQLiteWriter {
-    private var locked = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-    private var commitWaiters: [CheckedContinuation<Void, any Error>] = []
-    var batchOpen = false
-    var batchSize = 0
+final class SQLiteWriter: Sendable {
+    struct State {
+        var locked = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var commitWaiters: [CheckedContinuation<Void, any Error>] = []
+        var batchOpen = false
+        var batchSize = 0
+    }
+    // A plain mutex, not an actor: taking a free lock costs no task switch.
+    private let state = Mutex(State())
 
     func lock() async {
-        if !locked {
-            locked = true
-            return
+        if state.withLock({ s in
+            if s.locked { return false }
+            s.locked = true
+            return true
+        }) { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let acquired = state.withLock { s in
+                if s.locked {
+                    s.waiters.append(continuation)
+                    return false
+                }
+                s.locked = true
+                return true
+            }
+            if acquired { continuation.resume() }
         }
-        await withCheckedContinuation { waiters.append($0) }
     }
 
     /// Hands the lock to the next waiter, if any.
     func unlock() {
-        if waiters.isEmpty {
-            locked = false
-        } else {
-            waiters.removeFirst().resume()
+        let next = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if s.waiters.isEmpty {
+                s.locked = false
+                return nil
+            }
+            return s.waiters.removeFirst()
+        }
+        next?.resume()
+    }
+
+    var hasWaiters: Bool { state.withLock { !$0.waiters.isEmpty } }
+    var batchOpen: Bool { state.withLock { $0.batchOpen } }
+    var batchSize: Int { state.withLock { $0.batchSize } }
+
+    func beganBatch() {
+        state.withLock {
+            $0.batchOpen = true
+            $0.batchSize = 0
         }
     }
 
-    var hasWaiters: Bool { !waiters.isEmpty }
-
-    func beganBatch() {
-        batchOpen = true
-        batchSize = 0
-    }
-
-    func joined() { batchSize += 1 }
+    func joined() { state.withLock { $0.batchSize += 1 } }
 
     /// Leaves the batch open for the next transaction, unlocks, and waits for the commit.
     func awaitCommit() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            commitWaiters.append(continuation)
+            state.withLock { $0.commitWaiters.append(continuation) }
             unlock()
         }
     }
 
     /// After COMMIT (error nil) or ROLLBACK of the whole batch: wakes every member.
     func finishBatch(error: (any Error)?) {
-        batchOpen = false
-        let members = commitWaiters
-        commitWaiters = []
+        let members = state.withLock { s in
+            s.batchOpen = false
+            let members = s.commitWaiters
+            s.commitWaiters = []
+            return members
+        }
         for member in members {
             if let error { member.resume(throwing: error) } else { member.resume() }
         }
@@ -107,16 +133,16 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
 
     public func transaction<T: Sendable>(_ body: (any SQLConnection) async throws -> T) async throws -> T {
         await writer.lock()
-        if await !writer.batchOpen {
+        if !writer.batchOpen {
             do {
                 try await blocking("BEGIN IMMEDIATE")
             } catch {
-                await writer.unlock()
+                writer.unlock()
                 throw error
             }
-            await writer.beganBatch()
+            writer.beganBatch()
         }
-        await writer.joined()
+        writer.joined()
         let outcome: Result<T, any Error>
         do {
             try connection.execute("SAVEPOINT kosh_tx")
@@ -132,21 +158,21 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         } catch {
             // The savepoint machinery itself failed: give up the whole batch.
             try? await blocking("ROLLBACK")
-            await writer.finishBatch(error: error)
-            await writer.unlock()
+            writer.finishBatch(error: error)
+            writer.unlock()
             throw error
         }
         if case .failure(let error) = outcome {
             // Nothing of this transaction remains in the batch; it can answer at once,
             // unless it is the one that must close the batch.
-            if await writer.hasWaiters {
-                await writer.unlock()
+            if writer.hasWaiters {
+                writer.unlock()
             } else {
                 try await commitBatch()
             }
             throw error
         }
-        if await writer.hasWaiters, await writer.batchSize < Self.maximumBatch {
+        if writer.hasWaiters, writer.batchSize < Self.maximumBatch {
             try await writer.awaitCommit()
         } else {
             try await commitBatch()
@@ -160,18 +186,18 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
             try await blocking("COMMIT")
         } catch {
             try? await blocking("ROLLBACK")
-            await writer.finishBatch(error: error)
-            await writer.unlock()
+            writer.finishBatch(error: error)
+            writer.unlock()
             throw error
         }
-        await writer.finishBatch(error: nil)
-        await writer.unlock()
+        writer.finishBatch(error: nil)
+        writer.unlock()
     }
 
     public func close() async throws {
         await writer.lock()
         connection.close()
-        await writer.unlock()
+        writer.unlock()
     }
 }
 
