@@ -9,14 +9,36 @@ public struct SQLStore: GatewayStore {
     }
 
     public func transaction<T: Sendable>(_ body: (any StoreTransaction) async throws -> T) async throws -> T {
-        try await db.transaction { conn in try await body(SQLStoreTransaction(conn: conn)) }
+        try await db.transaction { conn in
+            let tx = SQLStoreTransaction(conn: conn)
+            let result = try await body(tx)
+            try await tx.flushBalances()
+            return result
+        }
     }
 }
 
-public struct SQLStoreTransaction: StoreTransaction {
+public final class SQLStoreTransaction: StoreTransaction {
     public let conn: any SQLConnection
+    /// Balance changes of this transaction, applied at its end in account order: every
+    /// transaction locks balance rows last and in the same order, so two transactions can
+    /// never deadlock on them (PostgreSQL), and each account row is written once.
+    private var balanceDeltas: [LedgerBalances.Key: LedgerBalances.Balance] = [:]
 
     public init(conn: any SQLConnection) { self.conn = conn }
+
+    /// Writes the accumulated balance changes. `SQLStore.transaction` calls it before commit.
+    public func flushBalances() async throws {
+        let deltas = balanceDeltas.sorted { $0.key < $1.key }
+        balanceDeltas = [:]
+        for (key, delta) in deltas where delta != LedgerBalances.Balance() {
+            try await conn.query("""
+                INSERT INTO ledger_accounts (account, currency, posted, pending) VALUES (?, ?, ?, ?)
+                ON CONFLICT (account, currency) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
+                    pending = ledger_accounts.pending + excluded.pending
+                """, [.text(key.account), .text(key.currency.rawValue), .int(delta.posted), .int(delta.pending)])
+        }
+    }
 
     var forUpdate: String { conn.dialect.forUpdate }
 
@@ -274,11 +296,9 @@ public struct SQLStoreTransaction: StoreTransaction {
                                  [.text(entry.id), .int(Int64(seq)), .text(posting.account.key), .text(posting.currency.rawValue),
                                   .int(posting.amount)])
             let delta = LedgerBalances.effect(phase: entry.phase, amount: posting.amount)
-            try await conn.query("""
-                INSERT INTO ledger_accounts (account, currency, posted, pending) VALUES (?, ?, ?, ?)
-                ON CONFLICT (account, currency) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
-                    pending = ledger_accounts.pending + excluded.pending
-                """, [.text(posting.account.key), .text(posting.currency.rawValue), .int(delta.posted), .int(delta.pending)])
+            let key = LedgerBalances.Key(account: posting.account.key, currency: posting.currency)
+            balanceDeltas[key, default: LedgerBalances.Balance()].posted += delta.posted
+            balanceDeltas[key, default: LedgerBalances.Balance()].pending += delta.pending
         }
     }
 

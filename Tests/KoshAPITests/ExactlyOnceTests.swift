@@ -85,6 +85,38 @@ struct ExactlyOnceTests {
         }
     }
 
+    /// Captures, refunds and authorisations of different payments all touch the shared
+    /// platform accounts; run concurrently they must neither deadlock nor fail (PostgreSQL).
+    @Test("concurrent money movements on many payments never fail or deadlock", arguments: TestDatabases.all)
+    func concurrentAcrossPayments(db: String) async throws {
+        try await Kosh.run(db) { kosh in
+            var authorized: [String] = []
+            var captured: [String] = []
+            for _ in 0..<8 { authorized.append(try await kosh.authorizedPayment(amount: 4_000)) }
+            for _ in 0..<8 { captured.append(try await kosh.capturedPayment(amount: 4_000)) }
+            let authorizedIDs = authorized, capturedIDs = captured
+            let replies = try await withThrowingTaskGroup(of: Kosh.Reply.self) { group in
+                for id in authorizedIDs {
+                    group.addTask { try await kosh.call(.post, "/v1/payments/\(id)/capture", #"{"amount": 4000, "currency": "INR"}"#) }
+                }
+                for id in capturedIDs {
+                    for _ in 0..<3 {
+                        group.addTask { try await kosh.call(.post, "/v1/payments/\(id)/refund", #"{"amount": 1000}"#) }
+                    }
+                }
+                for _ in 0..<8 {
+                    group.addTask {
+                        let order = try await kosh.createOrder(amount: 1_500)
+                        return try await kosh.createPayment(order: order, amount: 1_500)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(replies.allSatisfy { $0.status == 200 }, "\(replies.filter { $0.status != 200 }.map(\.body))")
+            try await kosh.expectLedgerConsistent()
+        }
+    }
+
     @Test("an order is paid at most once, even under concurrent payment attempts", arguments: TestDatabases.all)
     func orderPaidOnce(db: String) async throws {
         try await Kosh.run(db) { kosh in
