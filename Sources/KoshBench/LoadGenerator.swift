@@ -218,7 +218,9 @@ public struct LoadGenerator: Sendable {
         if let rate = options.rate {
             let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
             let inFlight = InFlight()
-            await withTaskGroup(of: Void.self) { group in
+            // Discarding: finished lifecycles are freed at once (a plain task group keeps every
+            // child's result until it is awaited, which grows without bound in an open loop).
+            await withDiscardingTaskGroup { group in
                 var next = ContinuousClock.now
                 while next < end {
                     if ContinuousClock.now < next { try? await Task.sleep(until: next) }
@@ -237,7 +239,6 @@ public struct LoadGenerator: Sendable {
                         }
                     }
                 }
-                await group.waitForAll()
             }
         } else {
             await withTaskGroup(of: Void.self) { group in

@@ -82,3 +82,9 @@ public struct KoshError: Error, Sendable, Hashable, CustomStringConvertible {
     public static let authenticationFailed = KoshError(
         .unauthorized, "Authentication failed", field: nil, source: "NA", step: "NA", reason: "authentication_failed")
 }
+
+/// An error from an adapter meaning "someone else changed this at the same time": the HTTP
+/// layer answers 409 so the client can retry, instead of a 500.
+public protocol ConcurrentModificationError: Error {
+    var isConcurrentModification: Bool { get }
+}

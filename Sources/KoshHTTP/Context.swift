@@ -41,6 +41,10 @@ struct ErrorMiddleware: RouterMiddleware {
             return try await next(request, context)
         } catch let error as KoshError {
             return ErrorRendering.response(error)
+        } catch let error as ConcurrentModificationError where error.isConcurrentModification {
+            context.logger.notice("concurrent modification", metadata: ["error": "\(error)"])
+            return ErrorRendering.response(KoshError(.conflict, "The resource was modified by a concurrent request; retry the request",
+                                                     source: "NA", step: "NA", reason: "concurrent_modification"))
         } catch is NIOTooManyBytesError {
             return ErrorRendering.response(KoshError(.payloadTooLarge, "The request body must be at most \(APILimits.maximumBodyBytes) bytes",
                                                      source: "NA", step: "NA", reason: "payload_too_large"))

@@ -156,3 +156,12 @@ func percentDecode(_ s: String) -> String {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+extension StorageError: ConcurrentModificationError {
+    public var isConcurrentModification: Bool {
+        switch self {
+        case .uniqueViolation, .concurrentUpdate: true
+        default: false
+        }
+    }
+}
