@@ -96,7 +96,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KoshAPITests",
-            dependencies: ["KoshApp", "KoshTesting", "KoshHTTP",
+            dependencies: ["KoshApp", "KoshTesting", "KoshHTTP", "KoshBench",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),

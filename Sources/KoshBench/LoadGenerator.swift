@@ -205,7 +205,8 @@ public struct LoadGenerator: Sendable {
         }
     }
 
-    public func run() async throws -> LoadReport {
+    /// Runs `load` until the returned end instant, recording only between warm-up and end.
+    func measured(_ load: (_ end: ContinuousClock.Instant) async -> Void) async {
         let measureStart = ContinuousClock.now + .seconds(options.warmup)
         let end = measureStart + .seconds(options.duration)
         let recorder = self.recorder
@@ -215,6 +216,13 @@ public struct LoadGenerator: Sendable {
             try? await Task.sleep(until: end)
             recorder.setRecording(false)
         }
+        await load(end)
+        _ = await starter.result
+    }
+
+    public func run() async throws -> LoadReport {
+        let recorder = self.recorder
+        await measured { end in
         if let rate = options.rate {
             let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
             let inFlight = InFlight()
@@ -252,7 +260,7 @@ public struct LoadGenerator: Sendable {
                 await group.waitForAll()
             }
         }
-        _ = await starter.result
+        }
         return report(mode: options.rate.map { "open loop, \($0) lifecycles/s" } ?? "closed loop, \(options.concurrency) concurrent")
     }
 
@@ -270,15 +278,8 @@ public struct LoadGenerator: Sendable {
 
     /// The ceiling: the same client against a route that does nothing (`GET path`).
     public func runBare(path: String) async throws -> LoadReport {
-        let measureStart = ContinuousClock.now + .seconds(options.warmup)
-        let end = measureStart + .seconds(options.duration)
         let recorder = self.recorder
-        let starter = Task {
-            try? await Task.sleep(until: measureStart)
-            recorder.setRecording(true)
-            try? await Task.sleep(until: end)
-            recorder.setRecording(false)
-        }
+        await measured { end in
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<options.concurrency {
                 group.addTask {
@@ -298,7 +299,7 @@ public struct LoadGenerator: Sendable {
             }
             await group.waitForAll()
         }
-        _ = await starter.result
+        }
         return report(mode: "bare GET \(path), closed loop, \(options.concurrency) concurrent")
     }
 }

@@ -1,0 +1,46 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import KoshApp
+import KoshBench
+import KoshCore
+import KoshStorage
+import KoshTesting
+import Testing
+
+/// The load tool against a real server on a loopback socket: it completes lifecycles with no
+/// errors, counts them, and leaves a consistent ledger. (It measures nothing here: speed is
+/// never asserted in a test.)
+@Suite("kosh bench", .serialized, .timeLimit(.minutes(2)))
+struct LoadToolTests {
+    @Test func lifecyclesRunEndToEnd() async throws {
+        var config = try await TestDatabases.configuration("sqlite")
+        config.testApprovalDelayMillis = 0
+        config.gateway = GatewaySettings(firstCheckAfterMillis: 0, checkIntervalMillis: 50, submitGraceMillis: 1_000)
+        let services = try await KoshServices.open(config, logger: .init(label: "bench-test"))
+        let merchant = try await services.merchants.create(name: "Bench")
+        let app = Application(router: services.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            var options = LoadOptions(url: "http://127.0.0.1:\(port)", keyID: merchant.keyID, keySecret: merchant.keySecret)
+            options.duration = 1
+            options.warmup = 0
+            options.concurrency = 4
+            options.refundPerMille = 500
+            let generator = LoadGenerator(options: options)
+            let report = try await generator.run()
+            try await generator.shutdown()
+            #expect(report.lifecycles > 0)
+            #expect(report.errors.isEmpty, "\(report.errors)")
+            #expect(report.requests >= report.lifecycles * 3)
+            #expect(report.latencies.contains { $0.name == "lifecycle" && $0.count == UInt64(report.lifecycles) })
+            #expect(report.json()["lifecycles"] == .int(Int64(report.lifecycles)))
+        }
+        let verification = try await LedgerVerifier.verify(services.db)
+        #expect(verification.isConsistent, "\(verification.problems)")
+        let ledger = try await LedgerBenchmark.run(db: services.db, entries: 50, batch: 10)
+        #expect(ledger.entries == 50 && ledger.postings == 150)
+        #expect(try await LedgerVerifier.verify(services.db).isConsistent)
+        try await services.db.close()
+    }
+}
