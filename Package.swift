@@ -37,8 +37,30 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Connectors to payment rails (the in-process test rail for now).
-        .target(name: "KoshRails", dependencies: ["KoshCore"]),
+        // Connectors to payment rails: the in-process test rail, and real HTTP connectors to
+        // the UPI switch and PSP aggregators (the sandbox), routing and circuit breakers.
+        .target(
+            name: "KoshRails",
+            dependencies: [
+                "KoshCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The simulated outside world (docs/SANDBOX.md): a UPI switch, PSP aggregators,
+        // banks, payer apps and fault injection, served over HTTP.
+        .target(
+            name: "KoshSandbox",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // HTTP routes, auth, idempotency, error mapping.
         .target(
             name: "KoshHTTP",
@@ -54,8 +76,9 @@ let package = Package(
         .target(
             name: "KoshApp",
             dependencies: [
-                "KoshCore", "KoshStorage", "KoshRails", "KoshHTTP",
+                "KoshCore", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -95,8 +118,15 @@ let package = Package(
                            .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(
+            name: "KoshSandboxTests",
+            dependencies: ["KoshSandbox",
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
             name: "KoshAPITests",
-            dependencies: ["KoshApp", "KoshTesting", "KoshHTTP", "KoshBench",
+            dependencies: ["KoshApp", "KoshTesting", "KoshHTTP", "KoshBench", "KoshSandbox", "KoshRails",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
