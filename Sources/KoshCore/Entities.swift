@@ -2,6 +2,12 @@ public enum Mode: String, Sendable, Hashable {
     case test, live
 }
 
+/// A late authorisation (DESIGN.md §3.6) is captured when the order is still unpaid and the
+/// merchant chose `capture`; otherwise it is refunded in full at once.
+public enum LateAuthorizationPolicy: String, Sendable, Hashable, CaseIterable {
+    case capture, refund
+}
+
 public struct Merchant: Sendable, Hashable {
     public let id: String
     public var name: String
@@ -9,13 +15,20 @@ public struct Merchant: Sendable, Hashable {
     /// MDR in basis points for every method without an override.
     public var defaultMDRBasisPoints: Int64
     public let createdAt: Int64
+    /// What happens to a payment the rail authorises after Kosh gave up on it.
+    public var lateAuthorization: LateAuthorizationPolicy
+    /// Connectors the merchant wants tried first (live mode), best first.
+    public var routePreference: [String]
 
-    public init(id: String, name: String, mode: Mode, defaultMDRBasisPoints: Int64 = FeeSchedule.defaultMDRBasisPoints, createdAt: Int64) {
+    public init(id: String, name: String, mode: Mode, defaultMDRBasisPoints: Int64 = FeeSchedule.defaultMDRBasisPoints, createdAt: Int64,
+                lateAuthorization: LateAuthorizationPolicy = .refund, routePreference: [String] = []) {
         self.id = id
         self.name = name
         self.mode = mode
         self.defaultMDRBasisPoints = defaultMDRBasisPoints
         self.createdAt = createdAt
+        self.lateAuthorization = lateAuthorization
+        self.routePreference = routePreference
     }
 
     public var feeSchedule: FeeSchedule { FeeSchedule(defaultMDR: defaultMDRBasisPoints) }
@@ -78,8 +91,14 @@ public struct Payment: Sendable, Hashable {
     public var description: String?
     public var notes: Notes
     public var machine: PaymentMachine
-    /// Which rail carries the payment, and its reference once the rail has one.
-    public let rail: String
+    /// UPI flow: "collect" (the payer approves a request) or "intent" (the payer's app pays a link / QR).
+    public let flow: String
+    /// The `upi://pay` link of an intent payment, once the rail issued it.
+    public var upiLink: String?
+    /// A late authorisation given back in full: it never paid its order.
+    public var autoRefunded: Bool
+    /// Which rail (connector) carries the payment — the current attempt's — and its reference once it has one.
+    public var rail: String
     public var railReference: String?
     /// The pending ledger entry holding the authorisation.
     public var authorizationEntryID: String?
@@ -95,7 +114,7 @@ public struct Payment: Sendable, Hashable {
 
     public init(id: String, merchantID: String, orderID: String, currency: Currency, method: String, vpa: String?,
                 email: String?, contact: String?, description: String?, notes: Notes, machine: PaymentMachine,
-                rail: String, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: Int64,
+                rail: String, flow: String = "collect", upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: Int64,
                 authorizedAt: Int64? = nil, capturedAt: Int64? = nil, submittedAtMillis: Int64? = nil, nextCheckAt: Int64? = nil, version: Int64 = 0) {
         self.id = id
         self.merchantID = merchantID
@@ -109,6 +128,9 @@ public struct Payment: Sendable, Hashable {
         self.notes = notes
         self.machine = machine
         self.rail = rail
+        self.flow = flow
+        self.upiLink = upiLink
+        self.autoRefunded = autoRefunded
         self.railReference = railReference
         self.authorizationEntryID = authorizationEntryID
         self.createdAt = createdAt
@@ -195,4 +217,83 @@ public struct Page: Sendable, Hashable {
         self.from = from
         self.to = to
     }
+}
+
+/// One try of a payment on one route (connector). A payment that fails over has several.
+public struct PaymentAttempt: Sendable, Hashable {
+    public enum Status: String, Sendable, Hashable {
+        /// Being sent to the connector.
+        case initiated
+        /// The connector took it; the outcome comes later.
+        case accepted
+        /// The connector (or the bank behind it) refused it.
+        case rejected
+        /// The connector could not take it and surely did not charge: the next route is tried.
+        case unavailable
+        /// Its breaker was open: not sent.
+        case skipped
+        /// No answer (timeout, broken connection): the payer may have been charged, so no failover.
+        case unknown
+        case authorized
+        case failed
+    }
+
+    public let id: String
+    public let paymentID: String
+    public let merchantID: String
+    public let seq: Int64
+    public let connector: String
+    public let reason: String
+    public var status: Status
+    public var upstreamReference: String?
+    public var errorCode: String?
+    public var errorDescription: String?
+    public var latencyMillis: Int64?
+    public let createdAt: Int64
+    public var updatedAt: Int64
+
+    public init(id: String, paymentID: String, merchantID: String, seq: Int64, connector: String, reason: String, status: Status,
+                upstreamReference: String? = nil, errorCode: String? = nil, errorDescription: String? = nil, latencyMillis: Int64? = nil,
+                createdAt: Int64, updatedAt: Int64) {
+        self.id = id
+        self.paymentID = paymentID
+        self.merchantID = merchantID
+        self.seq = seq
+        self.connector = connector
+        self.reason = reason
+        self.status = status
+        self.upstreamReference = upstreamReference
+        self.errorCode = errorCode
+        self.errorDescription = errorDescription
+        self.latencyMillis = latencyMillis
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// A connector's downtime as Razorpay's downtime API shows it: opened when its circuit
+/// breaker opens, resolved when it closes again.
+public struct Downtime: Sendable, Hashable {
+    public let id: String
+    public let connector: String
+    public let method: String
+    /// unix seconds
+    public let begin: Int64
+    public var end: Int64?
+    public var severity: String
+    public let createdAt: Int64
+    public var updatedAt: Int64
+
+    public init(id: String, connector: String, method: String, begin: Int64, end: Int64? = nil, severity: String, createdAt: Int64, updatedAt: Int64) {
+        self.id = id
+        self.connector = connector
+        self.method = method
+        self.begin = begin
+        self.end = end
+        self.severity = severity
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+
+    public var status: String { end == nil ? "started" : "resolved" }
 }

@@ -22,8 +22,11 @@ public struct NewPayment: Sendable {
     public var contact: String?
     public var description: String?
     public var notes: Notes
+    /// UPI flow: "collect" or "intent".
+    public var flow: String
     public init(orderID: String, amount: Int64, currency: Currency, method: String, vpa: String?, email: String?,
-                contact: String?, description: String?, notes: Notes) {
+                contact: String?, description: String?, notes: Notes, flow: String = "collect") {
+        self.flow = flow
         self.orderID = orderID
         self.amount = amount
         self.currency = currency
@@ -50,32 +53,72 @@ public struct NewRefund: Sendable {
     }
 }
 
-/// Which rail carries payments of a merchant.
+/// The rails payments can take: the in-process test rail for test-mode merchants, and the
+/// routed connectors of live mode.
 public struct RailRegistry: Sendable {
     public var test: any PaymentRail
-    public var live: (any PaymentRail)?
-    public init(test: any PaymentRail, live: (any PaymentRail)? = nil) {
+    public var live: (any LiveRouting)?
+    public init(test: any PaymentRail, live: (any LiveRouting)? = nil) {
         self.test = test
         self.live = live
     }
 
-    public func rail(for mode: Mode) throws -> any PaymentRail {
+    func requireLive() throws -> any LiveRouting {
+        guard let live else {
+            throw KoshError(.badRequest, "Live mode payments are not enabled on this server", source: "business",
+                            step: "payment_initiation", reason: "live_mode_not_enabled")
+        }
+        return live
+    }
+
+    /// Checks the instrument before a payment is created.
+    public func validate(mode: Mode, method: String, vpa: String?, flow: String) throws {
         switch mode {
-        case .test: return test
-        case .live:
-            guard let live else {
-                throw KoshError(.badRequest, "Live mode payments are not enabled on this server", source: "business",
-                                step: "payment_initiation", reason: "live_mode_not_enabled")
+        case .test:
+            guard flow == "collect" else {
+                throw KoshError.badRequest("Test mode supports the collect flow only; the intent flow needs live keys", field: "upi.flow")
             }
-            return live
+            if let problem = test.validate(method: method, vpa: vpa) { throw problem }
+        case .live:
+            _ = try requireLive()
+            guard method == "upi" else { throw KoshError.badRequest("Only the upi method is supported", field: "method") }
+            if flow == "collect" && vpa == nil { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
+        }
+    }
+
+    /// The routes to try, in order, with the router's reasons.
+    public func plan(mode: Mode, _ request: RoutingRequest) throws -> [RouteChoice] {
+        switch mode {
+        case .test: [RouteChoice(connector: test.name, reason: "test mode")]
+        case .live: try requireLive().plan(request)
         }
     }
 
     public func rail(named name: String) -> (any PaymentRail)? {
         if test.name == name { return test }
-        if let live, live.name == name { return live }
-        return nil
+        return live?.connector(named: name)
     }
+
+    func acquire(_ connector: String) -> Bool {
+        connector == test.name ? true : (live?.acquire(connector) ?? false)
+    }
+
+    func recordCall(_ connector: String, failure: Bool) {
+        if connector != test.name { live?.recordCall(connector, failure: failure) }
+    }
+
+    func recordOutcome(_ connector: String, success: Bool) {
+        if connector != test.name { live?.recordOutcome(connector, success: success) }
+    }
+
+    public func lookup(mode: Mode, vpa: String) async throws -> VPALookup {
+        switch mode {
+        case .test: try await test.lookup(vpa: vpa)
+        case .live: try await requireLive().lookup(vpa: vpa)
+        }
+    }
+
+    public func downtimes() -> [Downtime] { live?.downtimes() ?? [] }
 }
 
 public struct GatewaySettings: Sendable {
@@ -86,11 +129,42 @@ public struct GatewaySettings: Sendable {
     /// A payment still `created` this long after creation was never handed to the rail
     /// (the server stopped in between); the janitor submits it (ms).
     public var submitGraceMillis: Int64
+    /// Poll every `checkIntervalMillis` for this long after submission, then wait for the
+    /// callback and re-check only every `slowCheckIntervalMillis` (seed 003: 2 s for 30 s).
+    public var pollWindowMillis: Int64
+    public var slowCheckIntervalMillis: Int64
+    /// A payment with no answer this long after submission is failed (timed out)…
+    public var pendingTimeoutMillis: Int64
+    /// …and still watched this long after submission, every `lateCheckIntervalMillis`, so a
+    /// late authorisation is found even when its callback is lost.
+    public var lateWatchMillis: Int64
+    public var lateCheckIntervalMillis: Int64
 
-    public init(firstCheckAfterMillis: Int64 = 1_000, checkIntervalMillis: Int64 = 2_000, submitGraceMillis: Int64 = 5_000) {
+    public init(firstCheckAfterMillis: Int64 = 1_000, checkIntervalMillis: Int64 = 2_000, submitGraceMillis: Int64 = 5_000,
+                pollWindowMillis: Int64 = 30_000, slowCheckIntervalMillis: Int64 = 60_000, pendingTimeoutMillis: Int64 = 900_000,
+                lateWatchMillis: Int64 = 86_400_000, lateCheckIntervalMillis: Int64 = 300_000) {
         self.firstCheckAfterMillis = firstCheckAfterMillis
         self.checkIntervalMillis = checkIntervalMillis
         self.submitGraceMillis = submitGraceMillis
+        self.pollWindowMillis = pollWindowMillis
+        self.slowCheckIntervalMillis = slowCheckIntervalMillis
+        self.pendingTimeoutMillis = pendingTimeoutMillis
+        self.lateWatchMillis = lateWatchMillis
+        self.lateCheckIntervalMillis = lateCheckIntervalMillis
+    }
+
+    /// When to ask the rail next about a payment submitted at `submittedAt` that is still
+    /// pending at `now`; nil means it has waited long enough and times out now.
+    public func nextPendingCheck(submittedAt: Int64, now: Int64) -> Int64? {
+        let age = now - submittedAt
+        if age < pollWindowMillis { return now + checkIntervalMillis }
+        if age < pendingTimeoutMillis { return min(now + slowCheckIntervalMillis, submittedAt + pendingTimeoutMillis) }
+        return nil
+    }
+
+    /// When to look again for a late authorisation of a timed-out payment; nil: stop watching.
+    public func nextLateCheck(submittedAt: Int64, now: Int64) -> Int64? {
+        now - submittedAt < lateWatchMillis ? now + lateCheckIntervalMillis : nil
     }
 }
 
@@ -132,8 +206,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
 
     /// Creates a payment on an order (state `created`). The caller commits, then calls `submit`.
     public func createPayment(_ tx: any StoreTransaction, merchant: Merchant, _ input: NewPayment) async throws -> Payment {
-        let rail = try rails.rail(for: merchant.mode)
-        if let problem = rail.validate(method: input.method, vpa: input.vpa) { throw problem }
+        try rails.validate(mode: merchant.mode, method: input.method, vpa: input.vpa, flow: input.flow)
         guard var order = try await tx.order(id: input.orderID, merchantID: merchant.id, forUpdate: true) else {
             throw KoshError.badRequest("The id provided does not exist", field: "order_id", reason: "input_validation_failed")
         }
@@ -150,10 +223,12 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             throw KoshError.badRequest("A payment for this order is already in progress", field: "order_id", reason: "payment_in_progress")
         }
         let now = clock.nowMillis()
+        // Live payments get their connector when the router picks one at submission.
+        let rail = merchant.mode == .test ? rails.test.name : Self.unrouted
         let payment = Payment(id: self.newID(.payment), merchantID: merchant.id, orderID: order.id, currency: input.currency,
                               method: input.method, vpa: input.vpa, email: input.email, contact: input.contact,
                               description: input.description, notes: input.notes, machine: PaymentMachine(amount: input.amount),
-                              rail: rail.name, createdAt: now / 1000, nextCheckAt: now + settings.submitGraceMillis)
+                              rail: rail, flow: input.flow, createdAt: now / 1000, nextCheckAt: now + settings.submitGraceMillis)
         let fromOrderState = order.machine.state
         do { try order.machine.apply(.paymentAttempted) } catch { throw KoshError.badRequest(error.description, field: "order_id") }
         try await tx.insertPayment(payment)
@@ -164,85 +239,266 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         return payment
     }
 
-    /// Hands a `created` payment to its rail. Safe to call more than once: a payment that is
-    /// no longer `created` is returned unchanged. The payment is marked pending before the
-    /// call, so a crash during the call leaves it to the janitor's status checks.
+    /// The rail name of a live payment not yet routed.
+    public static var unrouted: String { "unrouted" }
+
+    public static var noRouteFailure: PaymentFailure {
+        PaymentFailure(code: "GATEWAY_ERROR", description: "Payment failed because no payment route is available right now. Please try again.",
+                       source: "gateway", step: "payment_initiation", reason: "gateway_technical_error")
+    }
+
+    public static var timedOutFailure: PaymentFailure {
+        PaymentFailure(code: "BAD_REQUEST_ERROR", description: "Payment was unsuccessful as it was not completed in time.",
+                       source: "customer", step: "payment_authentication", reason: "payment_timed_out")
+    }
+
+    /// What came of handing the payment to one route.
+    enum AttemptOutcome {
+        case accepted(reference: String, link: String?)
+        case rejected(PaymentFailure)
+        case unavailable(String)
+        case skipped
+        case unknown(String)
+    }
+
+    /// Hands a `created` payment to its rail, trying the routes the router chose in order.
+    /// Safe to call more than once: a payment that is no longer `created` is returned
+    /// unchanged. Each try is recorded as an attempt before the call, and the payment points
+    /// at the attempt's connector, so after a crash the janitor asks the right upstream.
+    /// The next route is tried only when the last surely did nothing (unavailable, breaker
+    /// open); a timeout leaves the payment pending there, because the payer may be charged.
     @discardableResult
     public func submit(paymentID: String) async throws -> Payment {
-        let submitted: Payment? = try await store.transaction { tx in
+        let started: (Payment, PaymentAttempt?, [RouteChoice], String)? = try await store.transaction { tx in
             guard var payment = try await tx.payment(id: paymentID, merchantID: nil, forUpdate: true) else {
                 throw KoshError.notFound()
             }
             guard payment.state == .created else { return nil }
+            guard let merchant = try await tx.merchant(id: payment.merchantID) else { throw KoshError.notFound() }
+            let plan = try self.rails.plan(mode: merchant.mode, RoutingRequest(method: payment.method, flow: payment.flow, amount: payment.amount,
+                                                                               preferred: merchant.routePreference))
             try await self.apply(.submit, to: &payment, tx)
             let now = self.clock.nowMillis()
             payment.submittedAtMillis = now
+            guard let first = plan.first else {
+                try await self.apply(.fail(Self.noRouteFailure), to: &payment, tx)
+                payment.nextCheckAt = nil
+                try await tx.updatePayment(payment)
+                return (payment, nil, [], merchant.name)
+            }
             payment.nextCheckAt = now + self.settings.firstCheckAfterMillis
+            payment.rail = first.connector
+            let attempt = self.newAttempt(payment, seq: 1, first, now: now)
+            try await tx.insertAttempt(attempt)
             try await tx.updatePayment(payment)
-            return payment
+            return (payment, attempt, plan, merchant.name)
         }
-        guard let submitted else {
+        guard let (submitted, firstAttempt, plan, payeeName) = started else {
             return try await self.payment(id: paymentID)
         }
-        guard let rail = rails.rail(named: submitted.rail) else { return submitted }
-        let initiation: RailInitiation
-        do {
-            initiation = try await rail.initiate(request(for: submitted))
-        } catch {
-            // Unknown outcome: leave the payment pending for the status checks.
-            return submitted
-        }
-        let afterInitiation: Payment = try await store.transaction { tx in
-            guard var payment = try await tx.payment(id: paymentID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
-            guard payment.state == .pending else { return payment }
-            switch initiation {
-            case .accepted(let reference):
-                guard payment.railReference == nil else { return payment }
-                payment.railReference = reference
-                payment.version += 1
-                try await tx.updatePayment(payment)
-            case .rejected(let failure):
-                try await self.apply(.fail(failure), to: &payment, tx)
-                try await tx.updatePayment(payment)
+        guard var attempt = firstAttempt else { return submitted }
+        var current = submitted
+        var index = 0
+        while true {
+            let connector = plan[index].connector
+            let outcome: AttemptOutcome
+            let began = clock.nowMillis()
+            if let rail = rails.rail(named: connector), rails.acquire(connector) {
+                do {
+                    switch try await rail.initiate(request(for: current, payeeName: payeeName)) {
+                    case .accepted(let reference, let link): outcome = .accepted(reference: reference, link: link)
+                    case .rejected(let failure): outcome = .rejected(failure)
+                    case .unavailable(let reason): outcome = .unavailable(reason)
+                    }
+                } catch {
+                    outcome = .unknown(String(describing: error))
+                }
+                switch outcome {
+                case .unavailable, .unknown: rails.recordCall(connector, failure: true)
+                default: rails.recordCall(connector, failure: false)
+                }
+            } else {
+                outcome = .skipped
             }
-            return payment
+            let latency = clock.nowMillis() - began
+            let next: PaymentAttempt? = index + 1 < plan.count
+                ? newAttempt(current, seq: attempt.seq + 1, plan[index + 1], now: clock.nowMillis()) : nil
+            let (payment, failedOver) = try await store.transaction { tx in
+                try await self.finishAttempt(paymentID: paymentID, attempt: attempt, outcome: outcome, latency: latency, next: next, tx)
+            }
+            current = payment
+            guard failedOver, let next else { break }
+            attempt = next
+            index += 1
         }
         // A rail that answers at once (the test rail with no approval delay) is asked right away.
-        if afterInitiation.state == .pending && settings.firstCheckAfterMillis == 0 {
+        if current.state == .pending && settings.firstCheckAfterMillis == 0 {
             return try await check(paymentID: paymentID)
         }
-        return afterInitiation
+        return current
     }
 
-    /// Asks the rail about a pending payment and applies the answer. Idempotent.
+    func newAttempt(_ payment: Payment, seq: Int64, _ choice: RouteChoice, now: Int64) -> PaymentAttempt {
+        PaymentAttempt(id: newID(.attempt), paymentID: payment.id, merchantID: payment.merchantID, seq: seq, connector: choice.connector,
+                       reason: choice.reason, status: .initiated, createdAt: now, updatedAt: now)
+    }
+
+    /// Records what one route did with the payment and moves the payment on. Returns the
+    /// payment and whether it moved to the next route (`next`, inserted here).
+    func finishAttempt(paymentID: String, attempt: PaymentAttempt, outcome: AttemptOutcome, latency: Int64, next: PaymentAttempt?,
+                       _ tx: any StoreTransaction) async throws -> (Payment, Bool) {
+        guard var payment = try await tx.payment(id: paymentID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
+        let loadedVersion = payment.version
+        var attempt = attempt
+        attempt.latencyMillis = latency
+        attempt.updatedAt = clock.nowMillis()
+        var failedOver = false
+        // Only the attempt the payment points at may move it (a callback may have been faster).
+        let inCharge = payment.state == .pending && payment.rail == attempt.connector
+        switch outcome {
+        case .accepted(let reference, let link):
+            attempt.status = .accepted
+            attempt.upstreamReference = reference
+            if inCharge {
+                payment.railReference = payment.railReference ?? reference
+                payment.upiLink = payment.upiLink ?? link
+                payment.version += 1
+            }
+        case .rejected(let failure):
+            attempt.status = .rejected
+            attempt.errorCode = failure.reason
+            attempt.errorDescription = failure.description
+            // A technical refusal at initiation charged no one: the next route may take it.
+            let retryable = failure.code == "GATEWAY_ERROR" && next != nil
+            if inCharge && !retryable {
+                try await apply(.fail(failure), to: &payment, tx)
+                payment.nextCheckAt = nil
+            }
+        case .unavailable(let reason), .unknown(let reason):
+            if case .unavailable = outcome { attempt.status = .unavailable } else { attempt.status = .unknown }
+            attempt.errorDescription = String(reason.prefix(500))
+        case .skipped:
+            attempt.status = .skipped
+            attempt.errorDescription = "circuit breaker open"
+        }
+        var moveOn = false
+        switch outcome {
+        case .unavailable, .skipped: moveOn = true
+        case .rejected(let failure): moveOn = failure.code == "GATEWAY_ERROR" && next != nil
+        default: break
+        }
+        switch (moveOn, inCharge) {
+        case (true, true):
+            if let next {
+                try await tx.insertAttempt(next)
+                payment.rail = next.connector
+                payment.version += 1
+                failedOver = true
+            } else {
+                try await apply(.fail(Self.noRouteFailure), to: &payment, tx)
+                payment.nextCheckAt = nil
+            }
+        default:
+            break
+        }
+        try await tx.updateAttempt(attempt)
+        if payment.version != loadedVersion { try await tx.updatePayment(payment) }
+        return (payment, failedOver)
+    }
+
+    /// Asks the rail about a payment in flight (or a timed-out one still watched for a late
+    /// authorisation) and applies the answer. Idempotent.
     @discardableResult
     public func check(paymentID: String) async throws -> Payment {
         let current = try await payment(id: paymentID)
-        guard current.state == .pending, let rail = rails.rail(named: current.rail) else { return current }
+        let watched = current.state == .pending || (current.state == .failed && current.nextCheckAt != nil)
+        guard watched, let rail = rails.rail(named: current.rail) else { return current }
         let status: RailPaymentStatus
         do {
             status = try await rail.status(request(for: current))
+            rails.recordCall(current.rail, failure: false)
         } catch {
+            rails.recordCall(current.rail, failure: true)
             status = .pending
         }
-        return try await store.transaction { tx in
+        return try await applyRailStatus(paymentID: paymentID, status, fromCallback: false)
+    }
+
+    /// Applies what a rail said about a payment — from a status check or a callback — once:
+    /// a repeated or stale answer changes nothing. A success for a payment already failed is
+    /// a late authorisation: taken in, then captured or refunded per the merchant's policy.
+    @discardableResult
+    public func applyRailStatus(paymentID: String, _ status: RailPaymentStatus, fromCallback: Bool, amount: Int64? = nil) async throws -> Payment {
+        var outcome: Bool?
+        let (payment, refunds): (Payment, [String]) = try await store.transaction { tx in
             guard var payment = try await tx.payment(id: paymentID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
-            guard payment.state == .pending else { return payment }
-            switch status {
-            case .pending:
-                payment.nextCheckAt = self.clock.nowMillis() + self.settings.checkIntervalMillis
-                payment.version += 1
-            case .authorized(let reference):
+            if let amount, amount != payment.amount {
+                throw KoshError.badRequest("The amount \(amount) does not match the payment amount \(payment.amount)", field: "amount")
+            }
+            let now = self.clock.nowMillis()
+            let submittedAt = payment.submittedAtMillis ?? payment.createdAt * 1000
+            var refunds: [String] = []
+            switch (payment.state, status) {
+            case (.pending, .pending):
+                guard !fromCallback else { return (payment, []) }
+                if let next = self.settings.nextPendingCheck(submittedAt: submittedAt, now: now) {
+                    payment.nextCheckAt = next
+                    payment.version += 1
+                } else {
+                    try await self.apply(.fail(Self.timedOutFailure), to: &payment, tx)
+                    payment.nextCheckAt = self.settings.nextLateCheck(submittedAt: submittedAt, now: now)
+                    try await self.markAttempt(payment, .unknown, error: Self.timedOutFailure, tx)
+                }
+            case (.pending, .authorized(let reference)):
                 payment.railReference = payment.railReference ?? reference
                 try await self.apply(.authorize(railReference: reference), to: &payment, tx)
                 payment.nextCheckAt = nil
-            case .failed(let failure):
+                try await self.markAttempt(payment, .authorized, reference: reference, tx)
+                outcome = true
+            case (.pending, .failed(let failure)):
                 try await self.apply(.fail(failure), to: &payment, tx)
                 payment.nextCheckAt = nil
+                try await self.markAttempt(payment, .failed, error: failure, tx)
+                // A payer's "no" says nothing about the route.
+                if failure.source != "customer" { outcome = false }
+            case (.failed, .authorized(let reference)):
+                payment.railReference = reference
+                refunds = try await self.apply(.lateAuthorize(railReference: reference), to: &payment, tx)
+                payment.nextCheckAt = nil
+                try await self.markAttempt(payment, .authorized, reference: reference, tx)
+                outcome = true
+            case (.failed, .failed):
+                guard payment.nextCheckAt != nil else { return (payment, []) }
+                payment.nextCheckAt = nil
+                payment.version += 1
+            case (.failed, .pending):
+                guard payment.nextCheckAt != nil, !fromCallback else { return (payment, []) }
+                payment.nextCheckAt = self.settings.nextLateCheck(submittedAt: submittedAt, now: now)
+                payment.version += 1
+            default:
+                // Already authorised, captured, voided or refunded: a duplicate or stale answer.
+                return (payment, [])
             }
             try await tx.updatePayment(payment)
-            return payment
+            return (payment, refunds)
         }
+        if let outcome { rails.recordOutcome(payment.rail, success: outcome) }
+        for refundID in refunds { try await processRefund(refundID: refundID) }
+        return refunds.isEmpty ? payment : try await self.payment(id: paymentID)
+    }
+
+    /// Records the final word on the payment's current attempt.
+    func markAttempt(_ payment: Payment, _ status: PaymentAttempt.Status, reference: String? = nil, error: PaymentFailure? = nil,
+                     _ tx: any StoreTransaction) async throws {
+        guard var attempt = try await tx.attempts(paymentID: payment.id).last(where: { $0.connector == payment.rail }) else { return }
+        attempt.status = status
+        attempt.upstreamReference = attempt.upstreamReference ?? reference
+        if let error {
+            attempt.errorCode = error.reason
+            attempt.errorDescription = error.description
+        }
+        attempt.updatedAt = clock.nowMillis()
+        try await tx.updateAttempt(attempt)
     }
 
     /// Submits or checks every payment whose next check is due. Returns how many it handled.
@@ -251,7 +507,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         for payment in due {
             switch payment.state {
             case .created: try await submit(paymentID: payment.id)
-            case .pending: try await check(paymentID: payment.id)
+            case .pending, .failed: try await check(paymentID: payment.id)
             default: break
             }
         }
@@ -362,8 +618,10 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     // MARK: Running the machine's actions
 
     /// Feeds `event` to the payment's machine and runs the actions it returns in `tx`.
-    /// Bumps `payment.version`; the caller writes the payment.
-    func apply(_ event: PaymentEvent, to payment: inout Payment, _ tx: any StoreTransaction, refundID: String? = nil) async throws {
+    /// Bumps `payment.version`; the caller writes the payment. Returns the refunds to send
+    /// to the rail once the transaction commits.
+    @discardableResult
+    func apply(_ event: PaymentEvent, to payment: inout Payment, _ tx: any StoreTransaction, refundID: String? = nil) async throws -> [String] {
         let actions: [PaymentAction]
         do {
             actions = try payment.machine.apply(event)
@@ -372,10 +630,16 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         }
         let now = clock.nowMillis()
         let seconds = now / 1000
+        var resolveLate = false
+        var refundsToSend: [String] = []
         for action in actions {
             switch action {
             case .sendToRail:
                 break  // the caller calls the rail after commit
+            case .resolveLateAuthorization:
+                resolveLate = true  // after this event's own actions, below
+            case .sendAutoRefund:
+                if let refundID { refundsToSend.append(refundID) }
             case .postAuthorization(let amount):
                 let entry = try PostingRules.authorization(id: self.newID(.journalEntry), paymentID: payment.id, merchantID: payment.merchantID,
                                                            rail: payment.rail, amount: amount, currency: payment.currency, at: seconds)
@@ -416,6 +680,31 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             }
         }
         payment.version += 1
+        if resolveLate {
+            refundsToSend += try await resolveLateAuthorization(&payment, tx)
+        }
+        return refundsToSend
+    }
+
+    /// A late authorisation is captured when the merchant wants that and its order is still
+    /// unpaid with no other payment in flight; otherwise it is refunded in full at once.
+    func resolveLateAuthorization(_ payment: inout Payment, _ tx: any StoreTransaction) async throws -> [String] {
+        guard let merchant = try await tx.merchant(id: payment.merchantID),
+              let order = try await tx.order(id: payment.orderID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
+        if merchant.lateAuthorization == .capture, order.machine.state != .paid, try await tx.livePaymentCount(orderID: order.id) == 0 {
+            let fee = merchant.feeSchedule.fee(amount: payment.amount, method: payment.method)
+            return try await apply(.capture(amount: payment.amount, fee: fee), to: &payment, tx)
+        }
+        var notes = Notes()
+        notes.pairs.append((key: "reason", value: "late_authorization"))
+        let refund = Refund(id: self.newID(.refund), merchantID: payment.merchantID, paymentID: payment.id, currency: payment.currency,
+                            notes: notes, receipt: nil, speedRequested: "normal", machine: RefundMachine(amount: payment.amount),
+                            createdAt: nowSeconds)
+        let sends = try await apply(.autoRefund, to: &payment, tx, refundID: refund.id)
+        payment.autoRefunded = true
+        try await tx.insertRefund(refund)
+        try await tx.appendEvent(event(payment.merchantID, "refund", refund.id, "created", from: nil, to: RefundState.pending.rawValue))
+        return sends
     }
 
     func authorizationEntry(of payment: Payment, _ tx: any StoreTransaction) async throws -> JournalEntry {
@@ -425,9 +714,10 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         return entry
     }
 
-    func request(for payment: Payment) -> RailPaymentRequest {
+    func request(for payment: Payment, payeeName: String = "Kosh merchant") -> RailPaymentRequest {
         RailPaymentRequest(paymentID: payment.id, merchantID: payment.merchantID, amount: payment.amount, currency: payment.currency,
-                           method: payment.method, vpa: payment.vpa, submittedAt: payment.submittedAtMillis ?? payment.createdAt * 1000)
+                           method: payment.method, vpa: payment.vpa, submittedAt: payment.submittedAtMillis ?? payment.createdAt * 1000,
+                           flow: payment.flow, payeeName: payeeName, description: payment.description)
     }
 
     func event(_ merchantID: String, _ type: String, _ id: String, _ name: String, from: String?, to: String) -> PaymentEventRecord {

@@ -6,6 +6,8 @@ public enum IDPrefix: String, Sendable, CaseIterable {
     case refund = "rfnd"
     case journalEntry = "jrnl"
     case paymentEvent = "evt"
+    case attempt = "patt"
+    case downtime = "down"
     case testKey = "rzp_test"
     case liveKey = "rzp_live"
 }

@@ -51,7 +51,7 @@ public struct PaymentFailure: Sendable, Hashable {
 
 /// The kinds of input a payment accepts; the transition table is keyed by these.
 public enum PaymentEventKind: String, Sendable, Hashable, CaseIterable {
-    case submit, authorize, fail, capture, void, refund, refundFailed
+    case submit, authorize, fail, capture, void, refund, refundFailed, lateAuthorize, autoRefund
 }
 
 public enum PaymentEvent: Sendable, Hashable {
@@ -69,6 +69,13 @@ public enum PaymentEvent: Sendable, Hashable {
     case refund(amount: Int64)
     /// A refund the rail could not process: the amount becomes refundable again.
     case refundFailed(amount: Int64)
+    /// The rail reports success for a payment Kosh had already marked failed (it timed out
+    /// waiting): the money moved, so the payment is authorised after all (DESIGN.md §3.6).
+    case lateAuthorize(railReference: String)
+    /// A late authorisation the merchant cannot use (policy, or the order was paid by
+    /// another payment) is taken in and given back in full: captured without a fee and
+    /// refunded, so the money goes back through the rail and the ledger shows both legs.
+    case autoRefund
 
     public var kind: PaymentEventKind {
         switch self {
@@ -79,6 +86,8 @@ public enum PaymentEvent: Sendable, Hashable {
         case .void: .void
         case .refund: .refund
         case .refundFailed: .refundFailed
+        case .lateAuthorize: .lateAuthorize
+        case .autoRefund: .autoRefund
         }
     }
 }
@@ -96,6 +105,11 @@ public enum PaymentAction: Sendable, Hashable {
     case postRefund(amount: Int64)
     case reverseRefund(amount: Int64)
     case markOrderPaid(amount: Int64)
+    /// A late authorisation arrived: the shell applies the merchant's policy next
+    /// (capture, or `autoRefund`).
+    case resolveLateAuthorization
+    /// Send a full refund of an auto-refunded payment to the rail.
+    case sendAutoRefund(amount: Int64)
     case recordEvent(from: PaymentState, to: PaymentState, event: PaymentEventKind)
 }
 
@@ -143,6 +157,8 @@ public struct PaymentMachine: Sendable, Hashable {
         case (.captured, .refund): .captured  // or .refunded when fully refunded
         case (.captured, .refundFailed): .captured
         case (.refunded, .refundFailed): .captured
+        case (.failed, .lateAuthorize): .authorized
+        case (.authorized, .autoRefund): .refunded
         default: nil
         }
     }
@@ -159,6 +175,16 @@ public struct PaymentMachine: Sendable, Hashable {
             actions.append(.sendToRail)
         case .authorize:
             actions.append(.postAuthorization(amount: amount))
+        case .lateAuthorize:
+            // The earlier failure was Kosh giving up, not the payer's answer.
+            self.failure = nil
+            actions.append(.postAuthorization(amount: amount))
+            actions.append(.resolveLateAuthorization)
+        case .autoRefund:
+            amountRefunded = amount
+            actions.append(.postCapture(amount: amount))
+            actions.append(.postRefund(amount: amount))
+            actions.append(.sendAutoRefund(amount: amount))
         case .fail(let failure):
             self.failure = failure
         case .capture(let captureAmount, let fee):

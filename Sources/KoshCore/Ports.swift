@@ -53,8 +53,17 @@ public struct RailPaymentRequest: Sendable, Hashable {
     public let vpa: String?
     /// When the payment was handed to the rail (unix ms).
     public let submittedAt: Int64
+    /// UPI flow: "collect" or "intent".
+    public let flow: String
+    /// Who is paid (shown in the payer's app).
+    public let payeeName: String
+    public let description: String?
 
-    public init(paymentID: String, merchantID: String, amount: Int64, currency: Currency, method: String, vpa: String?, submittedAt: Int64) {
+    public init(paymentID: String, merchantID: String, amount: Int64, currency: Currency, method: String, vpa: String?, submittedAt: Int64,
+                flow: String = "collect", payeeName: String = "Kosh merchant", description: String? = nil) {
+        self.flow = flow
+        self.payeeName = payeeName
+        self.description = description
         self.paymentID = paymentID
         self.merchantID = merchantID
         self.amount = amount
@@ -67,9 +76,40 @@ public struct RailPaymentRequest: Sendable, Hashable {
 
 public enum RailInitiation: Sendable, Hashable {
     /// The rail took the payment; the outcome comes later (status checks or a callback).
-    case accepted(reference: String)
+    /// An intent payment also gets the `upi://pay` link the payer's app pays.
+    case accepted(reference: String, link: String?)
     /// The rail refused it outright.
     case rejected(PaymentFailure)
+    /// The rail could not take it and surely did nothing (refused connection, 503 before
+    /// any work, open breaker): safe to try another route.
+    case unavailable(reason: String)
+}
+
+/// What a rail's callback said about one payment.
+public struct RailCallback: Sendable, Hashable {
+    public let paymentID: String
+    public let status: RailPaymentStatus
+    /// The amount the rail says moved, when it says (paise).
+    public let amount: Int64?
+
+    public init(paymentID: String, status: RailPaymentStatus, amount: Int64?) {
+        self.paymentID = paymentID
+        self.status = status
+        self.amount = amount
+    }
+}
+
+/// The answer of a VPA lookup (`POST /v1/payments/validate/vpa`).
+public struct VPALookup: Sendable, Hashable {
+    public let vpa: String
+    public let valid: Bool
+    public let customerName: String?
+
+    public init(vpa: String, valid: Bool, customerName: String?) {
+        self.vpa = vpa
+        self.valid = valid
+        self.customerName = customerName
+    }
 }
 
 public enum RailPaymentStatus: Sendable, Hashable {
@@ -109,6 +149,35 @@ public protocol PaymentRail: Sendable {
     func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation
     func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus
     func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus
+    /// Asks the rail who owns a VPA.
+    func lookup(vpa: String) async throws -> VPALookup
+    /// Verifies and reads a callback the rail sent to `/v1/rails/callbacks/<name>`.
+    /// Throws `KoshError` (401) when the signature does not hold.
+    func parseCallback(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> RailCallback
+}
+
+extension PaymentRail {
+    public func parseCallback(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> RailCallback {
+        throw KoshError(.notFound, "The rail \(name) sends no callbacks")
+    }
+}
+
+/// Live mode's routes: several connectors, an order in which to try them, and their
+/// circuit breakers and success statistics (kept by the rails module).
+public protocol LiveRouting: Sendable {
+    func plan(_ request: RoutingRequest) -> [RouteChoice]
+    func connector(named name: String) -> (any PaymentRail)?
+    var connectorNames: [String] { get }
+    /// Takes a breaker slot for one call; false when the breaker refuses calls now.
+    func acquire(_ connector: String) -> Bool
+    /// The connector answered (`failure: false`) or failed as a service (timeout, 5xx, refused).
+    func recordCall(_ connector: String, failure: Bool)
+    /// A payment's final outcome on the connector, for success-rate routing.
+    func recordOutcome(_ connector: String, success: Bool)
+    /// Downtimes, newest first (open ones included).
+    func downtimes() -> [Downtime]
+    /// Who owns a VPA, from the UPI switch.
+    func lookup(vpa: String) async throws -> VPALookup
 }
 
 // MARK: - Storage
@@ -138,6 +207,10 @@ public protocol StoreTransaction {
     func updateRefund(_ refund: Refund) async throws
     func refunds(merchantID: String, paymentID: String?, page: Page) async throws -> [Refund]
     func pendingRefunds(createdBefore: Int64, limit: Int) async throws -> [Refund]
+
+    func insertAttempt(_ attempt: PaymentAttempt) async throws
+    func updateAttempt(_ attempt: PaymentAttempt) async throws
+    func attempts(paymentID: String) async throws -> [PaymentAttempt]
 
     func appendEvent(_ event: PaymentEventRecord) async throws
     /// Writes the entry and its postings and updates the stored balances, in this transaction.

@@ -49,7 +49,7 @@ public struct TestRail: PaymentRail {
             return .rejected(PaymentFailure(code: "BAD_REQUEST_ERROR", description: problem.message, source: "customer",
                                             step: "payment_initiation", reason: "invalid_vpa"))
         }
-        return .accepted(reference: reference(for: request.paymentID))
+        return .accepted(reference: reference(for: request.paymentID), link: nil)
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
@@ -62,6 +62,13 @@ public struct TestRail: PaymentRail {
 
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
         .processed(reference: "test_rfnd_" + request.refundID.dropFirst("rfnd_".count))
+    }
+
+    public func lookup(vpa: String) async throws -> VPALookup {
+        switch vpa.lowercased() {
+        case Self.successVPA, Self.failureVPA: VPALookup(vpa: vpa, valid: true, customerName: "Gaurav Kumar")
+        default: VPALookup(vpa: vpa, valid: false, customerName: nil)
+        }
     }
 
     func reference(for paymentID: String) -> String {

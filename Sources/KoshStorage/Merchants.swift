@@ -107,9 +107,11 @@ public final class MerchantDirectory: MerchantAuthenticator {
 
     public static let maximumNameLength = 120
 
-    public func create(name: String, mode: Mode = .test) async throws -> MerchantCredentials {
+    public func create(name: String, mode: Mode = .test, lateAuthorization: LateAuthorizationPolicy = .refund,
+                       routePreference: [String] = []) async throws -> MerchantCredentials {
         let now = clock.nowMillis() / 1000
-        let merchant = Merchant(id: Identifiers.make(.merchant), name: name, mode: mode, createdAt: now)
+        let merchant = Merchant(id: Identifiers.make(.merchant), name: name, mode: mode, createdAt: now,
+                                lateAuthorization: lateAuthorization, routePreference: routePreference)
         let keyID = Identifiers.make(mode == .test ? .testKey : .liveKey)
         var secretBytes = [UInt8](repeating: 0, count: 18)
         var generator = SystemRandomNumberGenerator()
@@ -118,8 +120,11 @@ public final class MerchantDirectory: MerchantAuthenticator {
         let mac = hex(Data(HMAC<SHA256>.authenticationCode(for: Data(secret.utf8), using: masterKey.macKey)))
         let sealed = try AES.GCM.seal(Data(secret.utf8), using: masterKey.sealingKey, authenticating: Data(keyID.utf8)).combined!
         try await db.transaction { conn in
-            try await conn.query("INSERT INTO merchants (id, name, mode, default_mdr_bps, created_at) VALUES (?, ?, ?, ?, ?)",
-                                 [.text(merchant.id), .text(name), .text(mode.rawValue), .int(merchant.defaultMDRBasisPoints), .int(now)])
+            try await conn.query("""
+                INSERT INTO merchants (id, name, mode, default_mdr_bps, created_at, late_authorization, route_preference)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, [.text(merchant.id), .text(name), .text(mode.rawValue), .int(merchant.defaultMDRBasisPoints), .int(now),
+                      .text(lateAuthorization.rawValue), .text(routePreference.joined(separator: ","))])
             try await conn.query("""
                 INSERT INTO api_keys (key_id, merchant_id, mode, secret_mac, secret_sealed, created_at) VALUES (?, ?, ?, ?, ?, ?)
                 """, [.text(keyID), .text(merchant.id), .text(mode.rawValue), .text(mac), .text(sealed.base64EncodedString()), .int(now)])

@@ -202,6 +202,40 @@ public enum Migrations {
             }
             return statements
         },
+        Migration(version: 2, name: "live rails") { _ in
+            [
+                // UPI flow (collect / intent), the intent link, and payments taken in late and given back.
+                "ALTER TABLE payments ADD COLUMN flow TEXT NOT NULL DEFAULT 'collect'",
+                "ALTER TABLE payments ADD COLUMN upi_link TEXT",
+                "ALTER TABLE payments ADD COLUMN auto_refunded BIGINT NOT NULL DEFAULT 0",
+                // An auto-refunded late authorisation never paid its order, so it does not count.
+                "DROP INDEX payments_one_live_per_order",
+                """
+                CREATE UNIQUE INDEX payments_one_live_per_order ON payments (order_id)
+                WHERE status IN ('created', 'pending', 'authorized', 'captured', 'refunded') AND auto_refunded = 0
+                """,
+                "ALTER TABLE merchants ADD COLUMN late_authorization TEXT NOT NULL DEFAULT 'refund'",
+                "ALTER TABLE merchants ADD COLUMN route_preference TEXT NOT NULL DEFAULT ''",
+                """
+                CREATE TABLE payment_attempts (
+                    id TEXT PRIMARY KEY,
+                    payment_id TEXT NOT NULL REFERENCES payments(id),
+                    merchant_id TEXT NOT NULL,
+                    seq BIGINT NOT NULL,
+                    connector TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    upstream_reference TEXT,
+                    error_code TEXT,
+                    error_description TEXT,
+                    latency_ms BIGINT,
+                    created_at BIGINT NOT NULL,
+                    updated_at BIGINT NOT NULL,
+                    UNIQUE (payment_id, seq)
+                )
+                """,
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

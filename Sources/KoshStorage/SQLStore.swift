@@ -51,7 +51,9 @@ public final class SQLStoreTransaction: StoreTransaction {
     static func merchant(_ row: SQLRow) throws -> Merchant {
         Merchant(id: try row.requireText("id"), name: try row.requireText("name"),
                  mode: Mode(rawValue: try row.requireText("mode")) ?? .test,
-                 defaultMDRBasisPoints: try row.requireInt("default_mdr_bps"), createdAt: try row.requireInt("created_at"))
+                 defaultMDRBasisPoints: try row.requireInt("default_mdr_bps"), createdAt: try row.requireInt("created_at"),
+                 lateAuthorization: LateAuthorizationPolicy(rawValue: row.text("late_authorization") ?? "") ?? .refund,
+                 routePreference: (row.text("route_preference") ?? "").split(separator: ",").map(String.init))
     }
 
     // MARK: Orders
@@ -126,8 +128,9 @@ public final class SQLStoreTransaction: StoreTransaction {
         try await conn.query("""
             INSERT INTO payments (id, merchant_id, order_id, amount, currency, method, status, amount_refunded, vpa, email, contact,
                 description, notes, fee, tax, error_code, error_description, error_source, error_step, error_reason, rail,
-                rail_reference, authorization_entry_id, created_at, submitted_at_ms, authorized_at, captured_at, next_check_at, version)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                rail_reference, authorization_entry_id, created_at, submitted_at_ms, authorized_at, captured_at, next_check_at, version,
+                flow, upi_link, auto_refunded)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.text(p.id), .text(p.merchantID), .text(p.orderID), .int(p.amount), .text(p.currency.rawValue), .text(p.method)]
                 + Self.mutableColumns(p))
     }
@@ -141,7 +144,7 @@ public final class SQLStoreTransaction: StoreTransaction {
             SQLValue(failure?.code), SQLValue(failure?.description), SQLValue(failure?.source), SQLValue(failure?.step),
             SQLValue(failure?.reason), .text(p.rail), SQLValue(p.railReference), SQLValue(p.authorizationEntryID),
             .int(p.createdAt), SQLValue(p.submittedAtMillis), SQLValue(p.authorizedAt), SQLValue(p.capturedAt),
-            SQLValue(p.nextCheckAt), .int(p.version),
+            SQLValue(p.nextCheckAt), .int(p.version), .text(p.flow), SQLValue(p.upiLink), .int(p.autoRefunded ? 1 : 0),
         ]
     }
 
@@ -161,12 +164,14 @@ public final class SQLStoreTransaction: StoreTransaction {
         let rows = try await conn.query("""
             UPDATE payments SET status = ?, amount_refunded = ?, fee = ?, tax = ?, error_code = ?, error_description = ?,
                 error_source = ?, error_step = ?, error_reason = ?, rail_reference = ?, authorization_entry_id = ?,
-                submitted_at_ms = ?, authorized_at = ?, captured_at = ?, next_check_at = ?, version = ?
+                submitted_at_ms = ?, authorized_at = ?, captured_at = ?, next_check_at = ?, version = ?,
+                rail = ?, upi_link = ?, auto_refunded = ?
             WHERE id = ? AND version < ? RETURNING id
             """, [.text(p.state.rawValue), .int(p.machine.amountRefunded), SQLValue(p.machine.fee?.total), SQLValue(p.machine.fee?.tax),
                   SQLValue(failure?.code), SQLValue(failure?.description), SQLValue(failure?.source), SQLValue(failure?.step),
                   SQLValue(failure?.reason), SQLValue(p.railReference), SQLValue(p.authorizationEntryID), SQLValue(p.submittedAtMillis),
                   SQLValue(p.authorizedAt), SQLValue(p.capturedAt), SQLValue(p.nextCheckAt), .int(p.version),
+                  .text(p.rail), SQLValue(p.upiLink), .int(p.autoRefunded ? 1 : 0),
                   .text(p.id), .int(p.version)])
         guard rows.count == 1 else { throw StorageError.concurrentUpdate("payment \(p.id)") }
     }
@@ -179,13 +184,14 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func livePaymentCount(orderID: String) async throws -> Int {
         let rows = try await conn.query("""
             SELECT COUNT(*) AS n FROM payments WHERE order_id = ? AND status IN ('created', 'pending', 'authorized', 'captured', 'refunded')
+                AND auto_refunded = 0
             """, [.text(orderID)])
         return Int(rows.first?.int("n") ?? 0)
     }
 
     public func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment] {
         try await conn.query("""
-            SELECT * FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= ? AND status IN ('created', 'pending')
+            SELECT * FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= ? AND status IN ('created', 'pending', 'failed')
             ORDER BY next_check_at LIMIT ?
             """, [.int(now), .int(Int64(limit))]).map(Self.payment)
     }
@@ -208,6 +214,7 @@ public final class SQLStoreTransaction: StoreTransaction {
                        currency: currency, method: try row.requireText("method"), vpa: row.text("vpa"), email: row.text("email"),
                        contact: row.text("contact"), description: row.text("description"),
                        notes: Notes(storageText: try row.requireText("notes")), machine: machine, rail: try row.requireText("rail"),
+                       flow: row.text("flow") ?? "collect", upiLink: row.text("upi_link"), autoRefunded: (row.int("auto_refunded") ?? 0) != 0,
                        railReference: row.text("rail_reference"), authorizationEntryID: row.text("authorization_entry_id"),
                        createdAt: try row.requireInt("created_at"), authorizedAt: row.int("authorized_at"),
                        capturedAt: row.int("captured_at"), submittedAtMillis: row.int("submitted_at_ms"),
@@ -263,6 +270,38 @@ public final class SQLStoreTransaction: StoreTransaction {
                       speedRequested: try row.requireText("speed_requested"),
                       machine: RefundMachine(amount: try row.requireInt("amount"), state: state), railReference: row.text("rail_reference"),
                       createdAt: try row.requireInt("created_at"), processedAt: row.int("processed_at"), version: try row.requireInt("version"))
+    }
+
+    // MARK: Payment attempts
+
+    public func insertAttempt(_ a: PaymentAttempt) async throws {
+        try await conn.query("""
+            INSERT INTO payment_attempts (id, payment_id, merchant_id, seq, connector, reason, status, upstream_reference, error_code,
+                error_description, latency_ms, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(a.id), .text(a.paymentID), .text(a.merchantID), .int(a.seq), .text(a.connector), .text(a.reason),
+                  .text(a.status.rawValue), SQLValue(a.upstreamReference), SQLValue(a.errorCode), SQLValue(a.errorDescription),
+                  SQLValue(a.latencyMillis), .int(a.createdAt), .int(a.updatedAt)])
+    }
+
+    public func updateAttempt(_ a: PaymentAttempt) async throws {
+        try await conn.query("""
+            UPDATE payment_attempts SET status = ?, upstream_reference = ?, error_code = ?, error_description = ?, latency_ms = ?,
+                updated_at = ? WHERE id = ?
+            """, [.text(a.status.rawValue), SQLValue(a.upstreamReference), SQLValue(a.errorCode), SQLValue(a.errorDescription),
+                  SQLValue(a.latencyMillis), .int(a.updatedAt), .text(a.id)])
+    }
+
+    public func attempts(paymentID: String) async throws -> [PaymentAttempt] {
+        try await conn.query("SELECT * FROM payment_attempts WHERE payment_id = ? ORDER BY seq", [.text(paymentID)]).map { row in
+            guard let status = PaymentAttempt.Status(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("payment attempt") }
+            return PaymentAttempt(id: try row.requireText("id"), paymentID: try row.requireText("payment_id"),
+                                  merchantID: try row.requireText("merchant_id"), seq: try row.requireInt("seq"),
+                                  connector: try row.requireText("connector"), reason: try row.requireText("reason"), status: status,
+                                  upstreamReference: row.text("upstream_reference"), errorCode: row.text("error_code"),
+                                  errorDescription: row.text("error_description"), latencyMillis: row.int("latency_ms"),
+                                  createdAt: try row.requireInt("created_at"), updatedAt: try row.requireInt("updated_at"))
+        }
     }
 
     // MARK: Events

@@ -12,6 +12,8 @@ extension PaymentEventKind {
         case .void: .void
         case .refund: .refund(amount: 100)
         case .refundFailed: .refundFailed(amount: 100)
+        case .lateAuthorize: .lateAuthorize(railReference: "late")
+        case .autoRefund: .autoRefund
         }
     }
 }
@@ -21,10 +23,10 @@ struct PaymentMachineTests {
     static let expected: [PaymentState: [PaymentEventKind: PaymentState]] = [
         .created: [.submit: .pending, .fail: .failed],
         .pending: [.authorize: .authorized, .fail: .failed],
-        .authorized: [.capture: .captured, .void: .voided],
+        .authorized: [.capture: .captured, .void: .voided, .autoRefund: .refunded],
         .captured: [.refund: .captured, .refundFailed: .captured],
         .refunded: [.refundFailed: .captured],
-        .failed: [:],
+        .failed: [.lateAuthorize: .authorized],
         .voided: [:],
     ]
 
@@ -91,6 +93,24 @@ struct PaymentMachineTests {
         #expect(m.state == .refunded)
         #expect(try m.apply(.refundFailed(amount: 500)) == [.reverseRefund(amount: 500), .recordEvent(from: .refunded, to: .captured, event: .refundFailed)])
         #expect(m.state == .captured && m.amountRefunded == 0)
+    }
+
+    @Test func lateAuthorizationThenAutoRefund() throws {
+        let timeout = PaymentFailure(code: "GATEWAY_ERROR", description: "timed out", source: "gateway", step: "payment_authorization", reason: "payment_timed_out")
+        var m = PaymentMachine(amount: 700)
+        try m.apply(.submit)
+        try m.apply(.fail(timeout))
+        #expect(try m.apply(.lateAuthorize(railReference: "r")) == [
+            .postAuthorization(amount: 700), .resolveLateAuthorization,
+            .recordEvent(from: .failed, to: .authorized, event: .lateAuthorize),
+        ])
+        #expect(m.failure == nil)
+        #expect(try m.apply(.autoRefund) == [
+            .postCapture(amount: 700), .postRefund(amount: 700), .sendAutoRefund(amount: 700),
+            .recordEvent(from: .authorized, to: .refunded, event: .autoRefund),
+        ])
+        #expect(m.state == .refunded && m.amountRefunded == 700 && m.refundStatus == "full")
+        #expect(throws: PaymentTransitionError.self) { try m.apply(.lateAuthorize(railReference: "again")) }
     }
 
     @Test("public statuses are Razorpay's", arguments: PaymentState.allCases)

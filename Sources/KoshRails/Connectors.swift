@@ -1,0 +1,359 @@
+import KoshCore
+import NIOCore
+import NIOHTTP1
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// NPCI response codes, and what each means in Razorpay's error vocabulary.
+public enum UPIResponseCode {
+    public static func failure(code: String, message: String?) -> PaymentFailure {
+        switch code {
+        case "ZA":
+            PaymentFailure(code: "BAD_REQUEST_ERROR", description: "Payment was unsuccessful as the payer declined the collect request on their UPI app.",
+                           source: "customer", step: "payment_authorization", reason: "payment_declined")
+        case "U69":
+            PaymentFailure(code: "BAD_REQUEST_ERROR", description: "Payment was unsuccessful as the payer did not approve the request in time.",
+                           source: "customer", step: "payment_authentication", reason: "payment_timed_out")
+        case "Z9":
+            PaymentFailure(code: "BAD_REQUEST_ERROR", description: "Payment failed because of insufficient balance in the payer's bank account.",
+                           source: "customer", step: "payment_authorization", reason: "insufficient_funds")
+        case "Z8":
+            PaymentFailure(code: "BAD_REQUEST_ERROR", description: "Payment failed because the amount exceeds the UPI per-transaction limit.",
+                           source: "customer", step: "payment_authorization", reason: "transaction_limit_exceeded")
+        case "Z7":
+            PaymentFailure(code: "BAD_REQUEST_ERROR", description: "Payment failed because the payer has reached their daily UPI limit.",
+                           source: "customer", step: "payment_authorization", reason: "daily_limit_exceeded")
+        case "ZH":
+            PaymentFailure(code: "BAD_REQUEST_ERROR", description: "Invalid VPA. Please enter a valid Virtual Payment Address",
+                           source: "customer", step: "payment_initiation", reason: "invalid_vpa")
+        case "U30":
+            PaymentFailure(code: "GATEWAY_ERROR", description: "Payment failed because the payer's bank could not debit the account.",
+                           source: "bank", step: "payment_authorization", reason: "bank_technical_error")
+        default:
+            PaymentFailure(code: "GATEWAY_ERROR", description: "Payment failed at the bank (\(code)\(message.map { ": " + $0 } ?? "")).",
+                           source: "bank", step: "payment_authorization", reason: "payment_failed")
+        }
+    }
+}
+
+/// Reads and checks a signed callback body; shared by the connectors.
+struct CallbackReader {
+    let signer: RailSigner
+    let clock: any KoshClock
+
+    func verified(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> JSON {
+        let header = { (name: String) in headers.first(where: { $0.key.lowercased() == name.lowercased() })?.value }
+        guard signer.verify(signature: header(RailSigner.signatureHeader), timestamp: header(RailSigner.timestampHeader),
+                            method: method, path: path, body: body, now: clock.nowMillis()) else {
+            throw KoshError(.unauthorized, "The callback signature is missing or wrong", reason: "invalid_signature")
+        }
+        do { return try JSON.parse(body) } catch {
+            throw KoshError.badRequest("The callback body is not JSON: \(error)")
+        }
+    }
+}
+
+func percentEncoded(_ s: String) -> String {
+    var out = ""
+    for byte in s.utf8 {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            out.append(Character(UnicodeScalar(byte)))
+        default:
+            out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+        }
+    }
+    return out
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}
+
+// MARK: - The NPCI-style UPI switch
+
+/// Connector to the UPI switch directly (collect and intent). Its collect, intent and refund
+/// calls are idempotent by our ids, so they are retried when they fail fast.
+public struct UPISwitchConnector: PaymentRail {
+    public let name = "upi_switch"
+    let http: UpstreamHTTP
+    /// Kosh's own VPA, credited by collect and intent payments.
+    public let payeeVPA: String
+
+    public init(http: UpstreamHTTP, payeeVPA: String = "kosh.gateway@oksbi") {
+        self.http = http
+        self.payeeVPA = payeeVPA
+    }
+
+    public func validate(method: String, vpa: String?) -> KoshError? { nil }
+
+    public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
+        let intent = request.flow == "intent"
+        let body = JSON.obj([
+            ("txn_id", .string(request.paymentID)),
+            ("payer_vpa", intent ? nil : request.vpa.map(JSON.string)),
+            ("payee_vpa", .string(payeeVPA)),
+            ("payee_name", intent ? .string(request.payeeName) : nil),
+            ("amount", .int(request.amount)),
+            ("currency", .string(request.currency.rawValue)),
+            ("note", .string(String((request.description ?? "Payment \(request.paymentID)").prefix(50)))),
+            ("callback_url", .string(http.callbackURL(for: name))),
+        ])
+        let status: Int, json: JSON
+        do {
+            (status, json) = try await http.call(.POST, intent ? "/upi/v1/intent" : "/upi/v1/collect", body: body,
+                                                 timeoutMillis: http.configuration.initiateTimeoutMillis, idempotent: true)
+        } catch UpstreamError.unavailable(let why) {
+            return .unavailable(reason: why)
+        }
+        switch status {
+        case 200...299:
+            guard let rrn = json["rrn"]?.stringValue else { throw UpstreamError.badResponse("collect answer without rrn") }
+            return .accepted(reference: rrn, link: json["link"]?.stringValue)
+        case 400...499:
+            let code = json["error"]?["code"]?.stringValue ?? "XX"
+            return .rejected(UPIResponseCode.failure(code: code, message: json["error"]?["message"]?.stringValue))
+        default:
+            throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch")
+        }
+    }
+
+    public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
+        let (status, json) = try await http.call(.GET, "/upi/v1/transactions/\(percentEncoded(request.paymentID))",
+                                                 timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
+        if status == 404 { return .pending }  // not (yet) known there: unknown is not failed
+        guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch") }
+        return Self.paymentStatus(json)
+    }
+
+    static func paymentStatus(_ json: JSON) -> RailPaymentStatus {
+        switch json["status"]?.stringValue {
+        case "SUCCESS": .authorized(reference: json["rrn"]?.stringValue ?? "")
+        case "FAILURE", "EXPIRED":
+            .failed(UPIResponseCode.failure(code: json["response_code"]?.stringValue ?? "XX", message: json["response_message"]?.stringValue))
+        default: .pending
+        }
+    }
+
+    public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
+        let body = JSON.obj([("refund_id", .string(request.refundID)), ("txn_id", .string(request.paymentID)), ("amount", .int(request.amount))])
+        let (status, json) = try await http.call(.POST, "/upi/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
+                                                 idempotent: true)
+        switch status {
+        case 200...299 where json["status"]?.stringValue == "SUCCESS":
+            return .processed(reference: json["rrn"]?.stringValue ?? request.refundID)
+        case 200...299: return .pending
+        case 400...499: return .failed(reason: json["error"]?["code"]?.stringValue ?? "refund_rejected")
+        default: throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch")
+        }
+    }
+
+    public func lookup(vpa: String) async throws -> VPALookup {
+        let (status, json) = try await http.call(.POST, "/upi/v1/vpa/validate", body: .object([("vpa", .string(vpa))]),
+                                                 timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
+        guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch") }
+        let valid = json["valid"] == .bool(true)
+        return VPALookup(vpa: vpa, valid: valid, customerName: valid ? json["name"]?.stringValue : nil)
+    }
+
+    public func parseCallback(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> RailCallback {
+        let json = try CallbackReader(signer: http.signer, clock: http.clock).verified(method: method, path: path, headers: headers, body: body)
+        guard let id = json["txn_id"]?.stringValue else { throw KoshError.badRequest("The callback has no txn_id", field: "txn_id") }
+        return RailCallback(paymentID: id, status: Self.paymentStatus(json), amount: json["amount"]?.intValue)
+    }
+}
+
+// MARK: - alphapay (Razorpay-style aggregator)
+
+public struct AlphaPayConnector: PaymentRail {
+    public let name = "alphapay"
+    let http: UpstreamHTTP
+
+    public init(http: UpstreamHTTP) { self.http = http }
+
+    public func validate(method: String, vpa: String?) -> KoshError? { nil }
+
+    static func failure(code: String?, description: String?) -> PaymentFailure {
+        let npci: String = switch code {
+        case "PAYER_DECLINED": "ZA"
+        case "COLLECT_EXPIRED": "U69"
+        case "INSUFFICIENT_FUNDS": "Z9"
+        case "LIMIT_EXCEEDED": "Z8"
+        case "INVALID_VPA": "ZH"
+        case "BANK_ERROR": "U30"
+        default: code ?? "XX"
+        }
+        return UPIResponseCode.failure(code: npci, message: description)
+    }
+
+    public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
+        let body = JSON.obj([
+            ("reference", .string(request.paymentID)), ("amount", .int(request.amount)), ("currency", .string(request.currency.rawValue)),
+            ("method", .string("upi")), ("vpa", request.vpa.map(JSON.string)), ("notify_url", .string(http.callbackURL(for: name))),
+        ])
+        let status: Int, json: JSON
+        do {
+            (status, json) = try await http.call(.POST, "/alphapay/v1/payments", body: body, timeoutMillis: http.configuration.initiateTimeoutMillis,
+                                                 idempotent: true)
+        } catch UpstreamError.unavailable(let why) {
+            return .unavailable(reason: why)
+        }
+        switch status {
+        case 200...299:
+            guard let id = json["id"]?.stringValue else { throw UpstreamError.badResponse("alphapay answer without id") }
+            return .accepted(reference: id, link: nil)
+        case 400...499:
+            return .rejected(Self.failure(code: json["error"]?["code"]?.stringValue, description: json["error"]?["description"]?.stringValue))
+        default:
+            throw UpstreamError.noAnswer("HTTP \(status) from alphapay")
+        }
+    }
+
+    public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
+        let (status, json) = try await http.call(.GET, "/alphapay/v1/payments/\(percentEncoded(request.paymentID))",
+                                                 timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
+        if status == 404 { return .pending }
+        guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from alphapay") }
+        return Self.paymentStatus(json)
+    }
+
+    static func paymentStatus(_ json: JSON) -> RailPaymentStatus {
+        switch json["status"]?.stringValue {
+        case "authorized": .authorized(reference: json["id"]?.stringValue ?? "")
+        case "failed": .failed(failure(code: json["error_code"]?.stringValue, description: json["error_description"]?.stringValue))
+        default: .pending
+        }
+    }
+
+    public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
+        let body = JSON.obj([("reference", .string(request.refundID)), ("payment_reference", .string(request.paymentID)),
+                             ("amount", .int(request.amount))])
+        let (status, json) = try await http.call(.POST, "/alphapay/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
+                                                 idempotent: true)
+        switch status {
+        case 200...299 where json["status"]?.stringValue == "processed": return .processed(reference: json["id"]?.stringValue ?? request.refundID)
+        case 200...299: return .pending
+        case 400...499: return .failed(reason: json["error"]?["code"]?.stringValue ?? "refund_rejected")
+        default: throw UpstreamError.noAnswer("HTTP \(status) from alphapay")
+        }
+    }
+
+    public func lookup(vpa: String) async throws -> VPALookup {
+        throw KoshError.badRequest("alphapay does not look up VPAs")
+    }
+
+    public func parseCallback(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> RailCallback {
+        let json = try CallbackReader(signer: http.signer, clock: http.clock).verified(method: method, path: path, headers: headers, body: body)
+        let payload = json["payload"] ?? .null
+        guard let id = payload["reference"]?.stringValue else { throw KoshError.badRequest("The callback has no reference", field: "reference") }
+        return RailCallback(paymentID: id, status: Self.paymentStatus(payload), amount: payload["amount"]?.intValue)
+    }
+}
+
+// MARK: - betapay (PayU-style aggregator)
+
+/// betapay's create is not idempotent (a repeat answers E409), so it is never retried: a
+/// create without an answer is resolved by status checks instead.
+public struct BetaPayConnector: PaymentRail {
+    public let name = "betapay"
+    let http: UpstreamHTTP
+
+    public init(http: UpstreamHTTP) { self.http = http }
+
+    public func validate(method: String, vpa: String?) -> KoshError? { nil }
+
+    /// Paise as betapay's rupee string: 50000 → "500.00".
+    static func rupees(_ paise: Int64) -> String {
+        "\(paise / 100)." + String(paise % 100).leftPadded(to: 2)
+    }
+
+    /// betapay's rupee string as paise; nil unless it is digits with at most two decimals.
+    static func paise(_ rupees: String) -> Int64? {
+        let parts = rupees.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let whole = Int64(parts[0]), whole >= 0, parts[0].allSatisfy(\.isASCII) else { return nil }
+        var fraction: Int64 = 0
+        if parts.count == 2 {
+            guard (1...2).contains(parts[1].count), parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let f = Int64(parts[1]) else { return nil }
+            fraction = parts[1].count == 1 ? f * 10 : f
+        }
+        let (value, overflow) = whole.multipliedReportingOverflow(by: 100)
+        return overflow ? nil : value + fraction
+    }
+
+    static func failure(code: String?, message: String?) -> PaymentFailure {
+        let npci: String = switch code {
+        case "E205": "ZA"
+        case "E206": "Z9"
+        case "E207": "Z8"
+        case "E208": "U69"
+        case "E101": "ZH"
+        case "E500": "U30"
+        default: code ?? "XX"
+        }
+        return UPIResponseCode.failure(code: npci, message: message)
+    }
+
+    public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
+        let body = JSON.obj([
+            ("merchantTxnId", .string(request.paymentID)), ("txnAmount", .string(Self.rupees(request.amount))),
+            ("payerVpa", request.vpa.map(JSON.string)), ("callbackUrl", .string(http.callbackURL(for: name))),
+        ])
+        let status: Int, json: JSON
+        do {
+            (status, json) = try await http.call(.POST, "/betapay/api/v2/transactions", body: body,
+                                                 timeoutMillis: http.configuration.initiateTimeoutMillis, idempotent: false)
+        } catch UpstreamError.unavailable(let why) {
+            return .unavailable(reason: why)
+        }
+        guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
+        switch json["resultCode"]?.stringValue {
+        case "0000":
+            return .accepted(reference: json["betaTxnId"]?.stringValue ?? request.paymentID, link: nil)
+        case "E409":
+            // Our own earlier create went through (we lost its answer): it is known there.
+            return .accepted(reference: request.paymentID, link: nil)
+        case let code:
+            return .rejected(Self.failure(code: code, message: json["resultMsg"]?.stringValue))
+        }
+    }
+
+    public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
+        let (status, json) = try await http.call(.GET, "/betapay/api/v2/transactions/\(percentEncoded(request.paymentID))",
+                                                 timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
+        guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
+        return Self.paymentStatus(json)
+    }
+
+    static func paymentStatus(_ json: JSON) -> RailPaymentStatus {
+        switch json["txnStatus"]?.stringValue {
+        case "SUCCESS": .authorized(reference: json["betaTxnId"]?.stringValue ?? "")
+        case "FAILURE": .failed(failure(code: json["resultCode"]?.stringValue, message: json["resultMsg"]?.stringValue))
+        default: .pending  // INITIATED, NOT_FOUND: unknown is not failed
+        }
+    }
+
+    public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
+        let body = JSON.obj([("merchantRefundId", .string(request.refundID)), ("merchantTxnId", .string(request.paymentID)),
+                             ("refundAmount", .string(Self.rupees(request.amount)))])
+        let (status, json) = try await http.call(.POST, "/betapay/api/v2/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
+                                                 idempotent: true)
+        guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
+        switch (json["resultCode"]?.stringValue, json["refundStatus"]?.stringValue) {
+        case ("0000", "SUCCESS"): return .processed(reference: json["betaRefundId"]?.stringValue ?? request.refundID)
+        case ("0000", _): return .pending
+        case (let code, _): return .failed(reason: code ?? "refund_rejected")
+        }
+    }
+
+    public func lookup(vpa: String) async throws -> VPALookup {
+        throw KoshError.badRequest("betapay does not look up VPAs")
+    }
+
+    public func parseCallback(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> RailCallback {
+        let json = try CallbackReader(signer: http.signer, clock: http.clock).verified(method: method, path: path, headers: headers, body: body)
+        guard let id = json["merchantTxnId"]?.stringValue else { throw KoshError.badRequest("The callback has no merchantTxnId") }
+        return RailCallback(paymentID: id, status: Self.paymentStatus(json), amount: json["txnAmount"]?.stringValue.flatMap(Self.paise))
+    }
+}
