@@ -3,6 +3,7 @@ import Hummingbird
 import KoshCore
 import KoshHTTP
 import KoshRails
+import KoshSandbox
 import KoshStorage
 import Logging
 import ServiceLifecycle
@@ -19,8 +20,30 @@ public struct KoshConfiguration: Sendable {
     /// How often the janitor looks for payments to submit or check.
     public var janitorIntervalMillis: Int64 = 250
     public var gateway = GatewaySettings(firstCheckAfterMillis: 1_500, checkIntervalMillis: 2_000, submitGraceMillis: 5_000)
+    /// Where live payments go (`KOSH_RAILS_URL`). When nil, `kosh serve` starts the sandbox
+    /// in-process on a loopback port and uses it, unless `startSandbox` is false (then live
+    /// mode is off).
+    public var railsURL: String?
+    /// Shared secret signing calls to and callbacks from the rails (`KOSH_RAILS_SECRET`).
+    public var railsSecret: String = SandboxConfiguration.defaultSecret
+    /// Kosh's own base URL as the rails should call it back (`KOSH_PUBLIC_URL`); by default
+    /// http://<host>:<port> (127.0.0.1 when listening on every interface).
+    public var publicURL: String?
+    public var startSandbox = true
+    /// Seed of the in-process sandbox's fault draws (`KOSH_SANDBOX_SEED`).
+    public var sandboxSeed: UInt64?
+    public var breaker = CircuitBreakerPolicy()
+    public var routing = RoutingPolicy()
+    public var upstreamTimeouts = (initiate: Int64(3_000), status: Int64(2_000), refund: Int64(5_000))
 
     public init() {}
+
+    /// The base URL the rails call back.
+    public var callbackBaseURL: String {
+        if let publicURL { return publicURL }
+        let host = (self.host == "0.0.0.0" || self.host == "::") ? "127.0.0.1" : self.host
+        return "http://\(host):\(port)"
+    }
 
     /// Reads `DATABASE_URL`, `KOSH_MASTER_KEY`, `KOSH_MASTER_KEY_FILE`, `KOSH_TEST_APPROVAL_DELAY_MS`.
     public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment) throws -> KoshConfiguration {
@@ -35,6 +58,25 @@ public struct KoshConfiguration: Sendable {
             config.testApprovalDelayMillis = value
             config.gateway.firstCheckAfterMillis = value
         }
+        func millis(_ name: String, _ range: ClosedRange<Int64>) throws -> Int64? {
+            guard let text = env[name], !text.isEmpty else { return nil }
+            guard let value = Int64(text), range.contains(value) else { throw StorageError.badURL("\(name) must be \(range.lowerBound)…\(range.upperBound)") }
+            return value
+        }
+        if let url = env["KOSH_RAILS_URL"], !url.isEmpty {
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw StorageError.badURL("KOSH_RAILS_URL must be an http(s) URL") }
+            config.railsURL = url
+        }
+        if let secret = env["KOSH_RAILS_SECRET"], !secret.isEmpty { config.railsSecret = secret }
+        if let url = env["KOSH_PUBLIC_URL"], !url.isEmpty { config.publicURL = url }
+        if env["KOSH_SANDBOX"] == "off" { config.startSandbox = false }
+        if let seed = env["KOSH_SANDBOX_SEED"], !seed.isEmpty {
+            guard let value = UInt64(seed) else { throw StorageError.badURL("KOSH_SANDBOX_SEED must be a non-negative integer") }
+            config.sandboxSeed = value
+        }
+        if let value = try millis("KOSH_UPI_POLL_INTERVAL_MS", 100...60_000) { config.gateway.checkIntervalMillis = value }
+        if let value = try millis("KOSH_UPI_POLL_WINDOW_MS", 0...600_000) { config.gateway.pollWindowMillis = value }
+        if let value = try millis("KOSH_PENDING_TIMEOUT_MS", 1_000...86_400_000) { config.gateway.pendingTimeoutMillis = value }
         return config
     }
 }
@@ -47,6 +89,9 @@ public struct KoshServices: Sendable {
     public let idempotency: IdempotencyStore
     public let gateway: PaymentGateway<SQLStore>
     public let clock: any KoshClock
+    /// Live mode's connectors and their HTTP client, when live mode is on.
+    public let live: LiveRails?
+    public let upstream: UpstreamHTTP?
 
     public static func open(_ config: KoshConfiguration, logger: Logger, clock: any KoshClock = SystemClock()) async throws -> KoshServices {
         let db = try await Databases.open(config.database, logger: logger)
@@ -58,9 +103,23 @@ public struct KoshServices: Sendable {
             let merchants = MerchantDirectory(db: db, masterKey: masterKey, clock: clock)
             try await merchants.checkMasterKey()
             let store = SQLStore(db: db)
-            let rails = RailRegistry(test: TestRail(approvalDelayMillis: config.testApprovalDelayMillis, clock: clock))
+            var upstream: UpstreamHTTP?
+            var live: LiveRails?
+            if let railsURL = config.railsURL {
+                let http = UpstreamHTTP(configuration: UpstreamConfiguration(
+                    baseURL: railsURL, callbackBaseURL: config.callbackBaseURL, secret: config.railsSecret,
+                    initiateTimeoutMillis: config.upstreamTimeouts.initiate, statusTimeoutMillis: config.upstreamTimeouts.status,
+                    refundTimeoutMillis: config.upstreamTimeouts.refund), clock: clock)
+                let (connectors, routes) = LiveRails.sandboxConnectors(http: http)
+                upstream = http
+                live = LiveRails(connectors: connectors, routes: routes, breakerPolicy: config.breaker, routing: config.routing,
+                                 clock: clock, logger: logger)
+                logger.info("Live mode rails", metadata: ["rails": "\(railsURL)", "callbacks": "\(config.callbackBaseURL)"])
+            }
+            let rails = RailRegistry(test: TestRail(approvalDelayMillis: config.testApprovalDelayMillis, clock: clock), live: live)
             let gateway = PaymentGateway(store: store, rails: rails, clock: clock, settings: config.gateway)
-            return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway, clock: clock)
+            return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway, clock: clock,
+                                live: live, upstream: upstream)
         } catch {
             try? await db.close()
             throw error
@@ -106,12 +165,36 @@ public struct Janitor: Service {
     }
 }
 
-/// Closes the database after everything else stopped.
+/// Closes the database (and the rails' HTTP client) after everything else stopped.
 struct DatabaseService: Service {
     let db: any SQLDatabase
+    let upstream: UpstreamHTTP?
     func run() async throws {
         try? await gracefulShutdown()
+        try? await upstream?.shutdown()
         try await db.close()
+    }
+}
+
+/// The sandbox started in-process for `kosh serve`, on a free loopback port.
+public struct InProcessSandbox: Sendable {
+    public let url: String
+    let group: ServiceGroup
+
+    public static func start(seed: UInt64?, secret: String, logger: Logger) async throws -> (InProcessSandbox, Task<Void, any Error>) {
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let sandbox = Sandbox(configuration: SandboxConfiguration(host: "127.0.0.1", port: 0, seed: seed, secret: secret),
+                              logger: logger)
+        let app = sandbox.makeApplication { port in continuation.yield(port) }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
+        let task = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next(), port > 0 else { throw StorageError.badURL("the in-process sandbox did not start") }
+        return (InProcessSandbox(url: "http://127.0.0.1:\(port)", group: group), task)
+    }
+
+    public func stop() async {
+        await group.triggerGracefulShutdown()
     }
 }
 
@@ -119,6 +202,15 @@ public enum KoshApplication {
     /// The server: HTTP, the janitor and the database, started in dependency order and
     /// stopped in reverse on SIGTERM / SIGINT (HTTP stops accepting and drains in-flight requests first).
     public static func run(_ config: KoshConfiguration, logger: Logger) async throws {
+        var config = config
+        var sandbox: (InProcessSandbox, Task<Void, any Error>)?
+        if config.railsURL == nil && config.startSandbox {
+            let started = try await InProcessSandbox.start(seed: config.sandboxSeed, secret: config.railsSecret, logger: logger)
+            sandbox = started
+            config.railsURL = started.0.url
+            logger.notice("Started the payment rails sandbox in-process", metadata: ["sandbox": "\(started.0.url)"])
+        }
+        defer { if let sandbox { Task { await sandbox.0.stop() } } }
         let services = try await KoshServices.open(config, logger: logger)
         let app = Application(
             router: services.router(),
@@ -126,7 +218,7 @@ public enum KoshApplication {
             logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [
-                .init(service: DatabaseService(db: services.db)),
+                .init(service: DatabaseService(db: services.db, upstream: services.upstream)),
                 .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger)),
                 .init(service: app),
             ],
@@ -134,5 +226,9 @@ public enum KoshApplication {
             logger: logger))
         logger.info("Kosh listening", metadata: ["address": "\(config.host):\(config.port)", "database": "\(config.database.redacted)"])
         try await group.run()
+        if let sandbox {
+            await sandbox.0.stop()
+            _ = try? await sandbox.1.value
+        }
     }
 }

@@ -428,10 +428,15 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     /// a repeated or stale answer changes nothing. A success for a payment already failed is
     /// a late authorisation: taken in, then captured or refunded per the merchant's policy.
     @discardableResult
-    public func applyRailStatus(paymentID: String, _ status: RailPaymentStatus, fromCallback: Bool, amount: Int64? = nil) async throws -> Payment {
+    public func applyRailStatus(paymentID: String, _ status: RailPaymentStatus, fromCallback: Bool, amount: Int64? = nil,
+                                connector: String? = nil) async throws -> Payment {
         var outcome: Bool?
         let (payment, refunds): (Payment, [String]) = try await store.transaction { tx in
             guard var payment = try await tx.payment(id: paymentID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
+            if let connector, connector != payment.rail {
+                // Only the route the payment is on can speak for it; earlier routes surely did nothing.
+                throw KoshError(.conflict, "The payment \(paymentID) is not on \(connector)", reason: "wrong_connector")
+            }
             if let amount, amount != payment.amount {
                 throw KoshError.badRequest("The amount \(amount) does not match the payment amount \(payment.amount)", field: "amount")
             }

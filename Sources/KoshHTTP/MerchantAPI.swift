@@ -55,7 +55,20 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
             return jsonResponse(Render.collection(payments.map(Render.payment)))
         }
 
+        // Rails call back here; they sign their calls instead of using a merchant's key.
+        router.post("v1/rails/callbacks/:connector") { request, context in try await self.railCallback(request, context) }
+
         v1.post("payments/create/upi") { request, context in try await self.createUPIPayment(request, context) }
+        v1.post("payments/validate/vpa") { request, context in try await self.validateVPA(request, context) }
+        v1.get("payments/downtimes") { _, context in
+            _ = try context.requireMerchant()
+            return jsonResponse(Render.collection(gateway.rails.downtimes().map(Render.downtime)))
+        }
+        v1.get("payments/:id/attempts") { _, context in
+            let payment = try await self.fetchPayment(context)
+            let attempts = try await store.transaction { tx in try await tx.attempts(paymentID: payment.id) }
+            return jsonResponse(Render.collection(attempts.map(Render.attempt)))
+        }
         v1.get("payments") { request, context in
             let merchant = try context.requireMerchant()
             let page = try page(from: request)
@@ -142,10 +155,14 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         let method = try body.string("method", maxLength: 16) ?? "upi"
         guard method == "upi" else { throw KoshError.badRequest("The method must be upi for this endpoint", field: "method") }
         var vpa = try body.string("vpa", maxLength: APILimits.maximumVPALength)
+        var flow = "collect"
         if let upi = try body.object("upi") {
             let nested = RequestBody(fields: upi)
-            if let flow = nested["flow"], flow != .string("collect") {
-                throw KoshError.badRequest("Only the collect flow is supported", field: "upi.flow")
+            if let value = nested["flow"] {
+                guard case .string(let f) = value, f == "collect" || f == "intent" else {
+                    throw KoshError.badRequest("The upi.flow must be collect or intent", field: "upi.flow")
+                }
+                flow = f
             }
             if let value = nested["vpa"] {
                 guard case .string(let s) = value, s.count <= APILimits.maximumVPALength else {
@@ -154,8 +171,12 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
                 vpa = s
             }
         }
-        guard let vpa, !vpa.isEmpty else { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
-        guard isPlausibleVPA(vpa) else { throw KoshError.badRequest("Invalid VPA. Please enter a valid Virtual Payment Address", field: "vpa", reason: "invalid_vpa") }
+        if flow == "intent" {
+            guard vpa == nil else { throw KoshError.badRequest("The intent flow takes no vpa: the payer's app chooses it", field: "vpa") }
+        } else {
+            guard let vpa, !vpa.isEmpty else { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
+            guard isPlausibleVPA(vpa) else { throw KoshError.badRequest("Invalid VPA. Please enter a valid Virtual Payment Address", field: "vpa", reason: "invalid_vpa") }
+        }
         let email = try body.string("email", required: true, maxLength: APILimits.maximumEmailLength)!
         guard email.contains("@") else { throw KoshError.badRequest("The email must be a valid email address.", field: "email") }
         let contact = try body.string("contact", required: true, maxLength: APILimits.maximumContactLength)!
@@ -167,14 +188,17 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         // Sent by Razorpay's S2S integrations; accepted and not used by Kosh.
         try body.rejectUnknown(ignoring: ["customer_id", "ip", "referer", "user_agent", "save", "callback_url"])
         let input = NewPayment(orderID: orderID, amount: amount, currency: currency, method: method, vpa: vpa, email: email,
-                               contact: contact, description: description, notes: notes)
+                               contact: contact, description: description, notes: notes, flow: flow)
         let gateway = self.gateway
+        let isIntent = flow == "intent"
         return try await idempotent(request, context, merchant: merchant, body: text) { tx in
             let payment = try await gateway.createPayment(tx, merchant: merchant, input)
             let json = JSON.object([("razorpay_payment_id", .string(payment.id))])
             return Mutation(status: .ok, json: json, afterCommit: {
-                try await gateway.submit(paymentID: payment.id)
-                return json
+                let submitted = try await gateway.submit(paymentID: payment.id)
+                // Razorpay's intent answer carries the link the payer's app opens (or the QR shows).
+                guard isIntent, let link = submitted.upiLink else { return json }
+                return .object([("razorpay_payment_id", .string(payment.id)), ("link", .string(link))])
             })
         }
     }
@@ -228,6 +252,50 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
                 Render.refund(try await gateway.processRefund(refundID: refund.id))
             })
         }
+    }
+
+    // MARK: Rails
+
+    /// A rail's signed report on a payment. Applying it twice changes nothing.
+    func railCallback(_ request: Request, _ context: KoshRequestContext) async throws -> Response {
+        let name = try context.parameters.require("connector")
+        guard let rail = gateway.rails.rail(named: name) else {
+            throw KoshError(.notFound, "No rail is called \(name)", reason: "unknown_rail")
+        }
+        let buffer = try await request.body.collect(upTo: 64 * 1024)
+        var headers: [String: String] = [:]
+        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        let path = request.uri.query.map { "\(request.uri.path)?\($0)" } ?? request.uri.path
+        let callback = try rail.parseCallback(method: "POST", path: path, headers: headers, body: Array(buffer.readableBytesView))
+        let payment = try await gateway.applyRailStatus(paymentID: callback.paymentID, callback.status, fromCallback: true,
+                                                        amount: callback.amount, connector: name)
+        context.logger.info("rail callback", metadata: ["rail": "\(name)", "payment_id": "\(payment.id)", "status": "\(payment.state.rawValue)"])
+        return jsonResponse(.object([("status", .string("ok")), ("payment_status", .string(payment.state.publicStatus))]))
+    }
+
+    func validateVPA(_ request: Request, _ context: KoshRequestContext) async throws -> Response {
+        let merchant = try context.requireMerchant()
+        let (raw, _) = try await RequestBody.parse(request, context: context)
+        var body = raw
+        let vpa = try body.string("vpa", required: true, maxLength: APILimits.maximumVPALength)!
+        try body.rejectUnknown(ignoring: [])
+        guard isPlausibleVPA(vpa) else {
+            throw KoshError.badRequest("Invalid VPA. Please enter a valid Virtual Payment Address", field: "vpa", reason: "invalid_vpa")
+        }
+        let lookup: VPALookup
+        do {
+            lookup = try await gateway.rails.lookup(mode: merchant.mode, vpa: vpa)
+        } catch let error as KoshError {
+            throw error
+        } catch {
+            throw KoshError(.gatewayError, "The UPI switch did not answer; please retry", field: "vpa", source: "gateway",
+                            step: "payment_initiation", reason: "gateway_technical_error")
+        }
+        guard lookup.valid else {
+            throw KoshError.badRequest("Invalid VPA. Please enter a valid Virtual Payment Address", field: "vpa", reason: "invalid_vpa")
+        }
+        return jsonResponse(.object([("vpa", .string(vpa)), ("success", .bool(true)),
+                                     ("customer_name", lookup.customerName.map(JSON.string) ?? .null)]))
     }
 
     // MARK: Idempotency

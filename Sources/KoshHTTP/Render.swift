@@ -2,6 +2,40 @@ import KoshCore
 
 /// Razorpay-shaped JSON for Kosh's entities.
 enum Render {
+    static func downtime(_ d: Downtime) -> JSON {
+        .object([
+            ("id", .string(d.id)),
+            ("entity", .string("payment.downtime")),
+            ("method", .string(d.method)),
+            ("begin", .int(d.begin)),
+            ("end", d.end.map(JSON.int) ?? .null),
+            ("status", .string(d.status)),
+            ("scheduled", .bool(false)),
+            ("severity", .string(d.severity)),
+            ("instrument", .object([("psp", .string(d.connector))])),
+            ("created_at", .int(d.createdAt)),
+            ("updated_at", .int(d.updatedAt)),
+        ])
+    }
+
+    static func attempt(_ a: PaymentAttempt) -> JSON {
+        func text(_ value: String?) -> JSON { value.map(JSON.string) ?? .null }
+        return .object([
+            ("id", .string(a.id)),
+            ("entity", .string("payment.attempt")),
+            ("payment_id", .string(a.paymentID)),
+            ("seq", .int(a.seq)),
+            ("connector", .string(a.connector)),
+            ("reason", .string(a.reason)),
+            ("status", .string(a.status.rawValue)),
+            ("upstream_reference", text(a.upstreamReference)),
+            ("error_code", text(a.errorCode)),
+            ("error_description", text(a.errorDescription)),
+            ("latency_ms", a.latencyMillis.map(JSON.int) ?? .null),
+            ("created_at", .int(a.createdAt / 1000)),
+        ])
+    }
+
     static func order(_ o: Order) -> JSON {
         .object([
             ("id", .string(o.id)),

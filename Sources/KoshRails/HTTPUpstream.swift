@@ -5,6 +5,7 @@ import KoshCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// Signs and checks messages between Kosh and the rails (docs/SANDBOX.md):
 /// hex HMAC-SHA256 over "timestamp\nMETHOD\npath\nbody" with the shared secret.
@@ -114,6 +115,7 @@ public final class UpstreamHTTP: Sendable {
     let client: HTTPClient
     let signer: RailSigner
     let clock: any KoshClock
+    let callbackBase: Mutex<String>
     /// Largest response body read from an upstream.
     static let maximumBody = 256 * 1024
 
@@ -121,6 +123,7 @@ public final class UpstreamHTTP: Sendable {
         self.configuration = configuration
         self.signer = RailSigner(secret: configuration.secret)
         self.clock = clock
+        self.callbackBase = Mutex(configuration.callbackBaseURL)
         var config = HTTPClient.Configuration()
         config.timeout = .init(connect: .seconds(2), read: .seconds(30))
         config.redirectConfiguration = .disallow
@@ -133,7 +136,12 @@ public final class UpstreamHTTP: Sendable {
     }
 
     public func callbackURL(for connector: String) -> String {
-        "\(configuration.callbackBaseURL)/v1/rails/callbacks/\(connector)"
+        "\(callbackBase.withLock { $0 })/v1/rails/callbacks/\(connector)"
+    }
+
+    /// Sets Kosh's own address for callbacks once it is known (a server on port 0).
+    public func setCallbackBaseURL(_ url: String) {
+        callbackBase.withLock { $0 = url.hasSuffix("/") ? String(url.dropLast()) : url }
     }
 
     /// Sends one request; answers (status, parsed JSON body). `idempotent` calls are tried
