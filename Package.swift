@@ -101,8 +101,9 @@ let package = Package(
         .executableTarget(
             name: "kosh",
             dependencies: [
-                "KoshApp", "KoshBench",
+                "KoshApp", "KoshBench", "KoshSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -126,6 +126,12 @@ public struct KoshServices: Sendable {
         }
     }
 
+    /// Shuts the rails' HTTP client and closes the database.
+    public func close() async throws {
+        try? await upstream?.shutdown()
+        try await db.close()
+    }
+
     public func router(ready: @escaping @Sendable () -> Bool = { true }) -> Router<KoshRequestContext> {
         KoshRouter.build(api: MerchantAPI(gateway: gateway, idempotency: idempotency), authenticator: merchants, ready: ready)
     }

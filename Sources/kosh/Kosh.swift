@@ -2,8 +2,10 @@ import ArgumentParser
 import Foundation
 import KoshApp
 import KoshCore
+import KoshSandbox
 import KoshStorage
 import Logging
+import ServiceLifecycle
 
 struct DatabaseOption: ParsableArguments {
     @Option(name: .long, help: "sqlite://PATH (default sqlite://./kosh.sqlite) or postgres://user:pass@host:port/db; overrides DATABASE_URL")
@@ -27,7 +29,7 @@ struct Kosh: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kosh",
         abstract: "Kosh: a self-hosted, Razorpay-compatible payment gateway.",
-        subcommands: [Serve.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, BenchCommand.self])
+        subcommands: [Serve.self, SandboxCommand.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, BenchCommand.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -42,6 +44,29 @@ struct Serve: AsyncParsableCommand {
         config.host = host
         config.port = port
         try await KoshApplication.run(config, logger: makeLogger())
+    }
+}
+
+struct SandboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "Run the payment rails sandbox: a UPI switch, two PSP aggregators, banks and payer apps, with fault injection (docs/SANDBOX.md).")
+    @Option var host: String = "127.0.0.1"
+    @Option var port: Int = 9090
+    @Option(help: "Seed of the fault-injection random source, so a run can be replayed.")
+    var seed: UInt64?
+    @Option(help: "Shared HMAC secret for requests and callbacks (default: KOSH_RAILS_SECRET, else the development secret).")
+    var secret: String?
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let logger = makeLogger("kosh.sandbox")
+        let secret = secret ?? ProcessInfo.processInfo.environment["KOSH_RAILS_SECRET"] ?? SandboxConfiguration.defaultSecret
+        let sandbox = Sandbox(configuration: SandboxConfiguration(host: host, port: port, seed: seed, secret: secret), logger: logger)
+        let app = sandbox.makeApplication { port in logger.notice("Sandbox listening", metadata: ["port": "\(port)"]) }
+        let group = ServiceGroup(configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
+                                                      logger: logger))
+        try await group.run()
     }
 }
 
@@ -66,8 +91,15 @@ struct MerchantCommand: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "create",
-            abstract: "Create a merchant with a test-mode API key; prints {\"merchant_id\", \"key_id\", \"key_secret\"} as JSON.")
+            abstract: "Create a merchant with an API key (test mode unless --live); prints {\"merchant_id\", \"key_id\", \"key_secret\"} as JSON.")
         @Option var name: String
+        @Flag(help: "Issue live-mode keys (rzp_live_…): payments go through the connectors to the rails (the sandbox).")
+        var live = false
+        @Option(name: .customLong("late-authorization"),
+                help: "What to do with a payment the bank authorises after Kosh gave up on it: capture (if its order is still unpaid) or refund.")
+        var lateAuthorization: String = LateAuthorizationPolicy.refund.rawValue
+        @Option(help: "Connectors to try first for this merchant's live payments, comma-separated (upi_switch, alphapay, betapay).")
+        var prefer: String = ""
         @OptionGroup var db: DatabaseOption
 
         func validate() throws {
@@ -75,15 +107,29 @@ struct MerchantCommand: AsyncParsableCommand {
             guard !trimmed.isEmpty, trimmed.count <= MerchantDirectory.maximumNameLength else {
                 throw ValidationError("--name must be 1 to \(MerchantDirectory.maximumNameLength) characters")
             }
+            guard LateAuthorizationPolicy(rawValue: lateAuthorization) != nil else {
+                throw ValidationError("--late-authorization must be capture or refund")
+            }
+            let known = Set(["upi_switch", "alphapay", "betapay"])
+            for name in preferred where !known.contains(name) {
+                throw ValidationError("--prefer: unknown connector \(name); known: upi_switch, alphapay, betapay")
+            }
         }
+
+        var preferred: [String] { prefer.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
         func run() async throws {
             LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
             let config = try db.configuration()
             let logger = makeLogger()
-            let services = try await KoshServices.open(config, logger: logger)
-            let credentials = try await services.merchants.create(name: name.trimmingCharacters(in: .whitespacesAndNewlines))
-            try await services.db.close()
+            var quiet = config
+            quiet.railsURL = nil  // creating a merchant needs no rails
+            let services = try await KoshServices.open(quiet, logger: logger)
+            let credentials = try await services.merchants.create(name: name.trimmingCharacters(in: .whitespacesAndNewlines),
+                                                                  mode: live ? .live : .test,
+                                                                  lateAuthorization: LateAuthorizationPolicy(rawValue: lateAuthorization) ?? .refund,
+                                                                  routePreference: preferred)
+            try await services.close()
             print(JSON.object([
                 ("merchant_id", .string(credentials.merchant.id)),
                 ("key_id", .string(credentials.keyID)),
