@@ -130,6 +130,8 @@ let package = Package(
         .testTarget(
             name: "KoshAPITests",
             dependencies: ["KoshApp", "KoshTesting", "KoshHTTP", "KoshBench", "KoshSandbox", "KoshRails",
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),

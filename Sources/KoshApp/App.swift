@@ -114,6 +114,7 @@ public struct KoshServices: Sendable {
                 upstream = http
                 live = LiveRails(connectors: connectors, routes: routes, breakerPolicy: config.breaker, routing: config.routing,
                                  clock: clock, logger: logger)
+                live?.listen(to: http)
                 logger.info("Live mode rails", metadata: ["rails": "\(railsURL)", "callbacks": "\(config.callbackBaseURL)"])
             }
             let rails = RailRegistry(test: TestRail(approvalDelayMillis: config.testApprovalDelayMillis, clock: clock), live: live)

@@ -103,10 +103,6 @@ public struct RailRegistry: Sendable {
         connector == test.name ? true : (live?.acquire(connector) ?? false)
     }
 
-    func recordCall(_ connector: String, failure: Bool) {
-        if connector != test.name { live?.recordCall(connector, failure: failure) }
-    }
-
     func recordOutcome(_ connector: String, success: Bool) {
         if connector != test.name { live?.recordOutcome(connector, success: success) }
     }
@@ -157,9 +153,9 @@ public struct GatewaySettings: Sendable {
     /// pending at `now`; nil means it has waited long enough and times out now.
     public func nextPendingCheck(submittedAt: Int64, now: Int64) -> Int64? {
         let age = now - submittedAt
-        if age < pollWindowMillis { return now + checkIntervalMillis }
-        if age < pendingTimeoutMillis { return min(now + slowCheckIntervalMillis, submittedAt + pendingTimeoutMillis) }
-        return nil
+        guard age < pendingTimeoutMillis else { return nil }
+        let next = now + (age < pollWindowMillis ? checkIntervalMillis : slowCheckIntervalMillis)
+        return min(next, submittedAt + pendingTimeoutMillis)
     }
 
     /// When to look again for a late authorisation of a timed-out payment; nil: stop watching.
@@ -313,10 +309,6 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
                 } catch {
                     outcome = .unknown(String(describing: error))
                 }
-                switch outcome {
-                case .unavailable, .unknown: rails.recordCall(connector, failure: true)
-                default: rails.recordCall(connector, failure: false)
-                }
             } else {
                 outcome = .skipped
             }
@@ -416,9 +408,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         let status: RailPaymentStatus
         do {
             status = try await rail.status(request(for: current))
-            rails.recordCall(current.rail, failure: false)
         } catch {
-            rails.recordCall(current.rail, failure: true)
             status = .pending
         }
         return try await applyRailStatus(paymentID: paymentID, status, fromCallback: false)

@@ -170,8 +170,6 @@ public protocol LiveRouting: Sendable {
     var connectorNames: [String] { get }
     /// Takes a breaker slot for one call; false when the breaker refuses calls now.
     func acquire(_ connector: String) -> Bool
-    /// The connector answered (`failure: false`) or failed as a service (timeout, 5xx, refused).
-    func recordCall(_ connector: String, failure: Bool)
     /// A payment's final outcome on the connector, for success-rate routing.
     func recordOutcome(_ connector: String, success: Bool)
     /// Downtimes, newest first (open ones included).

@@ -103,7 +103,7 @@ public struct UPISwitchConnector: PaymentRail {
         ])
         let status: Int, json: JSON
         do {
-            (status, json) = try await http.call(.POST, intent ? "/upi/v1/intent" : "/upi/v1/collect", body: body,
+            (status, json) = try await http.call(name, .POST, intent ? "/upi/v1/intent" : "/upi/v1/collect", body: body,
                                                  timeoutMillis: http.configuration.initiateTimeoutMillis, idempotent: true)
         } catch UpstreamError.unavailable(let why) {
             return .unavailable(reason: why)
@@ -121,7 +121,7 @@ public struct UPISwitchConnector: PaymentRail {
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
-        let (status, json) = try await http.call(.GET, "/upi/v1/transactions/\(percentEncoded(request.paymentID))",
+        let (status, json) = try await http.call(name, .GET, "/upi/v1/transactions/\(percentEncoded(request.paymentID))",
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         if status == 404 { return .pending }  // not (yet) known there: unknown is not failed
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch") }
@@ -139,7 +139,7 @@ public struct UPISwitchConnector: PaymentRail {
 
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
         let body = JSON.obj([("refund_id", .string(request.refundID)), ("txn_id", .string(request.paymentID)), ("amount", .int(request.amount))])
-        let (status, json) = try await http.call(.POST, "/upi/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
+        let (status, json) = try await http.call(name, .POST, "/upi/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
         switch status {
         case 200...299 where json["status"]?.stringValue == "SUCCESS":
@@ -151,7 +151,7 @@ public struct UPISwitchConnector: PaymentRail {
     }
 
     public func lookup(vpa: String) async throws -> VPALookup {
-        let (status, json) = try await http.call(.POST, "/upi/v1/vpa/validate", body: .object([("vpa", .string(vpa))]),
+        let (status, json) = try await http.call(name, .POST, "/upi/v1/vpa/validate", body: .object([("vpa", .string(vpa))]),
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch") }
         let valid = json["valid"] == .bool(true)
@@ -195,7 +195,7 @@ public struct AlphaPayConnector: PaymentRail {
         ])
         let status: Int, json: JSON
         do {
-            (status, json) = try await http.call(.POST, "/alphapay/v1/payments", body: body, timeoutMillis: http.configuration.initiateTimeoutMillis,
+            (status, json) = try await http.call(name, .POST, "/alphapay/v1/payments", body: body, timeoutMillis: http.configuration.initiateTimeoutMillis,
                                                  idempotent: true)
         } catch UpstreamError.unavailable(let why) {
             return .unavailable(reason: why)
@@ -212,7 +212,7 @@ public struct AlphaPayConnector: PaymentRail {
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
-        let (status, json) = try await http.call(.GET, "/alphapay/v1/payments/\(percentEncoded(request.paymentID))",
+        let (status, json) = try await http.call(name, .GET, "/alphapay/v1/payments/\(percentEncoded(request.paymentID))",
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         if status == 404 { return .pending }
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from alphapay") }
@@ -230,7 +230,7 @@ public struct AlphaPayConnector: PaymentRail {
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
         let body = JSON.obj([("reference", .string(request.refundID)), ("payment_reference", .string(request.paymentID)),
                              ("amount", .int(request.amount))])
-        let (status, json) = try await http.call(.POST, "/alphapay/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
+        let (status, json) = try await http.call(name, .POST, "/alphapay/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
         switch status {
         case 200...299 where json["status"]?.stringValue == "processed": return .processed(reference: json["id"]?.stringValue ?? request.refundID)
@@ -302,7 +302,7 @@ public struct BetaPayConnector: PaymentRail {
         ])
         let status: Int, json: JSON
         do {
-            (status, json) = try await http.call(.POST, "/betapay/api/v2/transactions", body: body,
+            (status, json) = try await http.call(name, .POST, "/betapay/api/v2/transactions", body: body,
                                                  timeoutMillis: http.configuration.initiateTimeoutMillis, idempotent: false)
         } catch UpstreamError.unavailable(let why) {
             return .unavailable(reason: why)
@@ -320,7 +320,7 @@ public struct BetaPayConnector: PaymentRail {
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
-        let (status, json) = try await http.call(.GET, "/betapay/api/v2/transactions/\(percentEncoded(request.paymentID))",
+        let (status, json) = try await http.call(name, .GET, "/betapay/api/v2/transactions/\(percentEncoded(request.paymentID))",
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
         return Self.paymentStatus(json)
@@ -337,7 +337,7 @@ public struct BetaPayConnector: PaymentRail {
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
         let body = JSON.obj([("merchantRefundId", .string(request.refundID)), ("merchantTxnId", .string(request.paymentID)),
                              ("refundAmount", .string(Self.rupees(request.amount)))])
-        let (status, json) = try await http.call(.POST, "/betapay/api/v2/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
+        let (status, json) = try await http.call(name, .POST, "/betapay/api/v2/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
         switch (json["resultCode"]?.stringValue, json["refundStatus"]?.stringValue) {

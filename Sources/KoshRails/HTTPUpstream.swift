@@ -116,6 +116,9 @@ public final class UpstreamHTTP: Sendable {
     let signer: RailSigner
     let clock: any KoshClock
     let callbackBase: Mutex<String>
+    /// Told the outcome of every try against a connector: `failure` when it timed out,
+    /// could not connect, or answered 5xx. Circuit breakers listen here.
+    let observer: Mutex<(@Sendable (_ connector: String, _ failure: Bool) -> Void)?> = Mutex(nil)
     /// Largest response body read from an upstream.
     static let maximumBody = 256 * 1024
 
@@ -139,6 +142,14 @@ public final class UpstreamHTTP: Sendable {
         "\(callbackBase.withLock { $0 })/v1/rails/callbacks/\(connector)"
     }
 
+    public func observe(_ body: @escaping @Sendable (_ connector: String, _ failure: Bool) -> Void) {
+        observer.withLock { $0 = body }
+    }
+
+    func report(_ connector: String, failure: Bool) {
+        observer.withLock { $0 }?(connector, failure)
+    }
+
     /// Sets Kosh's own address for callbacks once it is known (a server on port 0).
     public func setCallbackBaseURL(_ url: String) {
         callbackBase.withLock { $0 = url.hasSuffix("/") ? String(url.dropLast()) : url }
@@ -146,11 +157,19 @@ public final class UpstreamHTTP: Sendable {
 
     /// Sends one request; answers (status, parsed JSON body). `idempotent` calls are tried
     /// again (up to `retries` times) when they failed fast.
-    func call(_ method: HTTPMethod, _ path: String, body: JSON? = nil, timeoutMillis: Int64, idempotent: Bool) async throws -> (Int, JSON) {
+    func call(_ connector: String, _ method: HTTPMethod, _ path: String, body: JSON? = nil, timeoutMillis: Int64,
+              idempotent: Bool) async throws -> (Int, JSON) {
         var attempt = 0
         while true {
             do {
-                let (status, json) = try await once(method, path, body: body, timeoutMillis: timeoutMillis)
+                let (status, json): (Int, JSON)
+                do {
+                    (status, json) = try await once(method, path, body: body, timeoutMillis: timeoutMillis)
+                } catch {
+                    report(connector, failure: true)
+                    throw error
+                }
+                report(connector, failure: status >= 500)
                 if status == 503 { throw UpstreamError.unavailable("HTTP 503 from \(path)") }
                 return (status, json)
             } catch let error as UpstreamError {

@@ -79,6 +79,11 @@ public final class LiveRails: LiveRouting {
         }
     }
 
+    /// Counts every try the connectors' HTTP client makes (retries included) in the breakers.
+    public func listen(to http: UpstreamHTTP) {
+        http.observe { [weak self] connector, failure in self?.recordCall(connector, failure: failure) }
+    }
+
     public func recordCall(_ connector: String, failure: Bool) {
         let now = clock.nowMillis()
         state.withLock { state in
