@@ -45,6 +45,8 @@ struct OpenAPITests {
         "POST /v1/payments/{id}/capture", "POST /v1/payments/{id}/cancel", "POST /v1/payments/{id}/refund",
         "GET /v1/payments/{id}/refunds", "GET /v1/payments/{id}/refunds/{rid}",
         "GET /v1/refunds", "GET /v1/refunds/{id}",
+        "POST /v1/payments/validate/vpa", "GET /v1/payments/downtimes", "GET /v1/payments/{id}/attempts",
+        "POST /v1/rails/callbacks/{connector}",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {
@@ -55,6 +57,7 @@ struct OpenAPITests {
             for operation in Self.served {
                 let parts = operation.split(separator: " ")
                 let path = parts[1].replacingOccurrences(of: "{id}", with: "pay_AAAAAAAAAAAAAA").replacingOccurrences(of: "{rid}", with: "rfnd_AAAAAAAAAAAAAA")
+                    .replacingOccurrences(of: "{connector}", with: "test_upi")
                 let reply = try await kosh.call(parts[0] == "GET" ? .get : .post, path, "{}")
                 #expect(reply.status != 404 && reply.status != 405 && reply.status < 500, "\(operation) → \(reply.status)")
             }
@@ -77,6 +80,13 @@ struct OpenAPITests {
             #expect(Self.keys(error) == Self.properties(doc, schema: "Error"))
             let created = try await kosh.createPayment(order: try await kosh.createOrder(amount: 1_000), amount: 1_000)
             #expect(Self.keys(created.json) == Self.properties(doc, schema: "UPIPaymentCreated"))
+            let attempts = try await kosh.call(.get, "/v1/payments/\(payment)/attempts").json
+            guard case .array(let attemptItems)? = attempts["items"], let attempt = attemptItems.first else {
+                Issue.record("no attempts: \(attempts.serialized())")
+                return
+            }
+            #expect(Self.keys(attempt) == Self.properties(doc, schema: "PaymentAttempt"))
+            #expect(Self.keys(attempts) == Self.properties(doc, schema: "PaymentAttemptCollection"))
             let collection = try await kosh.call(.get, "/v1/payments").json
             #expect(Self.keys(collection) == Self.properties(doc, schema: "PaymentCollection"))
         }
