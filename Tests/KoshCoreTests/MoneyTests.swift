@@ -80,7 +80,7 @@ struct MoneyTests {
     /// in-memory ledger: entries always balance, nothing is over-refunded, and what the ledger
     /// holds for the merchant equals captured − refunded − fees.
     @Test func randomSequencesKeepTheLedgerBalanced() async {
-        await propertyCheck(count: 300, input: Gen.int(in: 0...9).array(of: 1...40), Gen.int(in: 100...100_000)) { steps, amount in
+        await propertyCheck(count: 300, input: Gen.int(in: 0...11).array(of: 1...40), Gen.int(in: 100...100_000)) { steps, amount in
             var machine = PaymentMachine(amount: Int64(amount))
             var balances = LedgerBalances()
             var authorization: JournalEntry?
@@ -98,6 +98,8 @@ struct MoneyTests {
                 case 6: .refund(amount: Int64(amount) / 3 + 1)
                 case 7: .refund(amount: Int64(amount))
                 case 8: .refundFailed(amount: Int64(amount) / 3 + 1)
+                case 10: .lateAuthorize(railReference: "late")
+                case 11: .autoRefund
                 default: .refund(amount: 1)
                 }
                 guard let actions = try? machine.apply(event) else { continue }
