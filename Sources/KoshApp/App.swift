@@ -6,6 +6,7 @@ import KoshRails
 import KoshSandbox
 import KoshStorage
 import Logging
+import Prometheus
 import ServiceLifecycle
 
 public struct KoshConfiguration: Sendable {
@@ -92,8 +93,11 @@ public struct KoshServices: Sendable {
     /// Live mode's connectors and their HTTP client, when live mode is on.
     public let live: LiveRails?
     public let upstream: UpstreamHTTP?
+    /// What `/metrics` shows (Prometheus text format).
+    public let metrics: PrometheusCollectorRegistry
 
-    public static func open(_ config: KoshConfiguration, logger: Logger, clock: any KoshClock = SystemClock()) async throws -> KoshServices {
+    public static func open(_ config: KoshConfiguration, logger: Logger, clock: any KoshClock = SystemClock(),
+                            metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws -> KoshServices {
         let db = try await Databases.open(config.database, logger: logger)
         do {
             let (masterKey, created) = try MasterKey.load(environmentValue: config.masterKey, path: config.masterKeyPath)
@@ -113,14 +117,14 @@ public struct KoshServices: Sendable {
                 let (connectors, routes) = LiveRails.sandboxConnectors(http: http)
                 upstream = http
                 live = LiveRails(connectors: connectors, routes: routes, breakerPolicy: config.breaker, routing: config.routing,
-                                 clock: clock, logger: logger)
+                                 clock: clock, logger: logger, metrics: PrometheusMetricsFactory(registry: metrics))
                 live?.listen(to: http)
                 logger.info("Live mode rails", metadata: ["rails": "\(railsURL)", "callbacks": "\(config.callbackBaseURL)"])
             }
             let rails = RailRegistry(test: TestRail(approvalDelayMillis: config.testApprovalDelayMillis, clock: clock), live: live)
             let gateway = PaymentGateway(store: store, rails: rails, clock: clock, settings: config.gateway)
             return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway, clock: clock,
-                                live: live, upstream: upstream)
+                                live: live, upstream: upstream, metrics: metrics)
         } catch {
             try? await db.close()
             throw error
@@ -134,7 +138,9 @@ public struct KoshServices: Sendable {
     }
 
     public func router(ready: @escaping @Sendable () -> Bool = { true }) -> Router<KoshRequestContext> {
-        KoshRouter.build(api: MerchantAPI(gateway: gateway, idempotency: idempotency), authenticator: merchants, ready: ready)
+        let registry = metrics
+        return KoshRouter.build(api: MerchantAPI(gateway: gateway, idempotency: idempotency), authenticator: merchants, ready: ready,
+                                metrics: { registry.emitToString() })
     }
 }
 
@@ -208,7 +214,8 @@ public struct InProcessSandbox: Sendable {
 public enum KoshApplication {
     /// The server: HTTP, the janitor and the database, started in dependency order and
     /// stopped in reverse on SIGTERM / SIGINT (HTTP stops accepting and drains in-flight requests first).
-    public static func run(_ config: KoshConfiguration, logger: Logger) async throws {
+    public static func run(_ config: KoshConfiguration, logger: Logger,
+                           metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws {
         var config = config
         var sandbox: (InProcessSandbox, Task<Void, any Error>)?
         if config.railsURL == nil && config.startSandbox {
@@ -218,7 +225,7 @@ public enum KoshApplication {
             logger.notice("Started the payment rails sandbox in-process", metadata: ["sandbox": "\(started.0.url)"])
         }
         defer { if let sandbox { Task { await sandbox.0.stop() } } }
-        let services = try await KoshServices.open(config, logger: logger)
+        let services = try await KoshServices.open(config, logger: logger, metrics: metrics)
         let app = Application(
             router: services.router(),
             configuration: .init(address: .hostname(config.host, port: config.port), serverName: "kosh"),

@@ -387,9 +387,20 @@ func isPlausibleVPA(_ vpa: String) -> Bool {
 public enum KoshRouter {
     /// The router with health checks and the merchant API.
     public static func build<Store: GatewayStore>(api: MerchantAPI<Store>, authenticator: any MerchantAuthenticator,
-                                                  ready: @escaping @Sendable () -> Bool) -> Router<KoshRequestContext> {
+                                                  ready: @escaping @Sendable () -> Bool,
+                                                  metrics: (@Sendable () -> String)? = nil) -> Router<KoshRequestContext> {
         let router = Router(context: KoshRequestContext.self)
         router.add(middleware: ErrorMiddleware())
+        // Request counts and durations per route, into whatever metrics backend `kosh` bootstrapped.
+        router.add(middleware: MetricsMiddleware())
+        if let metrics {
+            // Prometheus text format: circuit breakers, rail calls, HTTP requests.
+            router.get("metrics") { _, _ in
+                var response = Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: metrics())))
+                response.headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+                return response
+            }
+        }
         router.get("healthz") { _, _ in jsonResponse(.object([("status", .string("ok"))])) }
         router.get("readyz") { _, _ in
             ready() ? jsonResponse(.object([("status", .string("ready"))]))

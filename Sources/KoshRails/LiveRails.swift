@@ -1,5 +1,6 @@
 import KoshCore
 import Logging
+import Metrics
 import Synchronization
 
 /// A small seeded generator (SplitMix64), so routing draws can be replayed.
@@ -33,12 +34,14 @@ public final class LiveRails: LiveRouting {
     let clock: any KoshClock
     let logger: Logger
     let state: Mutex<State>
+    let metrics: any MetricsFactory
     /// Downtimes kept in memory (newest).
     static let downtimeHistory = 100
 
     public init(connectors: [any PaymentRail], routes: [RouteProfile], breakerPolicy: CircuitBreakerPolicy = CircuitBreakerPolicy(),
                 routing: RoutingPolicy = RoutingPolicy(), clock: any KoshClock = SystemClock(), seed: UInt64? = nil,
-                logger: Logger = Logger(label: "kosh.rails")) {
+                logger: Logger = Logger(label: "kosh.rails"), metrics: any MetricsFactory = MetricsSystem.factory) {
+        self.metrics = metrics
         var byName: [String: any PaymentRail] = [:]
         for connector in connectors { byName[connector.name] = connector }
         self.connectors = byName
@@ -55,6 +58,20 @@ public final class LiveRails: LiveRouting {
         }
         var system = SystemRandomNumberGenerator()
         self.state = Mutex(State(breakers: breakers, windows: windows, random: SplitMix64(seed: seed ?? system.next())))
+        for connector in connectors { breakerGauge(connector.name).record(0) }
+    }
+
+    /// kosh_circuit_breaker_state{connector}: 0 closed, 1 half-open, 2 open.
+    func breakerGauge(_ connector: String) -> Gauge {
+        Gauge(label: "kosh_circuit_breaker_state", dimensions: [("connector", connector)], factory: metrics)
+    }
+
+    static func gaugeValue(_ state: CircuitState) -> Int {
+        switch state {
+        case .closed: 0
+        case .halfOpen: 1
+        case .open: 2
+        }
     }
 
     public func plan(_ request: RoutingRequest) -> [RouteChoice] {
@@ -85,6 +102,8 @@ public final class LiveRails: LiveRouting {
     }
 
     public func recordCall(_ connector: String, failure: Bool) {
+        Counter(label: "kosh_rail_calls_total", dimensions: [("connector", connector), ("result", failure ? "failure" : "ok")],
+                factory: metrics).increment()
         let now = clock.nowMillis()
         state.withLock { state in
             guard var breaker = state.breakers[connector] else { return }
@@ -95,12 +114,18 @@ public final class LiveRails: LiveRouting {
     }
 
     public func recordOutcome(_ connector: String, success: Bool) {
+        Counter(label: "kosh_rail_payment_outcomes_total", dimensions: [("connector", connector), ("outcome", success ? "authorized" : "failed")],
+                factory: metrics).increment()
         state.withLock { state in state.windows[connector]?.record(success: success) }
     }
 
     /// Opens a downtime when a breaker opens from closed; resolves it when it closes.
     private func note(_ transition: CircuitTransition, _ connector: String, _ state: inout State) {
         logger.warning("circuit breaker \(transition.from.rawValue) → \(transition.to.rawValue)", metadata: ["connector": "\(connector)"])
+        breakerGauge(connector).record(Self.gaugeValue(transition.to))
+        if transition.to == .open {
+            Counter(label: "kosh_circuit_breaker_opened_total", dimensions: [("connector", connector)], factory: metrics).increment()
+        }
         let seconds = transition.atMillis / 1000
         switch transition.to {
         case .open where !state.downtimes.contains(where: { $0.connector == connector && $0.end == nil }):

@@ -5,6 +5,8 @@ import KoshCore
 import KoshSandbox
 import KoshStorage
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 struct DatabaseOption: ParsableArguments {
@@ -43,7 +45,9 @@ struct Serve: AsyncParsableCommand {
         var config = try db.configuration()
         config.host = host
         config.port = port
-        try await KoshApplication.run(config, logger: makeLogger())
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        try await KoshApplication.run(config, logger: makeLogger(), metrics: registry)
     }
 }
 

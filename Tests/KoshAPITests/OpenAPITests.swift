@@ -39,7 +39,7 @@ struct OpenAPITests {
 
     /// What the server routes. Kept next to the probe so a new route fails this test until documented.
     static let served: Set<String> = [
-        "GET /healthz", "GET /readyz",
+        "GET /healthz", "GET /readyz", "GET /metrics",
         "POST /v1/orders", "GET /v1/orders", "GET /v1/orders/{id}", "GET /v1/orders/{id}/payments",
         "POST /v1/payments/create/upi", "GET /v1/payments", "GET /v1/payments/{id}",
         "POST /v1/payments/{id}/capture", "POST /v1/payments/{id}/cancel", "POST /v1/payments/{id}/refund",
