@@ -232,6 +232,8 @@ struct LiveRailsTests {
             let open = items.first { $0["instrument"]?["psp"]?.text == "upi_switch" }
             #expect(open?["status"]?.text == "started", "\(down.body)")
             #expect(open?["entity"]?.text == "payment.downtime")
+            let metrics = try await live.kosh.call(.get, "/metrics")
+            #expect(metrics.body.contains(#"kosh_circuit_breaker_opened_total{connector="upi_switch"} 1"#), "\(metrics.body)")
             // While open, new payments do not even try the switch.
             let during = try await live.pay(vpa: "success@okhdfcbank")
             _ = try await live.settled(during.payment)
