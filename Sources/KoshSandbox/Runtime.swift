@@ -8,13 +8,13 @@ import Synchronization
 /// out its effects (timers, signed callbacks) in tracked tasks, and owns the HTTP client.
 final class SandboxRuntime: Sendable {
     static let callbackAttempts = 4            // the first try and 3 retries
+    static let callbackRetryDelay: Duration = .seconds(1)
     static let callbackTimeout: TimeAmount = .seconds(5)
     static let maximumCallbackResponseBytes = 64 * 1024
 
     let secret: String
     let configuredSeed: UInt64?
     let logger: Logger
-    let retryDelay: Duration
     private let world: Mutex<SandboxWorld>
     /// Timers and callback deliveries: cancelled by a reset and at shutdown.
     private let background = TaskRegistry()
@@ -28,11 +28,10 @@ final class SandboxRuntime: Sendable {
         case shutDown
     }
 
-    init(secret: String, seed: UInt64?, logger: Logger, retryDelay: Duration = .seconds(1)) {
+    init(secret: String, seed: UInt64?, logger: Logger) {
         self.secret = secret
         self.configuredSeed = seed
         self.logger = logger
-        self.retryDelay = retryDelay
         self.world = Mutex(SandboxWorld(seed: seed ?? UInt64.random(in: .min ... .max)))
     }
 
@@ -97,7 +96,7 @@ final class SandboxRuntime: Sendable {
             for attempt in 1...Self.callbackAttempts {
                 guard !Task.isCancelled else { return }
                 if await send(job, copy: copy, attempt: attempt) { break }
-                if attempt < Self.callbackAttempts { try? await Task.sleep(for: retryDelay) }
+                if attempt < Self.callbackAttempts { try? await Task.sleep(for: Self.callbackRetryDelay) }
             }
         }
     }

@@ -39,12 +39,7 @@ public struct Sandbox: Sendable {
     /// decisions and callbacks are cancelled and the callback HTTP client is shut down before
     /// `run()` returns.
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        makeSandboxApplication(onServerRunning: onServerRunning)
-    }
-
-    func makeSandboxApplication(retryDelay: Duration = .seconds(1),
-                                onServerRunning: @escaping @Sendable (Int) async -> Void) -> SandboxApplication {
-        let runtime = SandboxRuntime(secret: configuration.secret, seed: configuration.seed, logger: logger, retryDelay: retryDelay)
+        let runtime = SandboxRuntime(secret: configuration.secret, seed: configuration.seed, logger: logger)
         let router = Router(context: SandboxRequestContext.self)
         router.add(middleware: SandboxErrorMiddleware())
         router.add(middleware: SignatureMiddleware(secret: configuration.secret, now: { SandboxSignature.now() }))
