@@ -105,8 +105,11 @@ let package = Package(
         .executableTarget(
             name: "kosh",
             dependencies: [
-                "KoshApp", "KoshBench", "KoshSandbox",
+                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

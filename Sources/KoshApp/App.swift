@@ -31,6 +31,8 @@ public struct KoshConfiguration: Sendable {
     /// http://<host>:<port> (127.0.0.1 when listening on every interface).
     public var publicURL: String?
     public var startSandbox = true
+    /// Port of the in-process sandbox (`KOSH_SANDBOX_PORT`); 0 picks a free one.
+    public var sandboxPort = 0
     /// Seed of the in-process sandbox's fault draws (`KOSH_SANDBOX_SEED`).
     public var sandboxSeed: UInt64?
     public var breaker = CircuitBreakerPolicy()
@@ -71,6 +73,10 @@ public struct KoshConfiguration: Sendable {
         if let secret = env["KOSH_RAILS_SECRET"], !secret.isEmpty { config.railsSecret = secret }
         if let url = env["KOSH_PUBLIC_URL"], !url.isEmpty { config.publicURL = url }
         if env["KOSH_SANDBOX"] == "off" { config.startSandbox = false }
+        if let port = env["KOSH_SANDBOX_PORT"], !port.isEmpty {
+            guard let value = Int(port), (0...65_535).contains(value) else { throw StorageError.badURL("KOSH_SANDBOX_PORT must be 0…65535") }
+            config.sandboxPort = value
+        }
         if let seed = env["KOSH_SANDBOX_SEED"], !seed.isEmpty {
             guard let value = UInt64(seed) else { throw StorageError.badURL("KOSH_SANDBOX_SEED must be a non-negative integer") }
             config.sandboxSeed = value
@@ -194,13 +200,16 @@ public struct InProcessSandbox: Sendable {
     public let url: String
     let group: ServiceGroup
 
-    public static func start(seed: UInt64?, secret: String, logger: Logger) async throws -> (InProcessSandbox, Task<Void, any Error>) {
+    public static func start(port: Int = 0, seed: UInt64?, secret: String, logger: Logger) async throws -> (InProcessSandbox, Task<Void, any Error>) {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let sandbox = Sandbox(configuration: SandboxConfiguration(host: "127.0.0.1", port: 0, seed: seed, secret: secret),
+        let sandbox = Sandbox(configuration: SandboxConfiguration(host: "127.0.0.1", port: port, seed: seed, secret: secret),
                               logger: logger)
         let app = sandbox.makeApplication { port in continuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
-        let task = Task { try await group.run() }
+        let task = Task {
+            defer { continuation.finish() }
+            try await group.run()
+        }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next(), port > 0 else { throw StorageError.badURL("the in-process sandbox did not start") }
         return (InProcessSandbox(url: "http://127.0.0.1:\(port)", group: group), task)
@@ -219,7 +228,7 @@ public enum KoshApplication {
         var config = config
         var sandbox: (InProcessSandbox, Task<Void, any Error>)?
         if config.railsURL == nil && config.startSandbox {
-            let started = try await InProcessSandbox.start(seed: config.sandboxSeed, secret: config.railsSecret, logger: logger)
+            let started = try await InProcessSandbox.start(port: config.sandboxPort, seed: config.sandboxSeed, secret: config.railsSecret, logger: logger)
             sandbox = started
             config.railsURL = started.0.url
             logger.notice("Started the payment rails sandbox in-process", metadata: ["sandbox": "\(started.0.url)"])

@@ -38,6 +38,9 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the API server (migrates the database first).")
     @Option var host: String = "127.0.0.1"
     @Option var port: Int = 8080
+    @Option(name: .customLong("sandbox-port"),
+            help: "Port of the in-process sandbox started when KOSH_RAILS_URL is unset (default: KOSH_SANDBOX_PORT, else a free port).")
+    var sandboxPort: Int?
     @OptionGroup var db: DatabaseOption
 
     func run() async throws {
@@ -45,6 +48,7 @@ struct Serve: AsyncParsableCommand {
         var config = try db.configuration()
         config.host = host
         config.port = port
+        if let sandboxPort { config.sandboxPort = sandboxPort }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         try await KoshApplication.run(config, logger: makeLogger(), metrics: registry)
@@ -54,7 +58,13 @@ struct Serve: AsyncParsableCommand {
 struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
-        abstract: "Run the payment rails sandbox: a UPI switch, two PSP aggregators, banks and payer apps, with fault injection (docs/SANDBOX.md).")
+        abstract: "The payment rails sandbox: a UPI switch, two PSP aggregators, banks and payer apps, with fault injection (docs/SANDBOX.md).",
+        subcommands: [SandboxRun.self, SandboxFault.self, SandboxConfig.self, SandboxPay.self, SandboxStats.self, SandboxReset.self],
+        defaultSubcommand: SandboxRun.self)
+}
+
+struct SandboxRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the sandbox server (the default).")
     @Option var host: String = "127.0.0.1"
     @Option var port: Int = 9090
     @Option(help: "Seed of the fault-injection random source, so a run can be replayed.")
