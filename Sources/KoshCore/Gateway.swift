@@ -313,6 +313,12 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
                 outcome = .skipped
             }
             let latency = clock.nowMillis() - began
+            // A route that could not take the payment counts against its success rate.
+            switch outcome {
+            case .unavailable: rails.recordOutcome(connector, success: false)
+            case .rejected(let failure) where failure.code == "GATEWAY_ERROR": rails.recordOutcome(connector, success: false)
+            default: break
+            }
             let next: PaymentAttempt? = index + 1 < plan.count
                 ? newAttempt(current, seq: attempt.seq + 1, plan[index + 1], now: clock.nowMillis()) : nil
             let (payment, failedOver) = try await store.transaction { tx in
