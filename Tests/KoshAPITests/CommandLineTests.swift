@@ -43,12 +43,12 @@ struct CommandLineTests {
         return env
     }
 
-    static func start(_ arguments: [String], in dir: URL) throws -> (Process, Pipe, Pipe) {
+    static func start(_ arguments: [String], in dir: URL, env extra: [String: String] = [:]) throws -> (Process, Pipe, Pipe) {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
         process.currentDirectoryURL = dir
-        process.environment = environment(dir)
+        process.environment = environment(dir).merging(extra) { _, new in new }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -56,8 +56,8 @@ struct CommandLineTests {
         return (process, out, err)
     }
 
-    static func run(_ arguments: [String], in dir: URL) throws -> Run {
-        let (process, out, err) = try start(arguments, in: dir)
+    static func run(_ arguments: [String], in dir: URL, env extra: [String: String] = [:]) throws -> Run {
+        let (process, out, err) = try start(arguments, in: dir, env: extra)
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -170,5 +170,67 @@ struct CommandLineTests {
         let tampered = try Self.run(["ledger", "verify", "--database", database], in: dir)
         #expect(tampered.status != 0)
         #expect(tampered.stdout.contains("platform:fee_revenue"))
+    }
+
+    /// Live mode as an operator runs it: a separate `kosh sandbox`, `kosh serve` pointed at it,
+    /// a live merchant, a payment, a fault injected with `kosh sandbox fault`, failover.
+    @Test func liveModeAgainstASandboxProcess() async throws {
+        let dir = try Self.scratch()
+        let database = "sqlite://\(dir.path)/kosh.sqlite"
+        let port = Self.freePort(), sandboxPort = Self.freePort() + 1
+        let rails = ["KOSH_RAILS_URL": "http://127.0.0.1:\(sandboxPort)", "KOSH_RAILS_SECRET": "cli-test-secret"]
+        let (sandbox, _, _) = try Self.start(["sandbox", "--port", "\(sandboxPort)", "--secret", "cli-test-secret"], in: dir)
+        defer { kill(sandbox.processIdentifier, SIGTERM) }
+        let (server, _, _) = try Self.start(["serve", "--port", "\(port)", "--database", database], in: dir, env: rails)
+        try await Self.waitForHealth(port: port)
+
+        let created = try Self.run(["merchant", "create", "--name", "Live Shop", "--live", "--database", database], in: dir)
+        #expect(created.status == 0, "\(created.stderr)")
+        let creds = try JSON.parse(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(Self.string(creds, "key_id")?.hasPrefix("rzp_live_") == true)
+        let auth = (Self.string(creds, "key_id")!, Self.string(creds, "key_secret")!)
+        let base = "http://127.0.0.1:\(port)"
+
+        func pay(_ vpa: String) async throws -> (String, String) {
+            let (_, order) = try await Self.http("POST", "\(base)/v1/orders", body: #"{"amount": 20000, "currency": "INR"}"#, auth: auth)
+            let orderID = try #require(Self.string(order, "id"))
+            let (status, pay) = try await Self.http("POST", "\(base)/v1/payments/create/upi", body: """
+                {"order_id": "\(orderID)", "amount": 20000, "currency": "INR", "vpa": "\(vpa)", "email": "a@b.co", "contact": "9123456789"}
+                """, auth: auth)
+            #expect(status == 200, "\(pay.serialized())")
+            let paymentID = try #require(Self.string(pay, "razorpay_payment_id"))
+            for _ in 0..<100 {
+                let (_, payment) = try await Self.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth)
+                if let s = Self.string(payment, "status"), s != "created" { return (paymentID, s) }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            return (paymentID, "created")
+        }
+
+        let (first, firstStatus) = try await pay("success@okhdfcbank")
+        #expect(firstStatus == "authorized")
+        let fault = try Self.run(["sandbox", "fault", "upi_switch", #"{"down": true}"#, "--url", "http://127.0.0.1:\(sandboxPort)",
+                                  "--secret", "cli-test-secret"], in: dir)
+        #expect(fault.status == 0, "\(fault.stdout) \(fault.stderr)")
+        #expect(fault.stdout.contains(#""down":true"#))
+        let wrongSecret = try Self.run(["sandbox", "stats", "--url", "http://127.0.0.1:\(sandboxPort)", "--secret", "nope"], in: dir)
+        #expect(wrongSecret.status != 0, "the sandbox refuses unsigned control calls")
+
+        let (second, secondStatus) = try await pay("success@ybl")
+        #expect(secondStatus == "authorized")
+        let (_, attempts) = try await Self.http("GET", "\(base)/v1/payments/\(second)/attempts", auth: auth)
+        guard case .array(let items)? = attempts["items"] else { Issue.record("\(attempts.serialized())"); return }
+        #expect(items.map { Self.string($0, "status") } == ["unavailable", "authorized"])
+        let (_, firstAttempts) = try await Self.http("GET", "\(base)/v1/payments/\(first)/attempts", auth: auth)
+        #expect(firstAttempts["count"] == .int(1))
+
+        let (captureStatus, _) = try await Self.http("POST", "\(base)/v1/payments/\(second)/capture",
+                                                     body: #"{"amount": 20000, "currency": "INR"}"#, auth: auth)
+        #expect(captureStatus == 200)
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+        #expect(server.terminationStatus == 0)
+        let verify = try Self.run(["ledger", "verify", "--database", database], in: dir)
+        #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
     }
 }
