@@ -194,6 +194,43 @@ struct LiveRailsTests {
             #expect(status == 202)
             let payment = try await live.settled(paymentID)
             #expect(payment.state == .authorized)
+
+            // Declined in the app, and never paid at all (the request expires).
+            for (payer, reason) in [("failure.ravi@ybl", "payment_declined"), (nil, "payment_timed_out")] as [(String?, String)] {
+                let order = try await live.kosh.createOrder(amount: 30_000)
+                let reply = try await live.kosh.call(.post, "/v1/payments/create/upi", """
+                    {"order_id": "\(order)", "amount": 30000, "currency": "INR", "upi": {"flow": "intent"},
+                     "email": "a@example.com", "contact": "9123456789"}
+                    """)
+                let id = try #require(reply.string("razorpay_payment_id"))
+                if let payer, let link = reply.string("link") {
+                    let (status, _) = try await live.sandbox(.POST, "/upi/v1/app/pay", #"{"link": "\#(link)", "payer_vpa": "\#(payer)"}"#)
+                    #expect(status == 202)
+                }
+                let failed = try await live.settled(id)
+                #expect(failed.state == .failed)
+                #expect(failed.machine.failure?.reason == reason, "\(String(describing: failed.machine.failure))")
+            }
+        }
+    }
+
+    @Test("a route that does not answer in time: no failover (the payer may be charged); the payment resolves there", arguments: TestDatabases.all)
+    func timeoutNeverFailsOver(db: String) async throws {
+        try await LiveKosh.run(db) { live in
+            // The switch takes 1.5 s to answer; Kosh gives up on the call after 1 s. The switch did the work.
+            try await live.sandbox(.PUT, "/sandbox/v1/faults/upi_switch", #"{"timeout_rate": 1.0, "hang_ms": 1500}"#)
+            let p = try await live.pay(vpa: "success@okhdfcbank")
+            let afterSubmit = try await live.services.gateway.payment(id: p.payment)
+            #expect(afterSubmit.state == .pending)
+            #expect(afterSubmit.rail == "upi_switch")
+            let attempts = try await live.attempts(p.payment)
+            #expect(attempts.map { $0["status"]?.text } == ["unknown"], "no second route was tried")
+            try await live.sandbox(.PUT, "/sandbox/v1/faults/upi_switch", #"{"timeout_rate": 0}"#)
+            let payment = try await live.settled(p.payment)
+            #expect(payment.state == .authorized)
+            #expect(payment.rail == "upi_switch")
+            #expect(try await live.attempts(p.payment).count == 1)
+            try await live.kosh.expectLedgerConsistent()
         }
     }
 
