@@ -9,6 +9,12 @@ import Logging
 import Prometheus
 import ServiceLifecycle
 
+/// A setting Kosh refuses to start with.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
 public struct KoshConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     public var port: Int = 8080
@@ -40,6 +46,19 @@ public struct KoshConfiguration: Sendable {
     public var upstreamTimeouts = (initiate: Int64(3_000), status: Int64(2_000), refund: Int64(5_000))
 
     public init() {}
+
+    /// The development secret is public (it is in docs/SANDBOX.md): with it anyone could sign a
+    /// "payment succeeded" callback. It is allowed only when Kosh and the rails both stay on
+    /// loopback.
+    func checkRailsSecret(railsURL: String) throws {
+        guard railsSecret == SandboxConfiguration.defaultSecret else { return }
+        func loopback(_ host: String) -> Bool { host == "127.0.0.1" || host == "localhost" || host == "::1" || host == "[::1]" }
+        let railsHost = railsURL.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first
+            .map { String($0.split(separator: ":").first ?? "") } ?? ""
+        guard loopback(host), loopback(railsHost), publicURL.map({ $0.contains("127.0.0.1") || $0.contains("localhost") }) ?? true else {
+            throw ConfigurationError("KOSH_RAILS_SECRET must be set (to a long random secret shared with the rails) when Kosh or the rails are not on loopback: the default secret is public")
+        }
+    }
 
     /// The base URL the rails call back.
     public var callbackBaseURL: String {
@@ -116,6 +135,7 @@ public struct KoshServices: Sendable {
             var upstream: UpstreamHTTP?
             var live: LiveRails?
             if let railsURL = config.railsURL {
+                try config.checkRailsSecret(railsURL: railsURL)
                 let http = UpstreamHTTP(configuration: UpstreamConfiguration(
                     baseURL: railsURL, callbackBaseURL: config.callbackBaseURL, secret: config.railsSecret,
                     initiateTimeoutMillis: config.upstreamTimeouts.initiate, statusTimeoutMillis: config.upstreamTimeouts.status,

@@ -314,11 +314,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             }
             let latency = clock.nowMillis() - began
             // A route that could not take the payment counts against its success rate.
-            switch outcome {
-            case .unavailable: rails.recordOutcome(connector, success: false)
-            case .rejected(let failure) where failure.code == "GATEWAY_ERROR": rails.recordOutcome(connector, success: false)
-            default: break
-            }
+            if case .unavailable = outcome { rails.recordOutcome(connector, success: false) }
             let next: PaymentAttempt? = index + 1 < plan.count
                 ? newAttempt(current, seq: attempt.seq + 1, plan[index + 1], now: clock.nowMillis()) : nil
             let (payment, failedOver) = try await store.transaction { tx in
@@ -347,16 +343,19 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
                        _ tx: any StoreTransaction) async throws -> (Payment, Bool) {
         guard var payment = try await tx.payment(id: paymentID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
         let loadedVersion = payment.version
-        var attempt = attempt
+        // A callback may have recorded the final word on this attempt while the call was out.
+        let stored = try await tx.attempts(paymentID: paymentID).first(where: { $0.id == attempt.id }) ?? attempt
+        var attempt = stored
         attempt.latencyMillis = latency
+        let settled = stored.status != .initiated
         attempt.updatedAt = clock.nowMillis()
         var failedOver = false
         // Only the attempt the payment points at may move it (a callback may have been faster).
         let inCharge = payment.state == .pending && payment.rail == attempt.connector
         switch outcome {
         case .accepted(let reference, let link):
-            attempt.status = .accepted
-            attempt.upstreamReference = reference
+            if !settled { attempt.status = .accepted }
+            attempt.upstreamReference = attempt.upstreamReference ?? reference
             if inCharge {
                 payment.railReference = payment.railReference ?? reference
                 payment.upiLink = payment.upiLink ?? link
@@ -366,15 +365,15 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             attempt.status = .rejected
             attempt.errorCode = failure.reason
             attempt.errorDescription = failure.description
-            // A technical refusal at initiation charged no one: the next route may take it.
-            let retryable = failure.code == "GATEWAY_ERROR" && next != nil
-            if inCharge && !retryable {
+            if inCharge {
                 try await apply(.fail(failure), to: &payment, tx)
                 payment.nextCheckAt = nil
             }
         case .unavailable(let reason), .unknown(let reason):
-            if case .unavailable = outcome { attempt.status = .unavailable } else { attempt.status = .unknown }
-            attempt.errorDescription = String(reason.prefix(500))
+            if !settled {
+                if case .unavailable = outcome { attempt.status = .unavailable } else { attempt.status = .unknown }
+                attempt.errorDescription = String(reason.prefix(500))
+            }
         case .skipped:
             attempt.status = .skipped
             attempt.errorDescription = "circuit breaker open"
@@ -382,7 +381,6 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         var moveOn = false
         switch outcome {
         case .unavailable, .skipped: moveOn = true
-        case .rejected(let failure): moveOn = failure.code == "GATEWAY_ERROR" && next != nil
         default: break
         }
         switch (moveOn, inCharge) {
@@ -417,7 +415,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         } catch {
             status = .pending
         }
-        return try await applyRailStatus(paymentID: paymentID, status, fromCallback: false)
+        return try await applyRailStatus(paymentID: paymentID, status, fromCallback: false, connector: current.rail)
     }
 
     /// Applies what a rail said about a payment — from a status check or a callback — once:
@@ -506,13 +504,35 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     public func runDueChecks(limit: Int = 100) async throws -> Int {
         let due = try await store.transaction { tx in try await tx.paymentsDueForCheck(now: self.clock.nowMillis(), limit: limit) }
         for payment in due {
-            switch payment.state {
-            case .created: try await submit(paymentID: payment.id)
-            case .pending, .failed: try await check(paymentID: payment.id)
-            default: break
+            do {
+                switch payment.state {
+                case .created: try await submit(paymentID: payment.id)
+                case .pending, .failed:
+                    if rails.rail(named: payment.rail) == nil {
+                        // Its rail is not configured on this server (live mode off): look again later.
+                        try await postpone(paymentID: payment.id)
+                    } else {
+                        try await check(paymentID: payment.id)
+                    }
+                default: break
+                }
+            } catch {
+                // One payment's trouble (e.g. live mode off for a live payment) must not stall the others.
+                try? await postpone(paymentID: payment.id)
             }
         }
         return due.count
+    }
+
+    /// Moves a payment's next check back by the slow interval, so a payment that cannot be
+    /// handled now does not hold the head of the queue.
+    func postpone(paymentID: String) async throws {
+        try await store.transaction { tx in
+            guard var payment = try await tx.payment(id: paymentID, merchantID: nil, forUpdate: true), payment.nextCheckAt != nil else { return }
+            payment.nextCheckAt = self.clock.nowMillis() + self.settings.slowCheckIntervalMillis
+            payment.version += 1
+            try await tx.updatePayment(payment)
+        }
     }
 
     public func capture(_ tx: any StoreTransaction, merchant: Merchant, paymentID: String, amount: Int64, currency: Currency) async throws -> Payment {
@@ -576,6 +596,10 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             case .processed(let reference):
                 refund.railReference = reference
                 actions = try refund.machine.apply(.processed)
+            case .failed where payment.autoRefunded:
+                // An auto-refund gives back money the merchant never had a right to: it is never
+                // reversed onto the merchant's balance. It stays pending and is sent again.
+                return refund
             case .failed:
                 actions = try refund.machine.apply(.failed)
             }
@@ -603,7 +627,10 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     public func processPendingRefunds(olderThanMillis: Int64 = 5_000, limit: Int = 100) async throws -> Int {
         let cutoff = (clock.nowMillis() - olderThanMillis) / 1000
         let pending = try await store.transaction { tx in try await tx.pendingRefunds(createdBefore: cutoff, limit: limit) }
-        for refund in pending { try await processRefund(refundID: refund.id) }
+        for refund in pending {
+            // One refund's trouble must not stall the others.
+            _ = try? await processRefund(refundID: refund.id)
+        }
         return pending.count
     }
 

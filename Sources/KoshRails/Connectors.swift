@@ -37,6 +37,14 @@ public enum UPIResponseCode {
     }
 }
 
+/// A status that names another amount than the payment's is not believed: the payment stays
+/// pending (and eventually times out) rather than being authorised for the wrong amount.
+func checkAmount(_ amount: Int64?, _ request: RailPaymentRequest) throws {
+    if let amount, amount != request.amount {
+        throw UpstreamError.badResponse("the rail reports amount \(amount) for payment \(request.paymentID) of \(request.amount)")
+    }
+}
+
 /// Reads and checks a signed callback body; shared by the connectors.
 struct CallbackReader {
     let signer: RailSigner
@@ -89,13 +97,23 @@ public struct UPISwitchConnector: PaymentRail {
 
     public func validate(method: String, vpa: String?) -> KoshError? { nil }
 
+    /// The payee name shown in the payer's app: at most 50 characters and 99 bytes.
+    static func shortName(_ name: String) -> String {
+        var out = ""
+        for character in name.prefix(50) {
+            guard out.utf8.count + character.utf8.count <= 99 else { break }
+            out.append(character)
+        }
+        return out.isEmpty ? "Kosh merchant" : out
+    }
+
     public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
         let intent = request.flow == "intent"
         let body = JSON.obj([
             ("txn_id", .string(request.paymentID)),
             ("payer_vpa", intent ? nil : request.vpa.map(JSON.string)),
             ("payee_vpa", .string(payeeVPA)),
-            ("payee_name", intent ? .string(request.payeeName) : nil),
+            ("payee_name", intent ? .string(Self.shortName(request.payeeName)) : nil),
             ("amount", .int(request.amount)),
             ("currency", .string(request.currency.rawValue)),
             ("note", .string(String((request.description ?? "Payment \(request.paymentID)").prefix(50)))),
@@ -104,19 +122,23 @@ public struct UPISwitchConnector: PaymentRail {
         let status: Int, json: JSON
         do {
             (status, json) = try await http.call(name, .POST, intent ? "/upi/v1/intent" : "/upi/v1/collect", body: body,
-                                                 timeoutMillis: http.configuration.initiateTimeoutMillis, idempotent: true)
+                                                 timeoutMillis: http.configuration.initiateTimeoutMillis, idempotent: true, breaker: true)
         } catch UpstreamError.unavailable(let why) {
             return .unavailable(reason: why)
         }
-        switch status {
-        case 200...299:
+        let code = json["error"]?["code"]?.stringValue
+        switch (status, code) {
+        case (200...299, _):
             guard let rrn = json["rrn"]?.stringValue else { throw UpstreamError.badResponse("collect answer without rrn") }
             return .accepted(reference: rrn, link: json["link"]?.stringValue)
-        case 400...499:
-            let code = json["error"]?["code"]?.stringValue ?? "XX"
-            return .rejected(UPIResponseCode.failure(code: code, message: json["error"]?["message"]?.stringValue))
+        case (400, "ZH"):
+            return .rejected(UPIResponseCode.failure(code: "ZH", message: json["error"]?["message"]?.stringValue))
+        case (400, _), (401, _), (413, _):
+            // Refused before anything was created: another route may take it.
+            return .unavailable(reason: "the UPI switch refused the request: HTTP \(status) \(code ?? "")")
         default:
-            throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch")
+            // 409 (it holds a transaction under our id), other answers: it may exist there.
+            throw UpstreamError.noAnswer("HTTP \(status) \(code ?? "") from the UPI switch")
         }
     }
 
@@ -125,6 +147,7 @@ public struct UPISwitchConnector: PaymentRail {
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         if status == 404 { return .pending }  // not (yet) known there: unknown is not failed
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch") }
+        try checkAmount(json["amount"]?.intValue, request)
         return Self.paymentStatus(json)
     }
 
@@ -141,12 +164,13 @@ public struct UPISwitchConnector: PaymentRail {
         let body = JSON.obj([("refund_id", .string(request.refundID)), ("txn_id", .string(request.paymentID)), ("amount", .int(request.amount))])
         let (status, json) = try await http.call(name, .POST, "/upi/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
-        switch status {
-        case 200...299 where json["status"]?.stringValue == "SUCCESS":
+        let code = json["error"]?["code"]?.stringValue
+        switch (status, code) {
+        case (200...299, _) where json["status"]?.stringValue == "SUCCESS":
             return .processed(reference: json["rrn"]?.stringValue ?? request.refundID)
-        case 200...299: return .pending
-        case 400...499: return .failed(reason: json["error"]?["code"]?.stringValue ?? "refund_rejected")
-        default: throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch")
+        case (200...299, _): return .pending
+        case (400, "REFUND_EXCEEDS"), (400, "TXN_NOT_SUCCESS"): return .failed(reason: code!)
+        default: throw UpstreamError.noAnswer("refund: HTTP \(status) \(code ?? "") from the UPI switch")
         }
     }
 
@@ -196,18 +220,21 @@ public struct AlphaPayConnector: PaymentRail {
         let status: Int, json: JSON
         do {
             (status, json) = try await http.call(name, .POST, "/alphapay/v1/payments", body: body, timeoutMillis: http.configuration.initiateTimeoutMillis,
-                                                 idempotent: true)
+                                                 idempotent: true, breaker: true)
         } catch UpstreamError.unavailable(let why) {
             return .unavailable(reason: why)
         }
-        switch status {
-        case 200...299:
+        let code = json["error"]?["code"]?.stringValue
+        switch (status, code) {
+        case (200...299, _):
             guard let id = json["id"]?.stringValue else { throw UpstreamError.badResponse("alphapay answer without id") }
             return .accepted(reference: id, link: nil)
-        case 400...499:
-            return .rejected(Self.failure(code: json["error"]?["code"]?.stringValue, description: json["error"]?["description"]?.stringValue))
+        case (400, "INVALID_VPA"):
+            return .rejected(Self.failure(code: code, description: json["error"]?["description"]?.stringValue))
+        case (400, _), (401, _), (413, _):
+            return .unavailable(reason: "alphapay refused the request: HTTP \(status) \(code ?? "")")
         default:
-            throw UpstreamError.noAnswer("HTTP \(status) from alphapay")
+            throw UpstreamError.noAnswer("HTTP \(status) \(code ?? "") from alphapay")
         }
     }
 
@@ -216,6 +243,7 @@ public struct AlphaPayConnector: PaymentRail {
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         if status == 404 { return .pending }
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from alphapay") }
+        try checkAmount(json["amount"]?.intValue, request)
         return Self.paymentStatus(json)
     }
 
@@ -232,11 +260,12 @@ public struct AlphaPayConnector: PaymentRail {
                              ("amount", .int(request.amount))])
         let (status, json) = try await http.call(name, .POST, "/alphapay/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
-        switch status {
-        case 200...299 where json["status"]?.stringValue == "processed": return .processed(reference: json["id"]?.stringValue ?? request.refundID)
-        case 200...299: return .pending
-        case 400...499: return .failed(reason: json["error"]?["code"]?.stringValue ?? "refund_rejected")
-        default: throw UpstreamError.noAnswer("HTTP \(status) from alphapay")
+        let code = json["error"]?["code"]?.stringValue
+        switch (status, code) {
+        case (200...299, _) where json["status"]?.stringValue == "processed": return .processed(reference: json["id"]?.stringValue ?? request.refundID)
+        case (200...299, _): return .pending
+        case (400, "REFUND_EXCEEDS"), (400, "PAYMENT_NOT_AUTHORIZED"): return .failed(reason: code!)
+        default: throw UpstreamError.noAnswer("refund: HTTP \(status) \(code ?? "") from alphapay")
         }
     }
 
@@ -303,19 +332,25 @@ public struct BetaPayConnector: PaymentRail {
         let status: Int, json: JSON
         do {
             (status, json) = try await http.call(name, .POST, "/betapay/api/v2/transactions", body: body,
-                                                 timeoutMillis: http.configuration.initiateTimeoutMillis, idempotent: false)
+                                                 timeoutMillis: http.configuration.initiateTimeoutMillis, idempotent: false, breaker: true)
         } catch UpstreamError.unavailable(let why) {
             return .unavailable(reason: why)
         }
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
         switch json["resultCode"]?.stringValue {
         case "0000":
-            return .accepted(reference: json["betaTxnId"]?.stringValue ?? request.paymentID, link: nil)
+            guard let id = json["betaTxnId"]?.stringValue else { throw UpstreamError.badResponse("betapay accepted without betaTxnId") }
+            return .accepted(reference: id, link: nil)
         case "E409":
-            // Our own earlier create went through (we lost its answer): it is known there.
+            // A transaction under our id exists there already: it is resolved by status checks.
             return .accepted(reference: request.paymentID, link: nil)
+        case "E101":
+            return .rejected(Self.failure(code: "E101", message: json["resultMsg"]?.stringValue))
+        case "E100", "E102", "E401", "E413":
+            return .unavailable(reason: "betapay refused the request: \(json["resultCode"]?.stringValue ?? "")")
         case let code:
-            return .rejected(Self.failure(code: code, message: json["resultMsg"]?.stringValue))
+            // Anything else may or may not have created a transaction: unknown, never failover.
+            throw UpstreamError.noAnswer("betapay answered resultCode \(code ?? "none")")
         }
     }
 
@@ -323,6 +358,7 @@ public struct BetaPayConnector: PaymentRail {
         let (status, json) = try await http.call(name, .GET, "/betapay/api/v2/transactions/\(percentEncoded(request.paymentID))",
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
+        try checkAmount(json["txnAmount"]?.stringValue.flatMap(Self.paise), request)
         return Self.paymentStatus(json)
     }
 
@@ -343,7 +379,8 @@ public struct BetaPayConnector: PaymentRail {
         switch (json["resultCode"]?.stringValue, json["refundStatus"]?.stringValue) {
         case ("0000", "SUCCESS"): return .processed(reference: json["betaRefundId"]?.stringValue ?? request.refundID)
         case ("0000", _): return .pending
-        case (let code, _): return .failed(reason: code ?? "refund_rejected")
+        case ("E301", _), ("E302", _): return .failed(reason: json["resultCode"]!.stringValue!)
+        case (let code, _): throw UpstreamError.noAnswer("refund: betapay answered resultCode \(code ?? "none")")
         }
     }
 

@@ -30,7 +30,10 @@ public struct RailSigner: Sendable {
 
     /// True when `signature` is the signature of the message and `timestamp` is recent.
     public func verify(signature: String?, timestamp: String?, method: String, path: String, body: [UInt8], now: Int64) -> Bool {
-        guard let signature, let timestamp, let millis = Int64(timestamp), abs(now - millis) <= Self.maximumSkewMillis,
+        // Digits only, at most 15 of them, so the skew arithmetic below cannot overflow.
+        guard let signature, let timestamp, (1...15).contains(timestamp.utf8.count),
+              timestamp.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+              let millis = Int64(timestamp), millis >= now - Self.maximumSkewMillis, millis <= now + Self.maximumSkewMillis,
               let given = Self.bytes(hex: signature) else { return false }
         var mac = HMAC<SHA256>(key: key)
         mac.update(data: Array("\(millis)\n\(method)\n\(path)\n".utf8))
@@ -157,8 +160,11 @@ public final class UpstreamHTTP: Sendable {
 
     /// Sends one request; answers (status, parsed JSON body). `idempotent` calls are tried
     /// again (up to `retries` times) when they failed fast.
+    /// `breaker`: whether this call's tries count in the connector's circuit breaker (payment
+    /// creation only: status checks and refunds must go on whatever the breaker says, and
+    /// must not close a half-open breaker on the strength of a GET).
     func call(_ connector: String, _ method: HTTPMethod, _ path: String, body: JSON? = nil, timeoutMillis: Int64,
-              idempotent: Bool) async throws -> (Int, JSON) {
+              idempotent: Bool, breaker: Bool = false) async throws -> (Int, JSON) {
         var attempt = 0
         while true {
             do {
@@ -166,10 +172,10 @@ public final class UpstreamHTTP: Sendable {
                 do {
                     (status, json) = try await once(method, path, body: body, timeoutMillis: timeoutMillis)
                 } catch {
-                    report(connector, failure: true)
+                    if breaker { report(connector, failure: true) }
                     throw error
                 }
-                report(connector, failure: status >= 500)
+                if breaker { report(connector, failure: status >= 500) }
                 if status == 503 { throw UpstreamError.unavailable("HTTP 503 from \(path)") }
                 return (status, json)
             } catch let error as UpstreamError {

@@ -386,6 +386,21 @@ struct LiveRailsTests {
             let forged = try await live.kosh.call(.post, "/v1/rails/callbacks/upi_switch",
                                                   #"{"txn_id": "\#(p.payment)", "status": "SUCCESS", "rrn": "1", "amount": 50000}"#, auth: "")
             #expect(forged.status == 401, "\(forged.body)")
+            // Hostile timestamps neither crash the server nor pass.
+            for timestamp in ["-9223372036854775808", "9223372036854775807", "99999999999999999999", "1e12", ""] {
+                let reply = try await live.kosh.client.execute(
+                    uri: "/v1/rails/callbacks/upi_switch", method: .post,
+                    headers: [HTTPField.Name("X-Sandbox-Timestamp")!: timestamp,
+                              HTTPField.Name("X-Sandbox-Signature")!: String(repeating: "0", count: 64)],
+                    body: ByteBuffer(string: #"{"txn_id": "\#(p.payment)", "status": "SUCCESS"}"#)) { Int($0.status.code) }
+                #expect(reply == 401, "timestamp \(timestamp)")
+            }
+            let signer = RailSigner(secret: "live-test-secret")
+            let now = SystemClock().nowMillis()
+            let good = signer.signature(timestamp: now, method: "POST", path: "/x", body: [1, 2])
+            #expect(signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 2], now: now))
+            #expect(!signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 3], now: now))
+            #expect(!signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 2], now: now + 300_001))
             #expect(try await live.services.gateway.payment(id: p.payment).state != .authorized)
         }
     }
