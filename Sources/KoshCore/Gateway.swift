@@ -135,6 +135,9 @@ public struct GatewaySettings: Sendable {
     /// late authorisation is found even when its callback is lost.
     public var lateWatchMillis: Int64
     public var lateCheckIntervalMillis: Int64
+    /// An attempt still `initiated` this long after it began lost its call (the server stopped
+    /// mid-call): the janitor sends it again to the same route, which dedupes by payment id (ms).
+    public var resendInitiationAfterMillis: Int64 = 10_000
 
     public init(firstCheckAfterMillis: Int64 = 1_000, checkIntervalMillis: Int64 = 2_000, submitGraceMillis: Int64 = 5_000,
                 pollWindowMillis: Int64 = 30_000, slowCheckIntervalMillis: Int64 = 60_000, pendingTimeoutMillis: Int64 = 900_000,
@@ -409,6 +412,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         let current = try await payment(id: paymentID)
         let watched = current.state == .pending || (current.state == .failed && current.nextCheckAt != nil)
         guard watched, let rail = rails.rail(named: current.rail) else { return current }
+        if current.state == .pending, let resent = try await resendLostInitiation(current, rail) { return resent }
         let status: RailPaymentStatus
         do {
             status = try await rail.status(request(for: current))
@@ -484,6 +488,31 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         if let outcome { rails.recordOutcome(payment.rail, success: outcome) }
         for refundID in refunds { try await processRefund(refundID: refundID) }
         return refunds.isEmpty ? payment : try await self.payment(id: paymentID)
+    }
+
+    /// A payment whose current attempt never got its answer recorded (the server stopped while
+    /// the call was out) is sent again to the same route: every route dedupes by payment id
+    /// (betapay answers E409, taken as accepted), so the payer is asked at most once.
+    func resendLostInitiation(_ payment: Payment, _ rail: any PaymentRail) async throws -> Payment? {
+        let attempts = try await store.transaction { tx in try await tx.attempts(paymentID: payment.id) }
+        guard let attempt = attempts.last, attempt.connector == payment.rail, attempt.status == .initiated,
+              clock.nowMillis() - attempt.createdAt >= settings.resendInitiationAfterMillis else { return nil }
+        let began = clock.nowMillis()
+        let outcome: AttemptOutcome
+        do {
+            switch try await rail.initiate(request(for: payment)) {
+            case .accepted(let reference, let link): outcome = .accepted(reference: reference, link: link)
+            case .rejected(let failure): outcome = .rejected(failure)
+            case .unavailable(let reason): outcome = .unknown("resent after a restart; \(reason)")
+            }
+        } catch {
+            outcome = .unknown("resent after a restart; \(error)")
+        }
+        let latency = clock.nowMillis() - began
+        let (updated, _) = try await store.transaction { tx in
+            try await self.finishAttempt(paymentID: payment.id, attempt: attempt, outcome: outcome, latency: latency, next: nil, tx)
+        }
+        return updated
     }
 
     /// Records the final word on the payment's current attempt.

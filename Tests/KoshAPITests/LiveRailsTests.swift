@@ -42,6 +42,7 @@ struct LiveKosh: Sendable {
                                          pollWindowMillis: 3_000, slowCheckIntervalMillis: 200,
                                          pendingTimeoutMillis: tuning.pendingTimeoutMillis, lateWatchMillis: 60_000,
                                          lateCheckIntervalMillis: tuning.lateCheckIntervalMillis)
+        config.gateway.resendInitiationAfterMillis = 2_000
         let services = try await KoshServices.open(config, logger: logger)
         let merchant = try await services.merchants.create(name: "Live Merchant", mode: .live, lateAuthorization: tuning.lateAuthorization)
         let admin = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
@@ -291,6 +292,38 @@ struct LiveRailsTests {
             let entry = resolved.first { $0["instrument"]?["psp"]?.text == "upi_switch" }
             #expect(entry?["status"]?.text == "resolved", "\(after.body)")
             #expect(entry?["end"] != .null)
+            try await live.kosh.expectLedgerConsistent()
+        }
+    }
+
+    @Test("a server that died while its call to the rail was out: the janitor sends it again, once", arguments: TestDatabases.all)
+    func lostInitiationAfterCrash(db: String) async throws {
+        try await LiveKosh.run(db) { live in
+            // What a crash between "attempt recorded" and "rail answered" leaves behind.
+            let order = try await live.kosh.createOrder(amount: 40_000)
+            let merchant = try #require(try await live.services.store.transaction { tx in try await tx.merchant(id: live.kosh.merchant.merchant.id) })
+            let payment = try await live.services.store.transaction { tx in
+                try await live.services.gateway.createPayment(tx, merchant: merchant, NewPayment(
+                    orderID: order, amount: 40_000, currency: .inr, method: "upi", vpa: "success@okicici", email: "a@b.co",
+                    contact: "9123456789", description: nil, notes: Notes()))
+            }
+            let now = SystemClock().nowMillis()
+            try await live.services.db.transaction { conn in
+                _ = try await conn.query("""
+                    UPDATE payments SET status = 'pending', rail = 'upi_switch', submitted_at_ms = ?, next_check_at = ?, version = version + 1
+                    WHERE id = ?
+                    """, [.int(now - 5_000), .int(now), .text(payment.id)])
+                _ = try await conn.query("""
+                    INSERT INTO payment_attempts (id, payment_id, merchant_id, seq, connector, reason, status, created_at, updated_at)
+                    VALUES (?, ?, ?, 1, 'upi_switch', 'best score', 'initiated', ?, ?)
+                    """, [.text(Identifiers.make(.attempt)), .text(payment.id), .text(merchant.id), .int(now - 5_000), .int(now - 5_000)])
+            }
+            let resolved = try await live.settled(payment.id)
+            #expect(resolved.state == .authorized)
+            let attempts = try await live.attempts(payment.id)
+            #expect(attempts.count == 1)
+            #expect(attempts.first?["status"]?.text == "authorized")
+            #expect(try await live.events(payment.id, "authorize") == 1)
             try await live.kosh.expectLedgerConsistent()
         }
     }
