@@ -42,6 +42,20 @@ public struct RailSigner: Sendable {
         return mac.finalize() == given
     }
 
+    /// A request to the rails at `baseURL + path`, signed now.
+    public func request(baseURL: String, method: HTTPMethod, path: String, body: String?, now: Int64 = SystemClock().nowMillis()) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = method
+        let bytes = Array((body ?? "").utf8)
+        request.headers.add(name: Self.timestampHeader, value: String(now))
+        request.headers.add(name: Self.signatureHeader, value: signature(timestamp: now, method: method.rawValue, path: path, body: bytes))
+        if body != nil {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: bytes))
+        }
+        return request
+    }
+
     static func bytes(hex: String) -> [UInt8]? {
         let chars = Array(hex.utf8)
         guard chars.count == 64 else { return nil }
@@ -187,16 +201,7 @@ public final class UpstreamHTTP: Sendable {
     }
 
     func once(_ method: HTTPMethod, _ path: String, body: JSON?, timeoutMillis: Int64) async throws -> (Int, JSON) {
-        var request = HTTPClientRequest(url: configuration.baseURL + path)
-        request.method = method
-        let bytes = body.map { Array($0.serialized().utf8) } ?? []
-        let now = clock.nowMillis()
-        request.headers.add(name: RailSigner.timestampHeader, value: String(now))
-        request.headers.add(name: RailSigner.signatureHeader, value: signer.signature(timestamp: now, method: method.rawValue, path: path, body: bytes))
-        if body != nil {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: bytes))
-        }
+        let request = signer.request(baseURL: configuration.baseURL, method: method, path: path, body: body?.serialized(), now: clock.nowMillis())
         let response: HTTPClientResponse
         do {
             response = try await client.execute(request, timeout: .milliseconds(timeoutMillis))

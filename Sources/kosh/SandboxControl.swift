@@ -24,16 +24,7 @@ struct SandboxTarget: ParsableArguments {
         let signer = RailSigner(secret: secret ?? ProcessInfo.processInfo.environment["KOSH_RAILS_SECRET"] ?? SandboxConfiguration.defaultSecret)
         let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
         do {
-            var request = HTTPClientRequest(url: baseURL + path)
-            request.method = method
-            let bytes = Array((body ?? "").utf8)
-            let now = SystemClock().nowMillis()
-            request.headers.add(name: RailSigner.timestampHeader, value: String(now))
-            request.headers.add(name: RailSigner.signatureHeader, value: signer.signature(timestamp: now, method: method.rawValue, path: path, body: bytes))
-            if body != nil {
-                request.headers.add(name: "Content-Type", value: "application/json")
-                request.body = .bytes(ByteBuffer(bytes: bytes))
-            }
+            let request = signer.request(baseURL: baseURL, method: method, path: path, body: body)
             let response = try await client.execute(request, timeout: .seconds(10))
             let text = String(buffer: try await response.body.collect(upTo: 1 << 20))
             try await client.shutdown()

@@ -74,16 +74,7 @@ struct LiveKosh: Sendable {
     /// A signed call to the sandbox's own API (faults, payer app, stats).
     @discardableResult
     func sandbox(_ method: NIOHTTP1.HTTPMethod, _ path: String, _ body: String? = nil) async throws -> (Int, JSON) {
-        var request = HTTPClientRequest(url: sandboxURL + path)
-        request.method = method
-        let bytes = Array((body ?? "").utf8)
-        let now = SystemClock().nowMillis()
-        request.headers.add(name: RailSigner.timestampHeader, value: String(now))
-        request.headers.add(name: RailSigner.signatureHeader, value: signer.signature(timestamp: now, method: method.rawValue, path: path, body: bytes))
-        if body != nil {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: bytes))
-        }
+        let request = signer.request(baseURL: sandboxURL, method: method, path: path, body: body)
         let response = try await admin.execute(request, timeout: .seconds(10))
         let buffer = try await response.body.collect(upTo: 1 << 20)
         let json = (try? JSON.parse(buffer.readableBytesView)) ?? .null
