@@ -20,6 +20,9 @@ public struct LoadOptions: Sendable {
     /// Per mille of lifecycles that end with a partial refund.
     public var refundPerMille: Int = 200
     public var amount: Int64 = 10_000
+    /// The payer: `success@razorpay` for test keys; a sandbox payer such as
+    /// `success@okhdfcbank` for live keys.
+    public var vpa: String = "success@razorpay"
     /// Open loop: at most this many lifecycles in flight; further starts are counted as dropped.
     public var maximumInFlight: Int = 10_000
 
@@ -177,7 +180,7 @@ public struct LoadGenerator: Sendable {
             let amount = options.amount
             let order = try string(try await call("order.create", .POST, "/v1/orders", #"{"amount":\#(amount),"currency":"INR"}"#), "id")
             let payment = try string(try await call("payment.create", .POST, "/v1/payments/create/upi", """
-                {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"upi","vpa":"success@razorpay","email":"load@example.com","contact":"9123456789"}
+                {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"upi","vpa":"\(options.vpa)","email":"load@example.com","contact":"9123456789"}
                 """), "razorpay_payment_id")
             let captureBody = #"{"amount":\#(amount),"currency":"INR"}"#
             do {

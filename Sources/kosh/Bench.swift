@@ -26,6 +26,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Open loop: lifecycles started per second (overrides --concurrency)") var rate: Int?
         @Option(help: "Per mille of lifecycles that end with a partial refund") var refundPerMille: Int = 200
         @Flag(help: "Print the report as JSON") var json = false
+        @Flag(help: "Live mode: create a live merchant, so payments go through the connectors to the rails (the sandbox)") var live = false
+        @Option(help: "The payer's VPA (default success@razorpay, or success@okhdfcbank with --live)") var vpa: String?
 
         func validate() throws {
             guard (1...3_600).contains(duration), (0...600).contains(warmup) else { throw ValidationError("--duration 1…3600, --warmup 0…600") }
@@ -39,8 +41,8 @@ struct BenchCommand: AsyncParsableCommand {
             var keyID = self.keyID, keySecret = self.keySecret
             if keyID == nil || keySecret == nil {
                 let services = try await KoshServices.open(try db.configuration(), logger: makeLogger())
-                let credentials = try await services.merchants.create(name: "kosh bench \(Date())")
-                try await services.db.close()
+                let credentials = try await services.merchants.create(name: "kosh bench \(Date())", mode: live ? .live : .test)
+                try await services.close()
                 keyID = credentials.keyID
                 keySecret = credentials.keySecret
             }
@@ -50,6 +52,7 @@ struct BenchCommand: AsyncParsableCommand {
             options.concurrency = concurrency
             options.rate = rate
             options.refundPerMille = refundPerMille
+            options.vpa = vpa ?? (live ? "success@okhdfcbank" : "success@razorpay")
             let generator = LoadGenerator(options: options)
             let report = try await generator.run()
             try await generator.shutdown()
