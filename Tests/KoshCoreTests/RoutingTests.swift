@@ -27,6 +27,15 @@ struct CircuitBreakerTests {
         #expect(breaker.windowCounts(now: now).calls == 0, "closing forgets the bad window")
     }
 
+    @Test func exactlyHalfFailingOpensIt() {
+        var breaker = CircuitBreaker(policy: policy)
+        for i in 0..<10 { _ = breaker.record(failure: i % 2 == 0, now: Int64(i)) }
+        #expect(breaker.state == .open, "5 failures in 10 calls is 50 %: open")
+        var below = CircuitBreaker(policy: policy)
+        for i in 0..<10 { _ = below.record(failure: i < 4, now: Int64(i)) }
+        #expect(below.state == .closed)
+    }
+
     @Test func failedProbeReopens() {
         var breaker = CircuitBreaker(policy: policy)
         for i in 0..<10 { _ = breaker.record(failure: true, now: Int64(i)) }

@@ -155,9 +155,12 @@ import Testing
     }
 
     @Test func resetClearsEverything() async throws {
-        try await withSandbox(collectExpiryMs: 300) { client, recorder in
+        // The timeout payer's request expires 2 s after it is made: well after the reset even on a
+        // loaded machine, and the test waits past that moment to see the cleared timer never fire.
+        try await withSandbox(collectExpiryMs: 2_000) { client, recorder in
             _ = try await client.collect("pay_r1", payer: "success@ybl", amount: 10_000_000)
             #expect(try await client.switchFinal("pay_r1").string("status") == "SUCCESS")
+            let r2Created = ContinuousClock.now
             _ = try await client.collect("pay_r2", payer: "timeout@ybl", callback: client.callbackURL("r2"))
             _ = try await client.put("/sandbox/v1/faults/alphapay", ["down": true])
 
@@ -176,7 +179,7 @@ import Testing
             _ = try await client.collect("pay_r1", payer: "success@ybl", amount: 10_000_000)
             #expect(try await client.switchFinal("pay_r1").string("response_code") == "00")
             // The expiry timer of the cleared transaction never fires.
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(until: r2Created + .milliseconds(2_600))
             #expect(recorder.attemptCount("r2") == 0)
             #expect(try await client.send(.POST, "/sandbox/v1/reset", raw: #"{"sead": 1}"#).status == 400)
         }
