@@ -193,7 +193,7 @@ public final class WebhookStore: WebhookRegistry {
 
     /// Takes the lease of up to `limit` due deliveries for `owner`. PostgreSQL: rows another
     /// node is claiming right now are skipped (`FOR UPDATE SKIP LOCKED`); a lease that ran out
-    /// (its node died) is taken over.
+    /// (its node died) is taken over. Deliveries to a paused (inactive) endpoint wait for it.
     public func claimDue(owner: String, leaseMillis: Int64, limit: Int) async throws -> [ClaimedDelivery] {
         precondition(limit > 0 && limit <= 1_000)
         let now = clock.nowMillis()
@@ -201,6 +201,7 @@ public final class WebhookStore: WebhookRegistry {
             let due = try await conn.query("""
                 SELECT id FROM webhook_deliveries
                 WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+                    AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = webhook_deliveries.endpoint_id AND e.active = 1)
                 ORDER BY next_attempt_at LIMIT ?\(conn.dialect.forUpdateSkipLocked)
                 """, [.int(now), .int(now), .int(Int64(limit))])
             var claimed: [SQLRow] = []

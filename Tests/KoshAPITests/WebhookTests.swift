@@ -270,9 +270,12 @@ struct WebhookTests {
             let dispatcher = kosh.dispatcher(timeoutMillis: 3_000)
             let started = ContinuousClock.now
             try await running([dispatcher]) {
-                let arrived = try await eventually(seconds: 5) { !healthy.all.isEmpty }
+                // Both requests went out; the healthy one is answered and recorded while the other hangs.
+                let arrived = try await eventually(seconds: 5) { !healthy.all.isEmpty && !hanging.all.isEmpty }
                 #expect(arrived)
-                #expect(started.duration(to: healthy.all[0].at) < .milliseconds(1_500))
+                let recorded = try await eventually(seconds: 5) { try await kosh.deliveredCount() == 1 }
+                #expect(recorded)
+                #expect(started.duration(to: .now) < .milliseconds(2_500), "the healthy delivery waited for the hanging one")
                 #expect(hanging.all.count == 1)
             }
         }
@@ -318,6 +321,23 @@ struct WebhookTests {
             #expect(receiver.all.count == count + 1)
             #expect(try await kosh.deliveredCount() == count + 1)
             try await c.shutdown()
+        }
+    }
+
+    @Test("deliveries to a paused endpoint wait until it is active again", arguments: TestDatabases.all)
+    func pausedEndpointWaits(db: String) async throws {
+        try await Kosh.run(db) { kosh in
+            let receiver = try await Receiver.start()
+            defer { receiver.stop() }
+            let webhookID = try await kosh.registerWebhook(receiver.url)
+            _ = try await kosh.capturedPayment(amount: 5_000)
+            #expect(try await kosh.call(.patch, "/v1/webhooks/\(webhookID)", #"{"active": false}"#).status == 200)
+            let dispatcher = kosh.dispatcher()
+            #expect(try await dispatcher.runOnce() == 0)
+            #expect(try await kosh.call(.patch, "/v1/webhooks/\(webhookID)", #"{"active": true}"#).status == 200)
+            #expect(try await dispatcher.runOnce() == 1)
+            #expect(receiver.all.count == 1)
+            try await dispatcher.shutdown()
         }
     }
 
