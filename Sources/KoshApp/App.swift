@@ -112,6 +112,11 @@ public struct KoshConfiguration: Sendable {
             }
             config.webhooks.schedule = WebhookRetrySchedule(retryDelaysMillis: delays.map { $0! })
         }
+        if let value = try millis("KOSH_WEBHOOK_TIMEOUT_MS", 100...60_000) { config.webhooks.timeoutMillis = value }
+        if let value = try millis("KOSH_WEBHOOK_LEASE_MS", 500...3_600_000) { config.webhooks.leaseMillis = value }
+        guard config.webhooks.leaseMillis > config.webhooks.timeoutMillis else {
+            throw StorageError.badURL("KOSH_WEBHOOK_LEASE_MS must be longer than the webhook timeout (KOSH_WEBHOOK_TIMEOUT_MS, default 5000)")
+        }
         return config
     }
 }

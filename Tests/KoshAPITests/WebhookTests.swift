@@ -341,6 +341,60 @@ struct WebhookTests {
         }
     }
 
+    /// `kosh serve` is killed (-9) while a POST is in flight: after a restart the delivery's
+    /// lease runs out and it is sent again and recorded; nothing is lost.
+    @Test("kill -9 of the server mid-delivery loses nothing")
+    func killNineMidDelivery() async throws {
+        let receiver = try await Receiver.start { n in
+            if n == 1 { try? await Task.sleep(for: .seconds(10)) }
+            return 200
+        }
+        defer { receiver.stop() }
+        let dir = try CommandLineTests.scratch()
+        let database = "sqlite://\(dir.path)/kosh.sqlite"
+        let port = CommandLineTests.freePort()
+        let env = ["KOSH_WEBHOOK_TIMEOUT_MS": "8000", "KOSH_WEBHOOK_LEASE_MS": "9000", "KOSH_SANDBOX": "off"]
+        var (server, _, _) = try CommandLineTests.start(["serve", "--port", "\(port)", "--database", database], in: dir, env: env)
+        try await CommandLineTests.waitForHealth(port: port)
+        let created = try CommandLineTests.run(["merchant", "create", "--name", "Hook Shop", "--database", database], in: dir)
+        let creds = try JSON.parse(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let auth = (CommandLineTests.string(creds, "key_id")!, CommandLineTests.string(creds, "key_secret")!)
+        let base = "http://127.0.0.1:\(port)"
+        let (hookStatus, hook) = try await CommandLineTests.http("POST", "\(base)/v1/webhooks",
+                                                                 body: #"{"url": "\#(receiver.url)", "events": ["payment.captured"]}"#, auth: auth)
+        #expect(hookStatus == 200)
+        let webhookID = try #require(CommandLineTests.string(hook, "id"))
+        let (_, order) = try await CommandLineTests.http("POST", "\(base)/v1/orders", body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
+        let orderID = try #require(CommandLineTests.string(order, "id"))
+        let (_, pay) = try await CommandLineTests.http("POST", "\(base)/v1/payments/create/upi", body: """
+            {"order_id": "\(orderID)", "amount": 10000, "currency": "INR", "vpa": "success@razorpay", "email": "a@b.co", "contact": "9123456789"}
+            """, auth: auth)
+        let paymentID = try #require(CommandLineTests.string(pay, "razorpay_payment_id"))
+        let authorized = try await eventually {
+            CommandLineTests.string(try await CommandLineTests.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth).1, "status") == "authorized"
+        }
+        #expect(authorized)
+        let (captureStatus, _) = try await CommandLineTests.http("POST", "\(base)/v1/payments/\(paymentID)/capture",
+                                                                 body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
+        #expect(captureStatus == 200)
+
+        // The POST is in flight (the receiver holds it): kill -9, then start again.
+        #expect(try await eventually { receiver.all.count == 1 })
+        kill(server.processIdentifier, SIGKILL)
+        server.waitUntilExit()
+        (server, _, _) = try CommandLineTests.start(["serve", "--port", "\(port)", "--database", database], in: dir, env: env)
+        defer { kill(server.processIdentifier, SIGTERM); server.waitUntilExit() }
+        try await CommandLineTests.waitForHealth(port: port)
+        let delivered = try await eventually(seconds: 30) {
+            let (_, list) = try await CommandLineTests.http("GET", "\(base)/v1/webhooks/\(webhookID)/deliveries", auth: auth)
+            return list["items"]?[0]?["status"] == .string("delivered")
+        }
+        #expect(delivered)
+        let receipts = receiver.all
+        #expect(receipts.count == 2)
+        #expect(receipts.count == 2 && receipts[0].eventID == receipts[1].eventID && receipts[0].body == receipts[1].body)
+    }
+
     @Test("the webhooks API validates input and keeps merchants apart", arguments: TestDatabases.all)
     func apiValidationAndIsolation(db: String) async throws {
         try await Kosh.run(db) { kosh in
