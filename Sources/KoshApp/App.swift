@@ -44,6 +44,8 @@ public struct KoshConfiguration: Sendable {
     public var breaker = CircuitBreakerPolicy()
     public var routing = RoutingPolicy()
     public var upstreamTimeouts = (initiate: Int64(3_000), status: Int64(2_000), refund: Int64(5_000))
+    /// Webhook delivery: retry schedule, timeout, lease, concurrency.
+    public var webhooks = WebhookSettings()
 
     public init() {}
 
@@ -103,6 +105,18 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_UPI_POLL_INTERVAL_MS", 100...60_000) { config.gateway.checkIntervalMillis = value }
         if let value = try millis("KOSH_UPI_POLL_WINDOW_MS", 0...600_000) { config.gateway.pollWindowMillis = value }
         if let value = try millis("KOSH_PENDING_TIMEOUT_MS", 1_000...86_400_000) { config.gateway.pendingTimeoutMillis = value }
+        if let text = env["KOSH_WEBHOOK_RETRY_SCHEDULE_MS"], !text.isEmpty {
+            let delays = text.split(separator: ",").map { Int64($0.trimmingCharacters(in: .whitespaces)) }
+            guard !delays.isEmpty, delays.count <= 32, delays.allSatisfy({ $0 != nil && (0...604_800_000).contains($0!) }) else {
+                throw StorageError.badURL("KOSH_WEBHOOK_RETRY_SCHEDULE_MS must be 1…32 comma-separated delays of 0…604800000 ms")
+            }
+            config.webhooks.schedule = WebhookRetrySchedule(retryDelaysMillis: delays.map { $0! })
+        }
+        if let value = try millis("KOSH_WEBHOOK_TIMEOUT_MS", 100...60_000) { config.webhooks.timeoutMillis = value }
+        if let value = try millis("KOSH_WEBHOOK_LEASE_MS", 500...3_600_000) { config.webhooks.leaseMillis = value }
+        guard config.webhooks.leaseMillis > config.webhooks.timeoutMillis else {
+            throw StorageError.badURL("KOSH_WEBHOOK_LEASE_MS must be longer than the webhook timeout (KOSH_WEBHOOK_TIMEOUT_MS, default 5000)")
+        }
         return config
     }
 }
@@ -114,6 +128,8 @@ public struct KoshServices: Sendable {
     public let merchants: MerchantDirectory
     public let idempotency: IdempotencyStore
     public let gateway: PaymentGateway<SQLStore>
+    /// Webhook endpoints, events and deliveries.
+    public let webhooks: WebhookStore
     public let clock: any KoshClock
     /// Live mode's connectors and their HTTP client, when live mode is on.
     public let live: LiveRails?
@@ -148,8 +164,10 @@ public struct KoshServices: Sendable {
                 logger.info("Live mode rails", metadata: ["rails": "\(railsURL)", "callbacks": "\(config.callbackBaseURL)"])
             }
             let rails = RailRegistry(test: TestRail(approvalDelayMillis: config.testApprovalDelayMillis, clock: clock), live: live)
-            let gateway = PaymentGateway(store: store, rails: rails, clock: clock, settings: config.gateway)
-            return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway, clock: clock,
+            let gateway = PaymentGateway(store: store, rails: rails, clock: clock, settings: config.gateway,
+                                         renderer: RazorpayEntityRenderer())
+            return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway,
+                                webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), clock: clock,
                                 live: live, upstream: upstream, metrics: metrics)
         } catch {
             try? await db.close()
@@ -166,7 +184,7 @@ public struct KoshServices: Sendable {
     public func router(ready: @escaping @Sendable () -> Bool = { true }) -> Router<KoshRequestContext> {
         let registry = metrics
         return KoshRouter.build(api: MerchantAPI(gateway: gateway, idempotency: idempotency), authenticator: merchants, ready: ready,
-                                metrics: { registry.emitToString() })
+                                metrics: { registry.emitToString() }, webhooks: WebhooksAPI(registry: webhooks))
     }
 }
 
@@ -263,6 +281,7 @@ public enum KoshApplication {
             services: [
                 .init(service: DatabaseService(db: services.db, upstream: services.upstream)),
                 .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger)),
+                .init(service: WebhookDispatcher(store: services.webhooks, settings: config.webhooks, logger: logger)),
                 .init(service: app),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

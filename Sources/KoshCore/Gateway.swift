@@ -175,12 +175,16 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     public let rails: RailRegistry
     public let clock: any KoshClock
     public let settings: GatewaySettings
+    /// Renders the entities in webhook payloads; nil writes no public events (webhooks off).
+    public let renderer: (any EntityRenderer)?
 
-    public init(store: Store, rails: RailRegistry, clock: any KoshClock, settings: GatewaySettings = GatewaySettings()) {
+    public init(store: Store, rails: RailRegistry, clock: any KoshClock, settings: GatewaySettings = GatewaySettings(),
+                renderer: (any EntityRenderer)? = nil) {
         self.store = store
         self.rails = rails
         self.clock = clock
         self.settings = settings
+        self.renderer = renderer
     }
 
     var nowSeconds: Int64 { clock.nowMillis() / 1000 }
@@ -596,6 +600,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         try await tx.updatePayment(payment)
         try await tx.insertRefund(refund)
         try await tx.appendEvent(event(merchant.id, "refund", refund.id, "created", from: nil, to: RefundState.pending.rawValue))
+        try await publish(.refundCreated, merchantID: merchant.id, refund: refund, payment: payment, tx)
         return refund
     }
 
@@ -649,6 +654,10 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             try await tx.updateRefund(refund)
             try await tx.appendEvent(self.event(refund.merchantID, "refund", refund.id, status.eventName, from: from.rawValue,
                                                 to: refund.machine.state.rawValue))
+            if let current = try await tx.payment(id: payment.id, merchantID: nil, forUpdate: false) {
+                try await self.publish(refund.machine.state == .failed ? .refundFailed : .refundProcessed, merchantID: refund.merchantID,
+                                       refund: refund, payment: current, tx)
+            }
             return refund
         }
     }
@@ -689,6 +698,8 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         let seconds = now / 1000
         var resolveLate = false
         var refundsToSend: [String] = []
+        var published: [WebhookEventName] = []
+        var paidOrder: Order?
         for action in actions {
             switch action {
             case .sendToRail:
@@ -732,11 +743,25 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
                 try await tx.updateOrder(order)
                 try await tx.appendEvent(self.event(payment.merchantID, "order", order.id, OrderEvent.paymentCaptured.rawValue,
                                                     from: from.rawValue, to: order.machine.state.rawValue))
+                paidOrder = order
             case .recordEvent(let from, let to, let kind):
                 try await tx.appendEvent(self.event(payment.merchantID, "payment", payment.id, kind.rawValue, from: from.rawValue, to: to.rawValue))
+                switch (kind, to) {
+                case (.authorize, .authorized), (.lateAuthorize, .authorized): published.append(.paymentAuthorized)
+                case (.capture, .captured): published.append(.paymentCaptured)
+                case (_, .failed): published.append(.paymentFailed)
+                default: break
+                }
             }
         }
         payment.version += 1
+        // Rendered after every action ran, so the payload is the payment as it is written.
+        for name in published {
+            try await publish(name, merchantID: payment.merchantID, entities: [("payment", payment)], tx)
+        }
+        if let paidOrder {
+            try await publish(.orderPaid, merchantID: payment.merchantID, entities: [("payment", payment), ("order", paidOrder)], tx)
+        }
         if resolveLate {
             refundsToSend += try await resolveLateAuthorization(&payment, tx)
         }
@@ -761,6 +786,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         payment.autoRefunded = true
         try await tx.insertRefund(refund)
         try await tx.appendEvent(event(payment.merchantID, "refund", refund.id, "created", from: nil, to: RefundState.pending.rawValue))
+        try await publish(.refundCreated, merchantID: payment.merchantID, refund: refund, payment: payment, tx)
         return sends
     }
 
@@ -780,6 +806,29 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     func event(_ merchantID: String, _ type: String, _ id: String, _ name: String, from: String?, to: String) -> PaymentEventRecord {
         PaymentEventRecord(id: self.newID(.paymentEvent), merchantID: merchantID, entityType: type, entityID: id,
                            event: name, fromState: from, toState: to, createdAt: clock.nowMillis())
+    }
+
+    // MARK: Public events (webhooks outbox)
+
+    /// Writes the public event `name` with the entities as the API renders them, in `tx`.
+    func publish(_ name: WebhookEventName, merchantID: String, entities: [(String, any Sendable)], _ tx: any StoreTransaction) async throws {
+        guard let renderer else { return }
+        let rendered: [(String, JSON)] = entities.map { key, value in
+            switch value {
+            case let payment as Payment: (key, renderer.payment(payment))
+            case let order as Order: (key, renderer.order(order))
+            case let refund as Refund: (key, renderer.refund(refund))
+            default: preconditionFailure("Invalid state: no rendering for \(type(of: value))")
+            }
+        }
+        let now = nowSeconds
+        try await tx.enqueueEvent(OutboxEvent(id: newID(.paymentEvent), merchantID: merchantID, name: name,
+                                              body: OutboxEvent.body(accountID: merchantID, name: name, entities: rendered, createdAt: now),
+                                              createdAt: now))
+    }
+
+    func publish(_ name: WebhookEventName, merchantID: String, refund: Refund, payment: Payment, _ tx: any StoreTransaction) async throws {
+        try await publish(name, merchantID: merchantID, entities: [("refund", refund), ("payment", payment)], tx)
     }
 
     /// Razorpay's wording for a refused payment operation.

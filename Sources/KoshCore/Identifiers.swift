@@ -8,6 +8,8 @@ public enum IDPrefix: String, Sendable, CaseIterable {
     case paymentEvent = "evt"
     case attempt = "patt"
     case downtime = "down"
+    case webhook = "wh"
+    case webhookDelivery = "whdl"
     case testKey = "rzp_test"
     case liveKey = "rzp_live"
 }

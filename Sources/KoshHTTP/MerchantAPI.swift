@@ -388,7 +388,8 @@ public enum KoshRouter {
     /// The router with health checks and the merchant API.
     public static func build<Store: GatewayStore>(api: MerchantAPI<Store>, authenticator: any MerchantAuthenticator,
                                                   ready: @escaping @Sendable () -> Bool,
-                                                  metrics: (@Sendable () -> String)? = nil) -> Router<KoshRequestContext> {
+                                                  metrics: (@Sendable () -> String)? = nil,
+                                                  webhooks: WebhooksAPI? = nil) -> Router<KoshRequestContext> {
         let router = Router(context: KoshRequestContext.self)
         router.add(middleware: ErrorMiddleware())
         // Request counts and durations per route, into whatever metrics backend `kosh` bootstrapped.
@@ -407,6 +408,7 @@ public enum KoshRouter {
                 : jsonResponse(.object([("status", .string("starting"))]), status: .serviceUnavailable)
         }
         api.register(on: router, authenticator: authenticator)
+        webhooks?.register(on: router, authenticator: authenticator)
         return router
     }
 }

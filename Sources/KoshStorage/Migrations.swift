@@ -236,6 +236,68 @@ public enum Migrations {
                 """,
             ]
         },
+        Migration(version: 3, name: "webhooks") { _ in
+            [
+                // A merchant's receivers. The secret is sealed (AES-256-GCM under the master key).
+                """
+                CREATE TABLE webhook_endpoints (
+                    id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+                    url TEXT NOT NULL,
+                    secret_sealed TEXT NOT NULL,
+                    events TEXT NOT NULL,
+                    active BIGINT NOT NULL,
+                    failing BIGINT NOT NULL DEFAULT 0,
+                    created_at BIGINT NOT NULL,
+                    deleted_at BIGINT
+                )
+                """,
+                "CREATE INDEX webhook_endpoints_merchant ON webhook_endpoints (merchant_id, created_at)",
+                // Public events (the outbox), written with the state change they report.
+                """
+                CREATE TABLE events (
+                    id TEXT PRIMARY KEY,
+                    merchant_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    payload TEXT NOT NULL,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX events_merchant ON events (merchant_id, created_at)",
+                """
+                CREATE TABLE webhook_deliveries (
+                    id TEXT PRIMARY KEY,
+                    event_id TEXT NOT NULL REFERENCES events(id),
+                    endpoint_id TEXT NOT NULL REFERENCES webhook_endpoints(id),
+                    merchant_id TEXT NOT NULL,
+                    event TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts BIGINT NOT NULL DEFAULT 0,
+                    next_attempt_at BIGINT,
+                    lease_owner TEXT,
+                    lease_until BIGINT,
+                    last_status_code BIGINT,
+                    last_error TEXT,
+                    created_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at)",
+                "CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, created_at)",
+                """
+                CREATE TABLE webhook_attempts (
+                    delivery_id TEXT NOT NULL REFERENCES webhook_deliveries(id),
+                    seq BIGINT NOT NULL,
+                    at BIGINT NOT NULL,
+                    status_code BIGINT,
+                    latency_ms BIGINT NOT NULL,
+                    response TEXT,
+                    error TEXT,
+                    lease_owner TEXT NOT NULL,
+                    PRIMARY KEY (delivery_id, seq)
+                )
+                """,
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -8,6 +8,10 @@ public enum SQLDialect: String, Sendable {
     /// (one writer at a time), so it needs none.
     var forUpdate: String { self == .postgres ? " FOR UPDATE" : "" }
 
+    /// Row lock that passes over rows other transactions hold (work queues across nodes).
+    /// SQLite's single writer makes a claim atomic without it.
+    var forUpdateSkipLocked: String { self == .postgres ? " FOR UPDATE SKIP LOCKED" : "" }
+
     /// Byte-order comparison of text (PostgreSQL otherwise sorts by the database's locale).
     var byteOrder: String { self == .postgres ? " COLLATE \"C\"" : "" }
 }

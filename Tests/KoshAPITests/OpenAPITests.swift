@@ -47,6 +47,9 @@ struct OpenAPITests {
         "GET /v1/refunds", "GET /v1/refunds/{id}",
         "POST /v1/payments/validate/vpa", "GET /v1/payments/downtimes", "GET /v1/payments/{id}/attempts",
         "POST /v1/rails/callbacks/{connector}",
+        "POST /v1/webhooks", "GET /v1/webhooks", "GET /v1/webhooks/{id}", "PATCH /v1/webhooks/{id}", "DELETE /v1/webhooks/{id}",
+        "GET /v1/webhooks/{id}/deliveries", "POST /v1/webhooks/deliveries/{id}/redeliver",
+        "GET /v1/events", "GET /v1/events/{id}",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {
@@ -58,7 +61,7 @@ struct OpenAPITests {
                 let parts = operation.split(separator: " ")
                 let path = parts[1].replacingOccurrences(of: "{id}", with: "pay_AAAAAAAAAAAAAA").replacingOccurrences(of: "{rid}", with: "rfnd_AAAAAAAAAAAAAA")
                     .replacingOccurrences(of: "{connector}", with: "test_upi")
-                let reply = try await kosh.call(parts[0] == "GET" ? .get : .post, path, "{}")
+                let reply = try await kosh.call(HTTPRequest.Method(rawValue: String(parts[0]))!, path, "{}")
                 #expect(reply.status != 404 && reply.status != 405 && reply.status < 500, "\(operation) → \(reply.status)")
             }
         }
@@ -89,6 +92,31 @@ struct OpenAPITests {
             #expect(Self.keys(attempts) == Self.properties(doc, schema: "PaymentAttemptCollection"))
             let collection = try await kosh.call(.get, "/v1/payments").json
             #expect(Self.keys(collection) == Self.properties(doc, schema: "PaymentCollection"))
+        }
+    }
+
+    @Test func webhookSchemasMatchLiveResponses() async throws {
+        let doc = try Self.document()
+        try await Kosh.run("sqlite") { kosh in
+            let created = try await kosh.call(.post, "/v1/webhooks", #"{"url": "http://127.0.0.1:9/hook", "events": ["payment.captured"]}"#)
+            #expect(Self.keys(created.json) == Self.properties(doc, schema: "WebhookCreated"))
+            let id = try #require(created.string("id"))
+            #expect(Self.keys(try await kosh.call(.get, "/v1/webhooks/\(id)").json) == Self.properties(doc, schema: "Webhook"))
+            #expect(Self.keys(try await kosh.call(.get, "/v1/webhooks").json) == Self.properties(doc, schema: "WebhookCollection"))
+            _ = try await kosh.capturedPayment(amount: 5_000)
+            let deliveries = try await kosh.call(.get, "/v1/webhooks/\(id)/deliveries").json
+            #expect(Self.keys(deliveries) == Self.properties(doc, schema: "WebhookDeliveryCollection"))
+            let delivery = try #require(deliveries["items"]?[0])
+            #expect(Self.keys(delivery) == Self.properties(doc, schema: "WebhookDelivery"))
+            guard case .string(let deliveryID)? = delivery["id"] else { Issue.record("no delivery id"); return }
+            let redelivered = try await kosh.call(.post, "/v1/webhooks/deliveries/\(deliveryID)/redeliver")
+            #expect(Self.keys(redelivered.json) == Self.properties(doc, schema: "WebhookDelivery"))
+            let events = try await kosh.call(.get, "/v1/events").json
+            #expect(Self.keys(events) == Self.properties(doc, schema: "EventCollection"))
+            let event = try #require(events["items"]?[0])
+            #expect(Self.keys(event) == Self.properties(doc, schema: "Event"))
+            let deleted = try await kosh.call(.delete, "/v1/webhooks/\(id)").json
+            #expect(Self.keys(deleted) == Self.properties(doc, schema: "WebhookDeleted"))
         }
     }
 }
