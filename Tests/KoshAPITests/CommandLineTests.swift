@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import KoshCore
+import KoshStorage
 import KoshTesting
 import Testing
 
@@ -109,6 +110,22 @@ struct CommandLineTests {
         #expect(bad.status != 0)
         let badURL = try Self.run(["migrate", "--database", "mysql://x"], in: dir)
         #expect(badURL.status != 0)
+    }
+
+    @Test func merchantCreateSetsTheNotificationEmail() async throws {
+        let dir = try Self.scratch()
+        let database = "sqlite://\(dir.path)/k.sqlite"
+        let run = try Self.run(["merchant", "create", "--name", "Acme Stores", "--email", "ops@acme.example", "--database", database], in: dir)
+        #expect(run.status == 0, "\(run.stderr)")
+        let merchantID = try #require(Self.string(try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "merchant_id"))
+        let db = try await TestDatabases.open(database: database, masterKeyFile: "\(dir.path)/kosh-master.key")
+        let stored = try await db.transaction { conn in
+            try await conn.query("SELECT notification_email FROM merchants WHERE id = ?", [.text(merchantID)]).first?.text("notification_email")
+        }
+        try await db.close()
+        #expect(stored == "ops@acme.example")
+        let bad = try Self.run(["merchant", "create", "--name", "Acme", "--email", "not an address", "--database", database], in: dir)
+        #expect(bad.status != 0)
     }
 
     /// serve → merchant create while it runs → payment → kill -9 mid-flight → restart →
