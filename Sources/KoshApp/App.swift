@@ -107,6 +107,10 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_UPI_POLL_INTERVAL_MS", 100...60_000) { config.gateway.checkIntervalMillis = value }
         if let value = try millis("KOSH_UPI_POLL_WINDOW_MS", 0...600_000) { config.gateway.pollWindowMillis = value }
         if let value = try millis("KOSH_PENDING_TIMEOUT_MS", 1_000...86_400_000) { config.gateway.pendingTimeoutMillis = value }
+        if let text = env["KOSH_ROUTING_EXPLORATION_PERCENT"], !text.isEmpty {
+            guard let value = Int(text), (0...100).contains(value) else { throw StorageError.badURL("KOSH_ROUTING_EXPLORATION_PERCENT must be 0…100") }
+            config.routing = RoutingPolicy(explorationPercent: value)
+        }
         func schedule(_ name: String) throws -> WebhookRetrySchedule? {
             guard let text = env[name], !text.isEmpty else { return nil }
             let delays = text.split(separator: ",").map { Int64($0.trimmingCharacters(in: .whitespaces)) }

@@ -195,7 +195,9 @@ struct CommandLineTests {
         let dir = try Self.scratch()
         let database = "sqlite://\(dir.path)/kosh.sqlite"
         let port = Self.freePort(), sandboxPort = Self.freePort() + 1
-        let rails = ["KOSH_RAILS_URL": "http://127.0.0.1:\(sandboxPort)", "KOSH_RAILS_SECRET": "cli-test-secret"]
+        // No exploration draw: the second payment must try the (down) switch first, then fail over.
+        let rails = ["KOSH_RAILS_URL": "http://127.0.0.1:\(sandboxPort)", "KOSH_RAILS_SECRET": "cli-test-secret",
+                     "KOSH_ROUTING_EXPLORATION_PERCENT": "0"]
         let (sandbox, _, _) = try Self.start(["sandbox", "--port", "\(sandboxPort)", "--secret", "cli-test-secret"], in: dir)
         defer { kill(sandbox.processIdentifier, SIGTERM) }
         let (server, _, _) = try Self.start(["serve", "--port", "\(port)", "--database", database], in: dir, env: rails)
