@@ -143,6 +143,8 @@ let package = Package(
             dependencies: ["KoshApp", "KoshTesting", "KoshHTTP", "KoshBench", "KoshSandbox", "KoshRails",
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HummingbirdTesting", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),

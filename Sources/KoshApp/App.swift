@@ -46,6 +46,8 @@ public struct KoshConfiguration: Sendable {
     public var upstreamTimeouts = (initiate: Int64(3_000), status: Int64(2_000), refund: Int64(5_000))
     /// Webhook delivery: retry schedule, timeout, lease, concurrency.
     public var webhooks = WebhookSettings()
+    /// Customer and merchant notifications: SMTP, SMS / push providers, retry schedule.
+    public var notifications = NotificationSettings()
 
     public init() {}
 
@@ -105,15 +107,34 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_UPI_POLL_INTERVAL_MS", 100...60_000) { config.gateway.checkIntervalMillis = value }
         if let value = try millis("KOSH_UPI_POLL_WINDOW_MS", 0...600_000) { config.gateway.pollWindowMillis = value }
         if let value = try millis("KOSH_PENDING_TIMEOUT_MS", 1_000...86_400_000) { config.gateway.pendingTimeoutMillis = value }
-        if let text = env["KOSH_WEBHOOK_RETRY_SCHEDULE_MS"], !text.isEmpty {
+        if let text = env["KOSH_ROUTING_EXPLORATION_PERCENT"], !text.isEmpty {
+            guard let value = Int(text), (0...100).contains(value) else { throw StorageError.badURL("KOSH_ROUTING_EXPLORATION_PERCENT must be 0…100") }
+            config.routing = RoutingPolicy(explorationPercent: value)
+        }
+        func schedule(_ name: String) throws -> WebhookRetrySchedule? {
+            guard let text = env[name], !text.isEmpty else { return nil }
             let delays = text.split(separator: ",").map { Int64($0.trimmingCharacters(in: .whitespaces)) }
             guard !delays.isEmpty, delays.count <= 32, delays.allSatisfy({ $0 != nil && (0...604_800_000).contains($0!) }) else {
-                throw StorageError.badURL("KOSH_WEBHOOK_RETRY_SCHEDULE_MS must be 1…32 comma-separated delays of 0…604800000 ms")
+                throw StorageError.badURL("\(name) must be 1…32 comma-separated delays of 0…604800000 ms")
             }
-            config.webhooks.schedule = WebhookRetrySchedule(retryDelaysMillis: delays.map { $0! })
+            return WebhookRetrySchedule(retryDelaysMillis: delays.map { $0! })
         }
+        if let value = try schedule("KOSH_WEBHOOK_RETRY_SCHEDULE_MS") { config.webhooks.schedule = value }
         if let value = try millis("KOSH_WEBHOOK_TIMEOUT_MS", 100...60_000) { config.webhooks.timeoutMillis = value }
         if let value = try millis("KOSH_WEBHOOK_LEASE_MS", 500...3_600_000) { config.webhooks.leaseMillis = value }
+        if let url = env["KOSH_SMTP_URL"], !url.isEmpty {
+            do {
+                config.notifications.smtp = try SMTPConfiguration(url: url, from: env["KOSH_SMTP_FROM"].flatMap { $0.isEmpty ? nil : $0 } ?? "no-reply@kosh.localhost")
+            } catch {
+                throw StorageError.badURL("\(error)")
+            }
+        }
+        if let url = env["KOSH_NOTIFY_PROVIDER_URL"], !url.isEmpty {
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else { throw StorageError.badURL("KOSH_NOTIFY_PROVIDER_URL must be an http(s) URL") }
+            config.notifications.providerURL = url
+        }
+        config.notifications.providerSecret = env["KOSH_NOTIFY_PROVIDER_SECRET"].flatMap { $0.isEmpty ? nil : $0 } ?? config.railsSecret
+        if let value = try schedule("KOSH_NOTIFY_RETRY_SCHEDULE_MS") { config.notifications.schedule = value }
         guard config.webhooks.leaseMillis > config.webhooks.timeoutMillis else {
             throw StorageError.badURL("KOSH_WEBHOOK_LEASE_MS must be longer than the webhook timeout (KOSH_WEBHOOK_TIMEOUT_MS, default 5000)")
         }
@@ -130,6 +151,8 @@ public struct KoshServices: Sendable {
     public let gateway: PaymentGateway<SQLStore>
     /// Webhook endpoints, events and deliveries.
     public let webhooks: WebhookStore
+    /// The notification queue and log.
+    public let notifications: NotificationStore
     public let clock: any KoshClock
     /// Live mode's connectors and their HTTP client, when live mode is on.
     public let live: LiveRails?
@@ -167,7 +190,8 @@ public struct KoshServices: Sendable {
             let gateway = PaymentGateway(store: store, rails: rails, clock: clock, settings: config.gateway,
                                          renderer: RazorpayEntityRenderer())
             return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway,
-                                webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), clock: clock,
+                                webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock),
+                                notifications: NotificationStore(db: db, clock: clock), clock: clock,
                                 live: live, upstream: upstream, metrics: metrics)
         } catch {
             try? await db.close()
@@ -269,6 +293,10 @@ public enum KoshApplication {
             let started = try await InProcessSandbox.start(port: config.sandboxPort, seed: config.sandboxSeed, secret: config.railsSecret, logger: logger)
             sandbox = started
             config.railsURL = started.0.url
+            if config.notifications.providerURL == nil {
+                config.notifications.providerURL = started.0.url
+                config.notifications.providerSecret = config.railsSecret
+            }
             logger.notice("Started the payment rails sandbox in-process", metadata: ["sandbox": "\(started.0.url)"])
         }
         defer { if let sandbox { Task { await sandbox.0.stop() } } }
@@ -282,6 +310,7 @@ public enum KoshApplication {
                 .init(service: DatabaseService(db: services.db, upstream: services.upstream)),
                 .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger)),
                 .init(service: WebhookDispatcher(store: services.webhooks, settings: config.webhooks, logger: logger)),
+                .init(service: NotificationDispatcher(store: services.notifications, settings: config.notifications, logger: logger)),
                 .init(service: app),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

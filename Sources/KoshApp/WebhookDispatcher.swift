@@ -35,7 +35,6 @@ public final class WebhookDispatcher: Service, Sendable {
     let client: HTTPClient
     /// Names this dispatcher's leases (one per process).
     public let owner: String
-    let inFlight = Mutex(0)
 
     public init(store: WebhookStore, settings: WebhookSettings, logger: Logger, owner: String = "node-" + UUID().uuidString.prefix(8).lowercased()) {
         self.store = store
@@ -50,25 +49,9 @@ public final class WebhookDispatcher: Service, Sendable {
     }
 
     public func run() async throws {
-        await withDiscardingTaskGroup { group in
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                let free = settings.concurrency - inFlight.withLock { $0 }
-                if free > 0 {
-                    do {
-                        for delivery in try await store.claimDue(owner: owner, leaseMillis: settings.leaseMillis, limit: free) {
-                            inFlight.withLock { $0 += 1 }
-                            group.addTask {
-                                await self.deliver(delivery)
-                                self.inFlight.withLock { $0 -= 1 }
-                            }
-                        }
-                    } catch {
-                        logger.error("webhook claim failed", metadata: ["error": "\(error)"])
-                    }
-                }
-                try? await Task.sleep(for: .milliseconds(settings.pollIntervalMillis))
-            }
-        }
+        await ClaimLoop.run(concurrency: settings.concurrency, pollIntervalMillis: settings.pollIntervalMillis, logger: logger, what: "webhook",
+                            claim: { [self] free in try await store.claimDue(owner: owner, leaseMillis: settings.leaseMillis, limit: free) },
+                            handle: { [self] delivery in await deliver(delivery) })
         try? await client.shutdown()
     }
 

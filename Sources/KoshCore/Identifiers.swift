@@ -10,6 +10,7 @@ public enum IDPrefix: String, Sendable, CaseIterable {
     case downtime = "down"
     case webhook = "wh"
     case webhookDelivery = "whdl"
+    case notification = "ntf"
     case testKey = "rzp_test"
     case liveKey = "rzp_live"
 }

@@ -47,6 +47,7 @@ public struct Sandbox: Sendable {
         AlphapayAPI(runtime: runtime).register(on: router)
         BetapayAPI(runtime: runtime).register(on: router)
         ControlAPI(runtime: runtime).register(on: router)
+        NotificationProviders().register(on: router)
         let application = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),

@@ -298,6 +298,38 @@ public enum Migrations {
                 """,
             ]
         },
+        Migration(version: 4, name: "notifications") { _ in
+            [
+                // Where a merchant's own notifications go (`kosh merchant create --email`).
+                "ALTER TABLE merchants ADD COLUMN notification_email TEXT",
+                // The notification log and queue: one row per message, written in the event's
+                // transaction. `recipient` is needed to send; logs and listings show `recipient_masked`.
+                """
+                CREATE TABLE notifications (
+                    id TEXT PRIMARY KEY,
+                    event_id TEXT NOT NULL REFERENCES events(id),
+                    merchant_id TEXT NOT NULL REFERENCES merchants(id),
+                    channel TEXT NOT NULL,
+                    audience TEXT NOT NULL,
+                    recipient TEXT NOT NULL,
+                    recipient_masked TEXT NOT NULL,
+                    template TEXT NOT NULL,
+                    subject TEXT NOT NULL,
+                    body TEXT NOT NULL,
+                    status TEXT NOT NULL,
+                    attempts BIGINT NOT NULL DEFAULT 0,
+                    next_attempt_at BIGINT,
+                    lease_owner TEXT,
+                    lease_until BIGINT,
+                    last_error TEXT,
+                    created_at BIGINT NOT NULL,
+                    sent_at BIGINT
+                )
+                """,
+                "CREATE INDEX notifications_due ON notifications (status, next_attempt_at)",
+                "CREATE INDEX notifications_merchant ON notifications (merchant_id, created_at)",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

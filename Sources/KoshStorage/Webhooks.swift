@@ -21,6 +21,7 @@ extension SQLStoreTransaction {
                 """, [.text(Identifiers.make(.webhookDelivery)), .text(event.id), .text(endpointID), .text(event.merchantID),
                       .text(event.name.rawValue), .int(nowMillis), .int(event.createdAt)])
         }
+        try await enqueueNotifications(for: event)
     }
 }
 

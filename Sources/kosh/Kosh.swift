@@ -114,6 +114,8 @@ struct MerchantCommand: AsyncParsableCommand {
         var lateAuthorization: String = LateAuthorizationPolicy.refund.rawValue
         @Option(help: "Connectors to try first for this merchant's live payments, comma-separated (upi_switch, alphapay, betapay).")
         var prefer: String = ""
+        @Option(help: "Where this merchant's own notifications go (payment captured or failed, refund processed).")
+        var email: String?
         @OptionGroup var db: DatabaseOption
 
         func validate() throws {
@@ -123,6 +125,9 @@ struct MerchantCommand: AsyncParsableCommand {
             }
             guard LateAuthorizationPolicy(rawValue: lateAuthorization) != nil else {
                 throw ValidationError("--late-authorization must be capture or refund")
+            }
+            if let email, !(email.contains("@") && email.count <= 254 && !email.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" })) {
+                throw ValidationError("--email must be an email address")
             }
             let known = Set(["upi_switch", "alphapay", "betapay"])
             for name in preferred where !known.contains(name) {
@@ -143,6 +148,9 @@ struct MerchantCommand: AsyncParsableCommand {
                                                                   mode: live ? .live : .test,
                                                                   lateAuthorization: LateAuthorizationPolicy(rawValue: lateAuthorization) ?? .refund,
                                                                   routePreference: preferred)
+            if let email {
+                try await services.notifications.setMerchantEmail(merchantID: credentials.merchant.id, email: email)
+            }
             try await services.close()
             print(JSON.object([
                 ("merchant_id", .string(credentials.merchant.id)),

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import KoshCore
+import KoshStorage
 import KoshTesting
 import Testing
 
@@ -111,6 +112,22 @@ struct CommandLineTests {
         #expect(badURL.status != 0)
     }
 
+    @Test func merchantCreateSetsTheNotificationEmail() async throws {
+        let dir = try Self.scratch()
+        let database = "sqlite://\(dir.path)/k.sqlite"
+        let run = try Self.run(["merchant", "create", "--name", "Acme Stores", "--email", "ops@acme.example", "--database", database], in: dir)
+        #expect(run.status == 0, "\(run.stderr)")
+        let merchantID = try #require(Self.string(try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "merchant_id"))
+        let db = try await TestDatabases.open(database: database, masterKeyFile: "\(dir.path)/kosh-master.key")
+        let stored = try await db.transaction { conn in
+            try await conn.query("SELECT notification_email FROM merchants WHERE id = ?", [.text(merchantID)]).first?.text("notification_email")
+        }
+        try await db.close()
+        #expect(stored == "ops@acme.example")
+        let bad = try Self.run(["merchant", "create", "--name", "Acme", "--email", "not an address", "--database", database], in: dir)
+        #expect(bad.status != 0)
+    }
+
     /// serve → merchant create while it runs → payment → kill -9 mid-flight → restart →
     /// the janitor resolves it → capture → SIGTERM exits 0 → ledger verify OK; then a
     /// tampered balance makes ledger verify fail.
@@ -178,7 +195,9 @@ struct CommandLineTests {
         let dir = try Self.scratch()
         let database = "sqlite://\(dir.path)/kosh.sqlite"
         let port = Self.freePort(), sandboxPort = Self.freePort() + 1
-        let rails = ["KOSH_RAILS_URL": "http://127.0.0.1:\(sandboxPort)", "KOSH_RAILS_SECRET": "cli-test-secret"]
+        // No exploration draw: the second payment must try the (down) switch first, then fail over.
+        let rails = ["KOSH_RAILS_URL": "http://127.0.0.1:\(sandboxPort)", "KOSH_RAILS_SECRET": "cli-test-secret",
+                     "KOSH_ROUTING_EXPLORATION_PERCENT": "0"]
         let (sandbox, _, _) = try Self.start(["sandbox", "--port", "\(sandboxPort)", "--secret", "cli-test-secret"], in: dir)
         defer { kill(sandbox.processIdentifier, SIGTERM) }
         let (server, _, _) = try Self.start(["serve", "--port", "\(port)", "--database", database], in: dir, env: rails)

@@ -1,0 +1,114 @@
+/// Customer and merchant notifications (issue 4): what an outbox event sends to whom, over
+/// which channel, with which template. Pure: the storage writes the plan in the event's
+/// transaction, a dispatcher sends it (retries follow `WebhookDeliveryMachine`).
+
+public enum NotificationChannel: String, Sendable, Hashable, CaseIterable {
+    case email, sms, push
+}
+
+public enum NotificationAudience: String, Sendable, Hashable {
+    case customer, merchant
+}
+
+/// Plain text with `{{name}}` placeholders; an unknown placeholder renders empty.
+public struct NotificationTemplate: Sendable, Hashable {
+    public let name: String
+    public let subject: String
+    public let body: String
+
+    public init(name: String, subject: String, body: String) {
+        self.name = name
+        self.subject = subject
+        self.body = body
+    }
+
+    public static func render(_ text: String, _ values: [String: String]) -> String {
+        var out = ""
+        var rest = Substring(text)
+        while let open = rest.firstRange(of: "{{") {
+            out += rest[..<open.lowerBound]
+            guard let close = rest[open.upperBound...].firstRange(of: "}}") else {
+                out += rest[open.lowerBound...]
+                return out
+            }
+            let key = rest[open.upperBound..<close.lowerBound].filter { $0 != " " }
+            out += values[String(key)] ?? ""
+            rest = rest[close.upperBound...]
+        }
+        return out + String(rest)
+    }
+}
+
+/// One message to send, as written to the notification log.
+public struct PlannedNotification: Sendable, Hashable {
+    public let channel: NotificationChannel
+    public let audience: NotificationAudience
+    /// The full address (email, phone number, push user); logs show `Masking.recipient` of it.
+    public let recipient: String
+    public let template: String
+    public let subject: String
+    public let body: String
+}
+
+public enum NotificationTemplates {
+    public static let all: [NotificationTemplate] = [
+        .init(name: "payment.captured.customer", subject: "Payment of {{amount}} successful",
+              body: "Your payment {{payment_id}} of {{amount}} to {{merchant_id}} was successful."),
+        .init(name: "payment.captured.merchant", subject: "Payment {{payment_id}} captured",
+              body: "Payment {{payment_id}} of {{amount}} was captured."),
+        .init(name: "payment.failed.customer", subject: "Payment of {{amount}} failed",
+              body: "Your payment {{payment_id}} of {{amount}} to {{merchant_id}} failed: {{reason}}. No money was taken."),
+        .init(name: "payment.failed.merchant", subject: "Payment {{payment_id}} failed",
+              body: "Payment {{payment_id}} of {{amount}} failed: {{reason}}."),
+        .init(name: "refund.processed.customer", subject: "Refund of {{refund_amount}} processed",
+              body: "Your refund {{refund_id}} of {{refund_amount}} for payment {{payment_id}} was processed."),
+        .init(name: "refund.processed.merchant", subject: "Refund {{refund_id}} processed",
+              body: "Refund {{refund_id}} of {{refund_amount}} for payment {{payment_id}} was processed."),
+    ]
+
+    public static func named(_ name: String) -> NotificationTemplate? { all.first { $0.name == name } }
+
+    /// The events that notify (payouts come later).
+    public static let events: Set<WebhookEventName> = [.paymentCaptured, .paymentFailed, .refundProcessed]
+
+    /// `50000` paise, INR → `INR 500.00` (integer maths; two-decimal currencies).
+    public static func amount(_ minor: Int64, currency: String) -> String {
+        let major = minor / 100, cents = minor % 100
+        return "\(currency) \(major).\(cents < 10 ? "0" : "")\(cents)"
+    }
+
+    /// What `event` (its webhook body) sends: to the customer (the payment's email by email,
+    /// its contact by SMS and push) and to the merchant's notification email, when set.
+    public static func plan(_ event: OutboxEvent, merchantEmail: String?) -> [PlannedNotification] {
+        guard events.contains(event.name), let body = try? JSON.parse(event.body),
+              let payment = body["payload"]?["payment"]?["entity"] else { return [] }
+        func text(_ json: JSON?) -> String? {
+            guard case .string(let s)? = json, !s.isEmpty else { return nil }
+            return s
+        }
+        func int(_ json: JSON?) -> Int64 {
+            guard case .int(let n)? = json else { return 0 }
+            return n
+        }
+        let currency = text(payment["currency"]) ?? "INR"
+        var values = ["payment_id": text(payment["id"]) ?? "", "merchant_id": event.merchantID,
+                      "amount": amount(int(payment["amount"]), currency: currency),
+                      "reason": text(payment["error_description"]) ?? "declined"]
+        if let refund = body["payload"]?["refund"]?["entity"] {
+            values["refund_id"] = text(refund["id"]) ?? ""
+            values["refund_amount"] = amount(int(refund["amount"]), currency: text(refund["currency"]) ?? currency)
+        }
+        var out: [PlannedNotification] = []
+        func add(_ channel: NotificationChannel, _ audience: NotificationAudience, _ recipient: String?) {
+            guard let recipient, let template = named("\(event.name.rawValue).\(audience.rawValue)") else { return }
+            out.append(PlannedNotification(channel: channel, audience: audience, recipient: recipient, template: template.name,
+                                           subject: NotificationTemplate.render(template.subject, values),
+                                           body: NotificationTemplate.render(template.body, values)))
+        }
+        add(.email, .customer, text(payment["email"]))
+        add(.sms, .customer, text(payment["contact"]))
+        add(.push, .customer, text(payment["contact"]))
+        add(.email, .merchant, merchantEmail)
+        return out
+    }
+}

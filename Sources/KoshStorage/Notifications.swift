@@ -1,0 +1,137 @@
+import Foundation
+import KoshCore
+
+// MARK: - The outbox, inside the event's transaction
+
+extension SQLStoreTransaction {
+    /// Writes the notifications `event` causes (customer and merchant), pending and due now,
+    /// in this transaction: an event is never committed without them.
+    func enqueueNotifications(for event: OutboxEvent) async throws {
+        guard NotificationTemplates.events.contains(event.name) else { return }
+        let merchantEmail = try await conn.query("SELECT notification_email FROM merchants WHERE id = ?",
+                                                 [.text(event.merchantID)]).first?.text("notification_email")
+        let nowMillis = event.createdAt * 1000
+        for planned in NotificationTemplates.plan(event, merchantEmail: merchantEmail) {
+            try await conn.query("""
+                INSERT INTO notifications (id, event_id, merchant_id, channel, audience, recipient, recipient_masked, template, subject,
+                    body, status, attempts, next_attempt_at, created_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)
+                """, [.text(Identifiers.make(.notification)), .text(event.id), .text(event.merchantID), .text(planned.channel.rawValue),
+                      .text(planned.audience.rawValue), .text(planned.recipient), .text(Masking.recipient(planned.recipient)),
+                      .text(planned.template), .text(planned.subject), .text(planned.body), .int(nowMillis), .int(event.createdAt)])
+        }
+    }
+}
+
+/// A notification a dispatcher holds the lease of.
+public struct ClaimedNotification: Sendable {
+    public let id: String
+    public let eventID: String
+    public let channel: NotificationChannel
+    public let recipient: String
+    public let recipientMasked: String
+    public let template: String
+    public let subject: String
+    public let body: String
+    public let attempts: Int
+}
+
+/// One row of the notification log, as listed (the recipient masked).
+public struct NotificationLogEntry: Sendable, Hashable {
+    public let id: String
+    public let eventID: String
+    public let channel: NotificationChannel
+    public let audience: NotificationAudience
+    public let recipientMasked: String
+    public let template: String
+    public let status: WebhookDeliveryState
+    public let attempts: Int
+    public let lastError: String?
+}
+
+/// The notification queue and log over either database. Claims and retries follow the
+/// webhook deliveries' rules (lease, `FOR UPDATE SKIP LOCKED`, `WebhookDeliveryMachine`).
+public final class NotificationStore: Sendable {
+    let db: any SQLDatabase
+    public let clock: any KoshClock
+
+    public init(db: any SQLDatabase, clock: any KoshClock) {
+        self.db = db
+        self.clock = clock
+    }
+
+    /// Where the merchant's own notifications go; nil stops them.
+    public func setMerchantEmail(merchantID: String, email: String?) async throws {
+        try await db.transaction { conn in
+            try await conn.query("UPDATE merchants SET notification_email = ? WHERE id = ?", [SQLValue(email), .text(merchantID)])
+        }
+    }
+
+    public func log(merchantID: String, limit: Int = 100) async throws -> [NotificationLogEntry] {
+        precondition(limit > 0 && limit <= 1_000)
+        return try await db.transaction { conn in
+            try await conn.query("""
+                SELECT * FROM notifications WHERE merchant_id = ? ORDER BY created_at, id\(conn.dialect.byteOrder) LIMIT ?
+                """, [.text(merchantID), .int(Int64(limit))]).map { row in
+                guard let channel = NotificationChannel(rawValue: try row.requireText("channel")),
+                      let audience = NotificationAudience(rawValue: try row.requireText("audience")),
+                      let status = WebhookDeliveryState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("notification") }
+                return NotificationLogEntry(id: try row.requireText("id"), eventID: try row.requireText("event_id"), channel: channel,
+                                            audience: audience, recipientMasked: try row.requireText("recipient_masked"),
+                                            template: try row.requireText("template"), status: status,
+                                            attempts: Int(try row.requireInt("attempts")), lastError: row.text("last_error"))
+            }
+        }
+    }
+
+    /// Takes the lease of up to `limit` due notifications of `channels` for `owner`; a lease
+    /// that ran out (its node died) is taken over.
+    public func claimDue(owner: String, leaseMillis: Int64, limit: Int, channels: [NotificationChannel]) async throws -> [ClaimedNotification] {
+        precondition(limit > 0 && limit <= 1_000)
+        guard !channels.isEmpty else { return [] }
+        let now = clock.nowMillis()
+        let placeholders = channels.map { _ in "?" }.joined(separator: ", ")
+        let rows: [SQLRow] = try await db.transaction { conn in
+            let binds: [SQLValue] = [.int(now), .int(now)] + channels.map { SQLValue.text($0.rawValue) } + [.int(Int64(limit))]
+            let due = try await conn.query("""
+                SELECT * FROM notifications
+                WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) AND channel IN (\(placeholders))
+                ORDER BY next_attempt_at LIMIT ?\(conn.dialect.forUpdateSkipLocked)
+                """, binds)
+            for row in due {
+                try await conn.query("UPDATE notifications SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                                     [.text(owner), .int(now + leaseMillis), .text(try row.requireText("id"))])
+            }
+            return due
+        }
+        return try rows.map { row in
+            guard let channel = NotificationChannel(rawValue: try row.requireText("channel")) else { throw StorageError.corrupt("notification") }
+            return ClaimedNotification(id: try row.requireText("id"), eventID: try row.requireText("event_id"), channel: channel,
+                                       recipient: try row.requireText("recipient"), recipientMasked: try row.requireText("recipient_masked"),
+                                       template: try row.requireText("template"), subject: try row.requireText("subject"),
+                                       body: try row.requireText("body"), attempts: Int(try row.requireInt("attempts")))
+        }
+    }
+
+    /// Moves the notification on after one attempt (sent, retry later, or dead). Only the
+    /// lease holder moves it. `error` must already be masked.
+    @discardableResult
+    public func record(_ notification: ClaimedNotification, owner: String, success: Bool, error: String?,
+                       schedule: WebhookRetrySchedule) async throws -> WebhookDeliveryMachine.Action? {
+        let now = clock.nowMillis()
+        return try await db.transaction { conn in
+            guard let row = try await conn.query("SELECT status, attempts, lease_owner FROM notifications WHERE id = ?\(conn.dialect.forUpdate)",
+                                                 [.text(notification.id)]).first else { throw StorageError.corrupt("notification vanished") }
+            guard row.text("lease_owner") == owner, row.text("status") == WebhookDeliveryState.pending.rawValue else { return nil }
+            var machine = WebhookDeliveryMachine(state: .pending, attempts: Int(try row.requireInt("attempts")))
+            let action = try machine.attempted(success: success, nowMillis: now, schedule: schedule)
+            let next: Int64? = if case .retry(let at) = action { at } else { nil }
+            try await conn.query("""
+                UPDATE notifications SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
+                    last_error = ?, sent_at = ? WHERE id = ?
+                """, [.text(machine.state.rawValue), .int(Int64(machine.attempts)), SQLValue(next), SQLValue(error),
+                      SQLValue(success ? now / 1000 : nil), .text(notification.id)])
+            return action
+        }
+    }
+}
