@@ -48,6 +48,9 @@ public struct KoshConfiguration: Sendable {
     public var webhooks = WebhookSettings()
     /// Customer and merchant notifications: SMTP, SMS / push providers, retry schedule.
     public var notifications = NotificationSettings()
+    /// Events (with their finished deliveries, attempts and notifications) older than this are
+    /// purged hourly by the janitor (`KOSH_EVENT_RETENTION_DAYS`, at least 30, the promise of `GET /v1/events`).
+    public var eventRetentionDays: Int64 = 30
 
     public init() {}
 
@@ -122,6 +125,7 @@ public struct KoshConfiguration: Sendable {
         if let value = try schedule("KOSH_WEBHOOK_RETRY_SCHEDULE_MS") { config.webhooks.schedule = value }
         if let value = try millis("KOSH_WEBHOOK_TIMEOUT_MS", 100...60_000) { config.webhooks.timeoutMillis = value }
         if let value = try millis("KOSH_WEBHOOK_LEASE_MS", 500...3_600_000) { config.webhooks.leaseMillis = value }
+        if let value = try millis("KOSH_EVENT_RETENTION_DAYS", 30...3_650) { config.eventRetentionDays = value }
         if let url = env["KOSH_SMTP_URL"], !url.isEmpty {
             do {
                 config.notifications.smtp = try SMTPConfiguration(url: url, from: env["KOSH_SMTP_FROM"].flatMap { $0.isEmpty ? nil : $0 } ?? "no-reply@kosh.localhost")
@@ -220,10 +224,14 @@ public struct Janitor: Service {
     let interval: Duration
     let logger: Logger
 
-    public init(services: KoshServices, intervalMillis: Int64, logger: Logger) {
+    let eventRetentionDays: Int64
+
+    public init(services: KoshServices, intervalMillis: Int64, logger: Logger, eventRetentionDays: Int64 = 30) {
+        precondition(eventRetentionDays >= 30, "events are kept at least 30 days")
         self.services = services
         self.interval = .milliseconds(intervalMillis)
         self.logger = logger
+        self.eventRetentionDays = eventRetentionDays
     }
 
     public func run() async throws {
@@ -239,7 +247,12 @@ public struct Janitor: Service {
         do {
             _ = try await services.gateway.runDueChecks()
             _ = try await services.gateway.processPendingRefunds()
-            if purge { _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis()) }
+            if purge {
+                _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
+                let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400
+                let purged = try await services.webhooks.purgeEvents(createdBefore: cutoff)
+                if purged > 0 { logger.info("purged old events", metadata: ["events": "\(purged)", "retention_days": "\(eventRetentionDays)"]) }
+            }
         } catch {
             logger.error("janitor pass failed", metadata: ["error": "\(error)"])
         }
@@ -308,7 +321,8 @@ public enum KoshApplication {
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: DatabaseService(db: services.db, upstream: services.upstream)),
-                .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger)),
+                .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger,
+                                          eventRetentionDays: config.eventRetentionDays)),
                 .init(service: WebhookDispatcher(store: services.webhooks, settings: config.webhooks, logger: logger)),
                 .init(service: NotificationDispatcher(store: services.notifications, settings: config.notifications, logger: logger)),
                 .init(service: app),

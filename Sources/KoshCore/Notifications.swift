@@ -50,6 +50,39 @@ public struct PlannedNotification: Sendable, Hashable {
     public let body: String
 }
 
+/// One row of the notification log, as listed (the recipient masked).
+public struct NotificationLogEntry: Sendable, Hashable {
+    public let id: String
+    public let eventID: String
+    public let channel: NotificationChannel
+    public let audience: NotificationAudience
+    public let recipientMasked: String
+    public let template: String
+    public let subject: String
+    public let status: WebhookDeliveryState
+    public let attempts: Int
+    public let lastError: String?
+    public let createdAt: Int64
+    public let sentAt: Int64?
+
+    public init(id: String, eventID: String, channel: NotificationChannel, audience: NotificationAudience, recipientMasked: String,
+                template: String, subject: String, status: WebhookDeliveryState, attempts: Int, lastError: String?,
+                createdAt: Int64, sentAt: Int64?) {
+        self.id = id
+        self.eventID = eventID
+        self.channel = channel
+        self.audience = audience
+        self.recipientMasked = recipientMasked
+        self.template = template
+        self.subject = subject
+        self.status = status
+        self.attempts = attempts
+        self.lastError = lastError
+        self.createdAt = createdAt
+        self.sentAt = sentAt
+    }
+}
+
 public enum NotificationTemplates {
     public static let all: [NotificationTemplate] = [
         .init(name: "payment.captured.customer", subject: "Payment of {{amount}} successful",
@@ -64,6 +97,12 @@ public enum NotificationTemplates {
               body: "Your refund {{refund_id}} of {{refund_amount}} for payment {{payment_id}} was processed."),
         .init(name: "refund.processed.merchant", subject: "Refund {{refund_id}} processed",
               body: "Refund {{refund_id}} of {{refund_amount}} for payment {{payment_id}} was processed."),
+        .init(name: "webhook.failing.merchant", subject: "Webhook endpoint {{webhook_id}} is failing",
+              body: """
+                  Kosh gave up delivering event {{event_id}} ({{event}}) to your webhook endpoint {{webhook_id}} at {{url}} \
+                  after {{attempts}} attempts; the last one got: {{last_error}}. Other deliveries to it keep being retried. \
+                  Fix the endpoint, then re-deliver from GET /v1/webhooks/{{webhook_id}}/deliveries or poll GET /v1/events.
+                  """),
     ]
 
     public static func named(_ name: String) -> NotificationTemplate? { all.first { $0.name == name } }
@@ -75,6 +114,18 @@ public enum NotificationTemplates {
     public static func amount(_ minor: Int64, currency: String) -> String {
         let major = minor / 100, cents = minor % 100
         return "\(currency) \(major).\(cents < 10 ? "0" : "")\(cents)"
+    }
+
+    /// The merchant's email when a webhook delivery died after its last retry (sent once per
+    /// endpoint until a delivery succeeds or the endpoint is updated, not once per dead delivery).
+    public static func webhookFailing(webhookID: String, url: String, eventID: String, event: String, attempts: Int,
+                                      lastError: String, merchantEmail: String) -> PlannedNotification {
+        let template = named("webhook.failing.merchant")!
+        let values = ["webhook_id": webhookID, "url": url, "event_id": eventID, "event": event, "attempts": "\(attempts)",
+                      "last_error": String(lastError.prefix(200))]
+        return PlannedNotification(channel: .email, audience: .merchant, recipient: merchantEmail, template: template.name,
+                                   subject: NotificationTemplate.render(template.subject, values),
+                                   body: NotificationTemplate.render(template.body, values))
     }
 
     /// What `event` (its webhook body) sends: to the customer (the payment's email by email,

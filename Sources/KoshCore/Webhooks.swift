@@ -191,4 +191,6 @@ public protocol WebhookRegistry: Sendable {
     func redeliver(deliveryID: String, merchantID: String) async throws -> WebhookDelivery?
     func events(merchantID: String, page: Page) async throws -> [OutboxEvent]
     func event(id: String, merchantID: String) async throws -> OutboxEvent?
+    /// The merchant's notification log (emails, SMS, push), newest first; recipients masked.
+    func notifications(merchantID: String, page: Page) async throws -> [NotificationLogEntry]
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Crypto
 import Hummingbird
 import KoshCore
@@ -52,6 +53,24 @@ extension Render {
                     ("error", text(a.error)),
                 ])
             })),
+        ])
+    }
+
+    static func notification(_ n: NotificationLogEntry) -> JSON {
+        .object([
+            ("id", .string(n.id)),
+            ("entity", .string("notification")),
+            ("event_id", .string(n.eventID)),
+            ("channel", .string(n.channel.rawValue)),
+            ("audience", .string(n.audience.rawValue)),
+            ("recipient", .string(n.recipientMasked)),
+            ("template", .string(n.template)),
+            ("subject", .string(n.subject)),
+            ("status", .string(n.status == .delivered ? "sent" : n.status.rawValue)),
+            ("attempts_count", .int(Int64(n.attempts))),
+            ("last_error", n.lastError.map(JSON.string) ?? .null),
+            ("created_at", .int(n.createdAt)),
+            ("sent_at", n.sentAt.map(JSON.int) ?? .null),
         ])
     }
 
@@ -138,6 +157,11 @@ public struct WebhooksAPI: Sendable {
             let page = try page(from: request)
             return jsonResponse(Render.collection(try await registry.events(merchantID: merchant.id, page: page).map(Render.event)))
         }
+        v1.get("notifications") { request, context in
+            let merchant = try context.requireMerchant()
+            let page = try page(from: request)
+            return jsonResponse(Render.collection(try await registry.notifications(merchantID: merchant.id, page: page).map(Render.notification)))
+        }
         v1.get("events/:id") { _, context in
             let merchant = try context.requireMerchant()
             let id = try context.parameters.require("id")
@@ -214,4 +238,41 @@ public struct WebhooksAPI: Sendable {
         var generator = SystemRandomNumberGenerator()
         return String((0..<32).map { _ in alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))] })
     }
+}
+
+/// What `kosh merchant webhook …` shares with the API: the same checks, the same JSON.
+public enum WebhookAdministration {
+    public static func checkedURL(_ text: String) throws -> String {
+        guard text.utf8.count <= WebhookLimits.maximumURLLength else {
+            throw KoshError.badRequest("The url may not be greater than \(WebhookLimits.maximumURLLength) characters.", field: "url")
+        }
+        return try WebhooksAPI.url(text)
+    }
+
+    /// `payment.captured,refund.processed` → the events, each known, none twice.
+    public static func events(_ list: String) throws -> [WebhookEventName] {
+        let known = WebhookEventName.allCases.map(\.rawValue).joined(separator: ", ")
+        var out: [WebhookEventName] = []
+        for name in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !name.isEmpty {
+            guard let event = WebhookEventName(rawValue: name) else {
+                throw KoshError.badRequest("\(name.prefix(64)) is not a valid event; use: \(known).", field: "events")
+            }
+            if !out.contains(event) { out.append(event) }
+        }
+        guard !out.isEmpty else { throw KoshError.badRequest("The events must name at least one of: \(known).", field: "events") }
+        return out
+    }
+
+    public static func checkedSecret(_ secret: String) throws -> String {
+        guard (WebhookLimits.minimumSecretLength...WebhookLimits.maximumSecretLength).contains(secret.count) else {
+            throw KoshError.badRequest("The secret must be \(WebhookLimits.minimumSecretLength) to \(WebhookLimits.maximumSecretLength) characters.",
+                                       field: "secret")
+        }
+        return secret
+    }
+
+    public static func generatedSecret() -> String { WebhooksAPI.generatedSecret() }
+    public static func render(_ endpoint: WebhookEndpoint) -> JSON { Render.webhook(endpoint) }
+    public static func render(_ delivery: WebhookDelivery) -> JSON { Render.delivery(delivery) }
+    public static func render(_ notification: NotificationLogEntry) -> JSON { Render.notification(notification) }
 }

@@ -155,6 +155,14 @@ public final class MerchantDirectory: MerchantAuthenticator {
         return entry.merchant
     }
 
+    /// The merchant with this id (operator tools).
+    public func merchant(id: String) async throws -> Merchant? {
+        guard id.count <= 64 else { return nil }
+        return try await db.transaction { conn in
+            try await conn.query("SELECT * FROM merchants WHERE id = ?", [.text(id)]).first.map(SQLStoreTransaction.merchant)
+        }
+    }
+
     /// The key secret in the clear (for signing payment signatures).
     public func secret(keyID: String) async throws -> String? {
         let sealed = try await db.transaction { conn in

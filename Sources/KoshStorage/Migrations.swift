@@ -330,6 +330,15 @@ public enum Migrations {
                 "CREATE INDEX notifications_merchant ON notifications (merchant_id, created_at)",
             ]
         },
+        Migration(version: 5, name: "event retention") { _ in
+            [
+                // The janitor's hourly purge of events older than the retention finds them by
+                // age and checks their deliveries and notifications by event.
+                "CREATE INDEX events_created ON events (created_at)",
+                "CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id)",
+                "CREATE INDEX notifications_event ON notifications (event_id)",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -12,13 +12,7 @@ extension SQLStoreTransaction {
                                                  [.text(event.merchantID)]).first?.text("notification_email")
         let nowMillis = event.createdAt * 1000
         for planned in NotificationTemplates.plan(event, merchantEmail: merchantEmail) {
-            try await conn.query("""
-                INSERT INTO notifications (id, event_id, merchant_id, channel, audience, recipient, recipient_masked, template, subject,
-                    body, status, attempts, next_attempt_at, created_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)
-                """, [.text(Identifiers.make(.notification)), .text(event.id), .text(event.merchantID), .text(planned.channel.rawValue),
-                      .text(planned.audience.rawValue), .text(planned.recipient), .text(Masking.recipient(planned.recipient)),
-                      .text(planned.template), .text(planned.subject), .text(planned.body), .int(nowMillis), .int(event.createdAt)])
+            try await NotificationStore.insert(conn, planned, eventID: event.id, merchantID: event.merchantID, nowMillis: nowMillis)
         }
     }
 }
@@ -36,19 +30,6 @@ public struct ClaimedNotification: Sendable {
     public let attempts: Int
 }
 
-/// One row of the notification log, as listed (the recipient masked).
-public struct NotificationLogEntry: Sendable, Hashable {
-    public let id: String
-    public let eventID: String
-    public let channel: NotificationChannel
-    public let audience: NotificationAudience
-    public let recipientMasked: String
-    public let template: String
-    public let status: WebhookDeliveryState
-    public let attempts: Int
-    public let lastError: String?
-}
-
 /// The notification queue and log over either database. Claims and retries follow the
 /// webhook deliveries' rules (lease, `FOR UPDATE SKIP LOCKED`, `WebhookDeliveryMachine`).
 public final class NotificationStore: Sendable {
@@ -60,6 +41,18 @@ public final class NotificationStore: Sendable {
         self.clock = clock
     }
 
+    /// Queues one message, due at `nowMillis`, in the caller's transaction.
+    static func insert(_ conn: any SQLConnection, _ planned: PlannedNotification, eventID: String, merchantID: String,
+                       nowMillis: Int64) async throws {
+        try await conn.query("""
+            INSERT INTO notifications (id, event_id, merchant_id, channel, audience, recipient, recipient_masked, template, subject,
+                body, status, attempts, next_attempt_at, created_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)
+            """, [.text(Identifiers.make(.notification)), .text(eventID), .text(merchantID), .text(planned.channel.rawValue),
+                  .text(planned.audience.rawValue), .text(planned.recipient), .text(Masking.recipient(planned.recipient)),
+                  .text(planned.template), .text(planned.subject), .text(planned.body), .int(nowMillis), .int(nowMillis / 1000)])
+    }
+
     /// Where the merchant's own notifications go; nil stops them.
     public func setMerchantEmail(merchantID: String, email: String?) async throws {
         try await db.transaction { conn in
@@ -67,21 +60,25 @@ public final class NotificationStore: Sendable {
         }
     }
 
+    /// The merchant's notification log, oldest first.
     public func log(merchantID: String, limit: Int = 100) async throws -> [NotificationLogEntry] {
         precondition(limit > 0 && limit <= 1_000)
         return try await db.transaction { conn in
             try await conn.query("""
                 SELECT * FROM notifications WHERE merchant_id = ? ORDER BY created_at, id\(conn.dialect.byteOrder) LIMIT ?
-                """, [.text(merchantID), .int(Int64(limit))]).map { row in
-                guard let channel = NotificationChannel(rawValue: try row.requireText("channel")),
-                      let audience = NotificationAudience(rawValue: try row.requireText("audience")),
-                      let status = WebhookDeliveryState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("notification") }
-                return NotificationLogEntry(id: try row.requireText("id"), eventID: try row.requireText("event_id"), channel: channel,
-                                            audience: audience, recipientMasked: try row.requireText("recipient_masked"),
-                                            template: try row.requireText("template"), status: status,
-                                            attempts: Int(try row.requireInt("attempts")), lastError: row.text("last_error"))
-            }
+                """, [.text(merchantID), .int(Int64(limit))]).map(Self.logEntry)
         }
+    }
+
+    static func logEntry(_ row: SQLRow) throws -> NotificationLogEntry {
+        guard let channel = NotificationChannel(rawValue: try row.requireText("channel")),
+              let audience = NotificationAudience(rawValue: try row.requireText("audience")),
+              let status = WebhookDeliveryState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("notification") }
+        return NotificationLogEntry(id: try row.requireText("id"), eventID: try row.requireText("event_id"), channel: channel,
+                                    audience: audience, recipientMasked: try row.requireText("recipient_masked"),
+                                    template: try row.requireText("template"), subject: try row.requireText("subject"), status: status,
+                                    attempts: Int(try row.requireInt("attempts")), lastError: row.text("last_error"),
+                                    createdAt: try row.requireInt("created_at"), sentAt: row.int("sent_at"))
     }
 
     /// Takes the lease of up to `limit` due notifications of `channels` for `owner`; a lease

@@ -74,7 +74,7 @@ public final class WebhookStore: WebhookRegistry {
         let endpoint = WebhookEndpoint(id: Identifiers.make(.webhook, millis: now), merchantID: merchantID, url: url, events: events,
                                        active: true, failing: false, createdAt: now / 1000)
         let sealed = try seal(secret, endpointID: endpoint.id)
-        try await db.transaction { conn in
+        _ = try await db.transaction { conn in
             try await conn.query("""
                 INSERT INTO webhook_endpoints (id, merchant_id, url, secret_sealed, events, active, failing, created_at)
                 VALUES (?, ?, ?, ?, ?, 1, 0, ?)
@@ -190,6 +190,42 @@ public final class WebhookStore: WebhookRegistry {
         }
     }
 
+    public func notifications(merchantID: String, page: Page) async throws -> [NotificationLogEntry] {
+        let (sql, binds) = SQLStoreTransaction.pageQuery("notifications", dialect: db.dialect, merchantID: merchantID, extra: nil, page: page)
+        return try await db.transaction { conn in try await conn.query(sql, binds).map(NotificationStore.logEntry) }
+    }
+
+    /// Deletes events created before `createdBefore` (seconds) whose webhook deliveries are all
+    /// finished, with those deliveries, their attempts and the event's notifications (one still
+    /// unsent after the retention — no SMTP server or provider configured — is given up); in
+    /// batches of `batch`, each its own transaction. Returns how many events. An event with a
+    /// delivery still pending (retrying, or waiting for a paused endpoint) is kept.
+    public func purgeEvents(createdBefore: Int64, batch: Int = 500) async throws -> Int {
+        precondition(batch > 0 && batch <= 1_000)
+        var total = 0
+        while true {
+            let purged: Int = try await db.transaction { conn in
+                let ids = try await conn.query("""
+                    SELECT id FROM events ev WHERE created_at < ?
+                        AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = ev.id AND d.status = 'pending')
+                    ORDER BY created_at LIMIT ?
+                    """, [.int(createdBefore), .int(Int64(batch))]).compactMap { $0.text("id") }
+                guard !ids.isEmpty else { return 0 }
+                let list = ids.map { _ in "?" }.joined(separator: ", ")
+                let binds = ids.map(SQLValue.text)
+                try await conn.query("""
+                    DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE event_id IN (\(list)))
+                    """, binds)
+                try await conn.query("DELETE FROM webhook_deliveries WHERE event_id IN (\(list))", binds)
+                try await conn.query("DELETE FROM notifications WHERE event_id IN (\(list))", binds)
+                try await conn.query("DELETE FROM events WHERE id IN (\(list))", binds)
+                return ids.count
+            }
+            total += purged
+            if purged < batch { return total }
+        }
+    }
+
     // MARK: Dispatcher
 
     /// Takes the lease of up to `limit` due deliveries for `owner`. PostgreSQL: rows another
@@ -255,7 +291,20 @@ public final class WebhookStore: WebhookRegistry {
                       SQLValue(attempt.error), .text(delivery.id)])
             switch action {
             case .dead:
+                // The merchant hears of it once, when the endpoint starts failing (not for every dead delivery).
+                let endpoint = try await conn.query("""
+                    SELECT e.url, e.failing, m.notification_email FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id
+                    WHERE e.id = ?
+                    """, [.text(delivery.endpointID)]).first
                 try await conn.query("UPDATE webhook_endpoints SET failing = 1 WHERE id = ?", [.text(delivery.endpointID)])
+                if let endpoint, endpoint.int("failing") != 1, let email = endpoint.text("notification_email"), !email.isEmpty {
+                    let lastError = attempt.error ?? attempt.statusCode.map { "HTTP \($0)" } ?? "no answer"
+                    let planned = NotificationTemplates.webhookFailing(
+                        webhookID: delivery.endpointID, url: endpoint.text("url") ?? "", eventID: delivery.eventID,
+                        event: row.text("event") ?? "", attempts: machine.attempts, lastError: lastError, merchantEmail: email)
+                    try await NotificationStore.insert(conn, planned, eventID: delivery.eventID,
+                                                       merchantID: try row.requireText("merchant_id"), nowMillis: now)
+                }
             case .delivered:
                 try await conn.query("UPDATE webhook_endpoints SET failing = 0 WHERE id = ? AND failing = 1", [.text(delivery.endpointID)])
             case .retry:

@@ -128,6 +128,59 @@ struct CommandLineTests {
         #expect(bad.status != 0)
     }
 
+    /// `kosh merchant webhook …` does what /v1/webhooks does, with the same checks.
+    @Test func merchantWebhookSubcommands() async throws {
+        let dir = try Self.scratch()
+        let database = "sqlite://\(dir.path)/k.sqlite"
+        func kosh(_ args: [String]) throws -> Run { try Self.run(args + ["--database", database], in: dir) }
+        func object(_ run: Run) throws -> JSON { try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let created = try kosh(["merchant", "create", "--name", "Hooks Ltd"])
+        #expect(created.status == 0, "\(created.stderr)")
+        let merchantID = try #require(Self.string(try object(created), "merchant_id"))
+
+        let made = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://hooks.example/kosh",
+                             "--events", "payment.captured,refund.processed"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let endpoint = try object(made)
+        let webhookID = try #require(Self.string(endpoint, "id"))
+        #expect(webhookID.hasPrefix("wh_"))
+        #expect(endpoint["events"] == .array([.string("payment.captured"), .string("refund.processed")]))
+        #expect((Self.string(endpoint, "secret") ?? "").count == 32, "a generated secret is shown once")
+
+        let listed = try kosh(["merchant", "webhook", "list", "--merchant", merchantID])
+        #expect(listed.status == 0 && listed.stdout.contains(webhookID) && !listed.stdout.contains("secret"))
+
+        let paused = try kosh(["merchant", "webhook", "update", webhookID, "--merchant", merchantID, "--active", "false", "--events", "order.paid"])
+        #expect(paused.status == 0, "\(paused.stderr)")
+        #expect(try object(paused)["active"] == .bool(false))
+        #expect(try object(paused)["events"] == .array([.string("order.paid")]))
+
+        let deliveries = try kosh(["merchant", "webhook", "deliveries", webhookID, "--merchant", merchantID])
+        #expect(deliveries.status == 0 && deliveries.stdout.isEmpty)
+        let notifications = try kosh(["merchant", "notifications", "--merchant", merchantID])
+        #expect(notifications.status == 0 && notifications.stdout.isEmpty)
+
+        // Bad input: the API's words, a usage error, nothing written.
+        let badURL = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "ftp://x", "--events", "payment.captured"])
+        #expect(badURL.status == 64 && badURL.stderr.contains("The url must be an http or https URL."))
+        let badEvent = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://x.example", "--events", "payment.exploded"])
+        #expect(badEvent.status == 64 && badEvent.stderr.contains("payment.exploded is not a valid event"))
+        let shortSecret = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://x.example",
+                                    "--events", "order.paid", "--secret", "short"])
+        #expect(shortSecret.status == 64)
+        let noMerchant = try kosh(["merchant", "webhook", "list", "--merchant", "mer_nobody"])
+        #expect(noMerchant.status == 64 && noMerchant.stderr.contains("no merchant mer_nobody"))
+        let otherMerchant = try object(try kosh(["merchant", "create", "--name", "Other"]))
+        let foreign = try kosh(["merchant", "webhook", "delete", webhookID, "--merchant", Self.string(otherMerchant, "merchant_id")!])
+        #expect(foreign.status == 64, "a merchant cannot touch another's endpoint")
+        #expect(try kosh(["merchant", "webhook", "list", "--merchant", merchantID]).stdout.split(separator: "\n").count == 1)
+
+        let deleted = try kosh(["merchant", "webhook", "delete", webhookID, "--merchant", merchantID])
+        let deletedJSON = try object(deleted)
+        #expect(deleted.status == 0 && deletedJSON["deleted"] == .bool(true))
+        #expect(try kosh(["merchant", "webhook", "list", "--merchant", merchantID]).stdout.isEmpty)
+    }
+
     /// serve → merchant create while it runs → payment → kill -9 mid-flight → restart →
     /// the janitor resolves it → capture → SIGTERM exits 0 → ledger verify OK; then a
     /// tampered balance makes ledger verify fail.

@@ -255,6 +255,84 @@ struct WebhookTests {
         }
     }
 
+    @Test("a dead delivery tells the merchant once by email; the notification log lists it masked", arguments: TestDatabases.all)
+    func deadDeliveryNotifiesTheMerchantOnce(db: String) async throws {
+        try await Kosh.run(db) { kosh in
+            try await kosh.services.notifications.setMerchantEmail(merchantID: kosh.merchant.merchant.id, email: "ops.team@merchant.example")
+            let receiver = try await Receiver.start { _ in 500 }
+            defer { receiver.stop() }
+            let webhookID = try await kosh.registerWebhook(receiver.url)
+            _ = try await kosh.capturedPayment(amount: 5_000)
+            _ = try await kosh.capturedPayment(amount: 6_000)
+            let dispatcher = kosh.dispatcher(schedule: [20])
+            try await running([dispatcher]) {
+                let bothDead = try await eventually {
+                    guard case .array(let items)? = try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries").json["items"] else { return false }
+                    return items.count == 2 && items.allSatisfy { $0["status"] == .string("dead") }
+                }
+                #expect(bothDead)
+            }
+            let log = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id)
+            let failing = log.filter { $0.template == "webhook.failing.merchant" }
+            #expect(failing.count == 1, "one email per endpoint that starts failing, not one per dead delivery")
+            #expect(failing.first?.channel == .email)
+            #expect(failing.first?.subject == "Webhook endpoint \(webhookID) is failing")
+            let listed = try await kosh.call(.get, "/v1/notifications?count=100")
+            #expect(listed.status == 200, "\(listed.body)")
+            guard case .array(let items)? = listed["items"] else { Issue.record("no items"); return }
+            let item = items.first { $0["template"] == .string("webhook.failing.merchant") }
+            #expect(item?["entity"] == .string("notification"))
+            #expect(item?["status"] == .string("pending"), "no SMTP server configured in this test")
+            #expect(item?["recipient"] != .string("ops.team@merchant.example"))
+            if case .string(let masked)? = item?["recipient"] { #expect(masked.hasSuffix("@merchant.example") && masked.contains("*")) }
+            #expect(!listed.body.contains("ops.team@"), "the full address never leaves the log")
+            // Another merchant sees none of it.
+            let other = try await kosh.services.merchants.create(name: "Other")
+            #expect(try await kosh.call(.get, "/v1/notifications", as: other)["count"] == .int(0))
+        }
+    }
+
+    @Test("events older than the retention are purged with their finished deliveries; pending ones wait", arguments: TestDatabases.all)
+    func oldEventsArePurged(db: String) async throws {
+        try await Kosh.run(db) { kosh in
+            let receiver = try await Receiver.start()
+            defer { receiver.stop() }
+            _ = try await kosh.registerWebhook(receiver.url)
+            let paymentID = try await kosh.capturedPayment(amount: 5_000)
+            guard case .array(let events)? = try await kosh.call(.get, "/v1/events?count=100").json["items"] else { Issue.record("no events"); return }
+            #expect(events.count >= 3, "payment.authorized, payment.captured, order.paid")
+            let now = kosh.services.clock.nowMillis() / 1000
+            // Within the retention: nothing goes.
+            #expect(try await kosh.services.webhooks.purgeEvents(createdBefore: now - 30 * 86_400) == 0)
+            // Past it, but payment.captured's delivery is still pending: that event stays, the rest go.
+            let purged = try await kosh.services.webhooks.purgeEvents(createdBefore: now + 1, batch: 1)
+            #expect(purged == events.count - 1)
+            guard case .array(let left)? = try await kosh.call(.get, "/v1/events?count=100").json["items"] else { Issue.record("no events"); return }
+            #expect(left.count == 1)
+            #expect(left.first?["event"] == .string("payment.captured"))
+            #expect(left.first?["payload"]?["payment"]?["entity"]?["id"] == .string(paymentID))
+            try await running([kosh.dispatcher()]) {
+                let received = try await eventually { receiver.all.count == 1 }
+                let recorded = try await eventually { try await kosh.deliveredCount() == 1 }
+                #expect(received && recorded)
+            }
+            #expect(try await kosh.services.webhooks.purgeEvents(createdBefore: now + 1) == 1)
+            #expect(try await kosh.call(.get, "/v1/events")["count"] == .int(0))
+            if case .string(let id)? = left.first?["id"] {
+                let gone = try await kosh.call(.get, "/v1/events/\(id)")
+                #expect(gone.status == 400 && gone.errorDescription == "The id provided does not exist")
+            }
+            let rows = try await kosh.services.db.transaction { conn in
+                try await conn.query("""
+                    SELECT (SELECT COUNT(*) FROM webhook_deliveries) AS d, (SELECT COUNT(*) FROM webhook_attempts) AS a,
+                           (SELECT COUNT(*) FROM notifications) AS n
+                    """, []).first
+            }
+            #expect(rows?.int("d") == 0 && rows?.int("a") == 0 && rows?.int("n") == 0)
+            try await kosh.expectLedgerConsistent()
+        }
+    }
+
     @Test("a hanging receiver does not delay delivery to another endpoint", arguments: TestDatabases.all)
     func hangingReceiverDoesNotStallOthers(db: String) async throws {
         try await Kosh.run(db) { kosh in
