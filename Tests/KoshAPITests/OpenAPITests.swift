@@ -49,7 +49,7 @@ struct OpenAPITests {
         "POST /v1/rails/callbacks/{connector}",
         "POST /v1/webhooks", "GET /v1/webhooks", "GET /v1/webhooks/{id}", "PATCH /v1/webhooks/{id}", "DELETE /v1/webhooks/{id}",
         "GET /v1/webhooks/{id}/deliveries", "POST /v1/webhooks/deliveries/{id}/redeliver",
-        "GET /v1/events", "GET /v1/events/{id}",
+        "GET /v1/events", "GET /v1/events/{id}", "GET /v1/notifications",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {
@@ -115,6 +115,10 @@ struct OpenAPITests {
             #expect(Self.keys(events) == Self.properties(doc, schema: "EventCollection"))
             let event = try #require(events["items"]?[0])
             #expect(Self.keys(event) == Self.properties(doc, schema: "Event"))
+            let notifications = try await kosh.call(.get, "/v1/notifications").json
+            #expect(Self.keys(notifications) == Self.properties(doc, schema: "NotificationCollection"))
+            let notification = try #require(notifications["items"]?[0], "the capture emails the customer")
+            #expect(Self.keys(notification) == Self.properties(doc, schema: "Notification"))
             let deleted = try await kosh.call(.delete, "/v1/webhooks/\(id)").json
             #expect(Self.keys(deleted) == Self.properties(doc, schema: "WebhookDeleted"))
         }
