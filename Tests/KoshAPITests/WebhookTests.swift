@@ -359,6 +359,64 @@ struct WebhookTests {
         }
     }
 
+    @Test("hostile receivers (redirect loop, endless answer, bad TLS) cost one bounded attempt each and stall no one",
+          arguments: TestDatabases.all)
+    func hostileReceivers(db: String) async throws {
+        // One server, three kinds of hostility: a redirect to itself, an answer that never ends.
+        let router = Router()
+        router.post("redirect") { _, _ in Response(status: .found, headers: [.location: "/redirect"]) }
+        router.post("endless") { _, _ in
+            Response(status: .ok, body: ResponseBody { writer in
+                let chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 64 * 1024)
+                for _ in 0..<100_000 { try await writer.write(chunk) }  // 6.4 GB if anyone read it all
+                try await writer.finish(nil)
+            })
+        }
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) })
+        let server = Task { try await app.runService(gracefulShutdownSignals: []) }
+        defer { server.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        let port = try #require(await iterator.next())
+        let healthy = try await Receiver.start()
+        defer { healthy.stop() }
+        try await Kosh.run(db) { kosh in
+            let redirect = try await kosh.registerWebhook("http://127.0.0.1:\(port)/redirect")
+            let endless = try await kosh.registerWebhook("http://127.0.0.1:\(port)/endless")
+            // TLS to a server that speaks plain HTTP: the handshake fails.
+            let badTLS = try await kosh.registerWebhook("https://127.0.0.1:\(healthy.port)/hook")
+            let good = try await kosh.registerWebhook(healthy.url)
+            _ = try await kosh.capturedPayment(amount: 5_000)
+            let started = ContinuousClock.now
+            try await running([kosh.dispatcher(schedule: [60_000])]) {
+                let arrived = try await eventually { healthy.all.count == 1 }
+                #expect(arrived)
+                #expect(started.duration(to: .now) < .seconds(4), "the healthy endpoint is not held up")
+                let settled = try await eventually {
+                    for id in [redirect, endless, badTLS] {
+                        guard let attempts = try await kosh.call(.get, "/v1/webhooks/\(id)/deliveries").json["items"]?[0]?["attempts"],
+                              case .array(let list) = attempts, !list.isEmpty else { return false }
+                    }
+                    return true
+                }
+                #expect(settled)
+            }
+            func first(_ id: String) async throws -> JSON? { try await kosh.call(.get, "/v1/webhooks/\(id)/deliveries").json["items"]?[0] }
+            let redirected = try await first(redirect)
+            #expect(redirected?["status"] == .string("pending"), "a redirect is a failure, retried later, not followed")
+            #expect(redirected?["last_status_code"] == .int(302))
+            let endlessDelivery = try await first(endless)
+            #expect(endlessDelivery?["status"] == .string("delivered"), "2xx is success; the rest of the answer is not read")
+            if case .string(let snippet)? = endlessDelivery?["attempts"]?[0]?["response"] { #expect(snippet.utf8.count == 1_024) }
+            let tls = try await first(badTLS)
+            #expect(tls?["status"] == .string("pending"))
+            #expect(tls?["last_status_code"] == .null)
+            #expect(try await first(good)?["status"] == .string("delivered"))
+            #expect(healthy.all.count == 1, "the TLS attempt never reached the plain-HTTP handler as a request")
+        }
+    }
+
     @Test("two dispatchers on one database never deliver one delivery twice; a dead node's lease is taken over",
           arguments: TestDatabases.all)
     func twoDispatchersShareTheWork(db: String) async throws {
