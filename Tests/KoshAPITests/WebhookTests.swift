@@ -608,3 +608,120 @@ func razorpaySDKVerify(body: String, signature: String, secret: String) throws -
     process.waitUntilExit()
     return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }
+
+/// Two `kosh serve` processes on one database (PostgreSQL when `KOSH_TEST_POSTGRES_URL` is set,
+/// else one SQLite file), as an operator runs them.
+@Suite("Webhooks across two nodes", .serialized, .timeLimit(.minutes(3)))
+struct WebhookTwoNodeTests {
+    /// A receiver that takes its time and remembers, per event, how many POSTs of it were in
+    /// flight at once.
+    final class Tally: Sendable {
+        struct State {
+            var inFlight: [String: Int] = [:]
+            var maxInFlight: [String: Int] = [:]
+            var received: [String: Int] = [:]
+            var total = 0
+        }
+        let state = Mutex(State())
+    }
+
+    static func databaseURL(in dir: URL) async throws -> String {
+        guard let base = ProcessInfo.processInfo.environment["KOSH_TEST_POSTGRES_URL"], !base.isEmpty else {
+            return "sqlite://\(dir.path)/kosh.sqlite"
+        }
+        let name = "kosh_test_\(UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16))"
+        let admin = try await Databases.open(try DatabaseURL(base), logger: Logger(label: "test"), migrate: false)
+        try await PostgresAdmin.createDatabase(admin, name: name)
+        try await admin.close()
+        let (head, query) = base.firstIndex(of: "?").map { (String(base[..<$0]), String(base[$0...])) } ?? (base, "")
+        return String(head[...head.lastIndex(of: "/")!]) + name + query
+    }
+
+    @Test("two kosh serve processes share the deliveries, never send one twice at once, and the survivor finishes a killed node's")
+    func twoServersShareAndSurviveAKill() async throws {
+        let tally = Tally()
+        let router = Router()
+        router.post("hook") { request, _ -> Response in
+            let eventID = request.headers[.init("X-Razorpay-Event-Id")!] ?? "?"
+            tally.state.withLock { s in
+                s.inFlight[eventID, default: 0] += 1
+                s.maxInFlight[eventID] = max(s.maxInFlight[eventID] ?? 0, s.inFlight[eventID]!)
+                s.received[eventID, default: 0] += 1
+                s.total += 1
+            }
+            try? await Task.sleep(for: .milliseconds(700))
+            tally.state.withLock { $0.inFlight[eventID, default: 1] -= 1 }
+            return Response(status: .ok)
+        }
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                              onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) })
+        let receiver = Task { try await app.runService(gracefulShutdownSignals: []) }
+        defer { receiver.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        let hookPort = try #require(await iterator.next())
+
+        let dir = try CommandLineTests.scratch()
+        let database = try await Self.databaseURL(in: dir)
+        let env = ["KOSH_WEBHOOK_TIMEOUT_MS": "2000", "KOSH_WEBHOOK_LEASE_MS": "3000", "KOSH_SANDBOX": "off"]
+        let portA = CommandLineTests.freePort(), portB = portA + 1
+        let (nodeA, _, _) = try CommandLineTests.start(["serve", "--port", "\(portA)", "--database", database], in: dir, env: env)
+        var aAlive = true
+        defer { if aAlive { kill(nodeA.processIdentifier, SIGKILL) } }
+        try await CommandLineTests.waitForHealth(port: portA)
+        let (nodeB, _, _) = try CommandLineTests.start(["serve", "--port", "\(portB)", "--database", database], in: dir, env: env)
+        defer { kill(nodeB.processIdentifier, SIGTERM); nodeB.waitUntilExit() }
+        try await CommandLineTests.waitForHealth(port: portB)
+
+        let created = try CommandLineTests.run(["merchant", "create", "--name", "Two Nodes", "--database", database], in: dir)
+        let creds = try JSON.parse(created.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let merchantID = try #require(CommandLineTests.string(creds, "merchant_id"))
+        let auth = (CommandLineTests.string(creds, "key_id")!, CommandLineTests.string(creds, "key_secret")!)
+        let hook = try CommandLineTests.run(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "http://127.0.0.1:\(hookPort)/hook",
+                                             "--events", "payment.authorized,payment.captured,order.paid", "--database", database], in: dir)
+        #expect(hook.status == 0, "\(hook.stderr)")
+        let webhookID = try #require(CommandLineTests.string(try JSON.parse(hook.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "id"))
+
+        // Eight captured payments, half through each node: 24 events.
+        let payments = 8
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<payments {
+                let base = "http://127.0.0.1:\(i % 2 == 0 ? portA : portB)"
+                group.addTask {
+                    let (_, order) = try await CommandLineTests.http("POST", "\(base)/v1/orders", body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
+                    let orderID = try #require(CommandLineTests.string(order, "id"))
+                    let (_, pay) = try await CommandLineTests.http("POST", "\(base)/v1/payments/create/upi", body: """
+                        {"order_id": "\(orderID)", "amount": 10000, "currency": "INR", "vpa": "success@razorpay", "email": "a@b.co", "contact": "9123456789"}
+                        """, auth: auth)
+                    let paymentID = try #require(CommandLineTests.string(pay, "razorpay_payment_id"))
+                    let authorized = try await eventually {
+                        CommandLineTests.string(try await CommandLineTests.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth).1, "status") == "authorized"
+                    }
+                    #expect(authorized)
+                    let (status, _) = try await CommandLineTests.http("POST", "\(base)/v1/payments/\(paymentID)/capture",
+                                                                      body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
+                    #expect(status == 200)
+                }
+            }
+            try await group.waitForAll()
+        }
+        // Some POSTs are out (each takes 0.7 s): kill node A with whatever it holds.
+        #expect(try await eventually { tally.state.withLock { $0.total } >= 4 })
+        kill(nodeA.processIdentifier, SIGKILL)
+        nodeA.waitUntilExit()
+        aAlive = false
+        let receivedAtKill = Set(tally.state.withLock { $0.received.keys })
+
+        let allDelivered = try await eventually(seconds: 40) {
+            let (_, list) = try await CommandLineTests.http("GET", "http://127.0.0.1:\(portB)/v1/webhooks/\(webhookID)/deliveries?count=100", auth: auth)
+            guard case .array(let items)? = list["items"], items.count == payments * 3 else { return false }
+            return items.allSatisfy { $0["status"] == .string("delivered") }
+        }
+        #expect(allDelivered)
+        let final = tally.state.withLock { $0 }
+        #expect(final.received.count == payments * 3, "every event arrived")
+        #expect(final.maxInFlight.values.allSatisfy { $0 == 1 }, "no event was in flight twice at once: \(final.maxInFlight.filter { $0.value > 1 })")
+        let duplicated = Set(final.received.filter { $0.value > 1 }.keys)
+        #expect(duplicated.isSubset(of: receivedAtKill), "only what the killed node had out is sent again")
+    }
+}
