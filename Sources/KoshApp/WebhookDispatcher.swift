@@ -45,6 +45,9 @@ public final class WebhookDispatcher: Service, Sendable {
         config.timeout = .init(connect: .milliseconds(settings.timeoutMillis), read: .milliseconds(settings.timeoutMillis))
         config.redirectConfiguration = .disallow
         config.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, settings.concurrency))
+        // A refused connection is a failed attempt at once (the retry schedule is ours), not
+        // a connect loop until the timeout.
+        config.connectionPool.retryConnectionEstablishment = false
         self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: config)
     }
 

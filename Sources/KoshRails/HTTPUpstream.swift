@@ -148,6 +148,9 @@ public final class UpstreamHTTP: Sendable {
         config.timeout = .init(connect: .seconds(2), read: .seconds(30))
         config.redirectConfiguration = .disallow
         config.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        // A refused connection fails at once (unavailable: fail over), instead of AHC retrying
+        // it until the connect timeout; our own retries cover calls the upstream dedupes.
+        config.connectionPool.retryConnectionEstablishment = false
         self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: config)
     }
 

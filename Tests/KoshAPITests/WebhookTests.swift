@@ -359,7 +359,7 @@ struct WebhookTests {
         }
     }
 
-    @Test("hostile receivers (redirect loop, endless answer, bad TLS) cost one bounded attempt each and stall no one",
+    @Test("hostile receivers (redirect loop, endless answer, bad TLS, refused connection) cost one bounded attempt each and stall no one",
           arguments: TestDatabases.all)
     func hostileReceivers(db: String) async throws {
         // One server, three kinds of hostility: a redirect to itself, an answer that never ends.
@@ -386,6 +386,8 @@ struct WebhookTests {
             let endless = try await kosh.registerWebhook("http://127.0.0.1:\(port)/endless")
             // TLS to a server that speaks plain HTTP: the handshake fails.
             let badTLS = try await kosh.registerWebhook("https://127.0.0.1:\(healthy.port)/hook")
+            // Nothing listens on port 1: refused, at once.
+            let refused = try await kosh.registerWebhook("http://127.0.0.1:1/hook")
             let good = try await kosh.registerWebhook(healthy.url)
             _ = try await kosh.capturedPayment(amount: 5_000)
             let started = ContinuousClock.now
@@ -394,7 +396,7 @@ struct WebhookTests {
                 #expect(arrived)
                 #expect(started.duration(to: .now) < .seconds(4), "the healthy endpoint is not held up")
                 let settled = try await eventually {
-                    for id in [redirect, endless, badTLS] {
+                    for id in [redirect, endless, badTLS, refused] {
                         guard let attempts = try await kosh.call(.get, "/v1/webhooks/\(id)/deliveries").json["items"]?[0]?["attempts"],
                               case .array(let list) = attempts, !list.isEmpty else { return false }
                     }
@@ -413,6 +415,9 @@ struct WebhookTests {
             #expect(tls?["status"] == .string("pending"))
             #expect(tls?["last_status_code"] == .null)
             #expect(try await first(good)?["status"] == .string("delivered"))
+            let refusal = try await first(refused)?["attempts"]?[0]
+            if case .int(let millis)? = refusal?["latency_ms"] { #expect(millis < 1_000, "a refused connection fails at once") }
+            if case .string(let error)? = refusal?["error"] { #expect(error.lowercased().contains("refused"), "\(error)") } else { Issue.record("no error") }
             #expect(healthy.all.count == 1, "the TLS attempt never reached the plain-HTTP handler as a request")
         }
     }
