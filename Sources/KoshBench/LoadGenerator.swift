@@ -25,12 +25,19 @@ public struct LoadOptions: Sendable {
     public var vpa: String = "success@razorpay"
     /// Open loop: at most this many lifecycles in flight; further starts are counted as dropped.
     public var maximumInFlight: Int = 10_000
+    /// The HTTP client: `lean` (ours, one keep-alive connection per worker, little CPU) or
+    /// `ahc` (AsyncHTTPClient, as before).
+    public var client: LoadClient = .lean
 
     public init(url: String, keyID: String, keySecret: String) {
         self.url = url
         self.keyID = keyID
         self.keySecret = keySecret
     }
+}
+
+public enum LoadClient: String, Sendable, CaseIterable {
+    case lean, ahc
 }
 
 /// Latencies in microseconds per endpoint and per lifecycle, and errors by kind.
@@ -141,6 +148,28 @@ public struct LoadGenerator: Sendable {
         try await client.shutdown()
     }
 
+    /// One API call, through `connection` (the lean client) or AsyncHTTPClient.
+    func call(_ name: String, _ method: HTTPMethod, _ path: String, _ body: String? = nil, via connection: LeanConnection?) async throws -> JSON {
+        guard let connection else { return try await call(name, method, path, body) }
+        let start = ContinuousClock.now
+        let status: Int
+        let bytes: ByteBuffer
+        do {
+            (status, bytes) = try await connection.send(method: method.rawValue, path: path, body: body)
+        } catch {
+            recorder.error("transport")
+            throw RequestFailure(kind: "transport: \(error)")
+        }
+        recorder.record(name, micros: UInt64((ContinuousClock.now - start) / .microseconds(1)))
+        let json = (try? JSON.parse(bytes.readableBytesView)) ?? .null
+        guard status == 200 else {
+            var reason = "?"
+            if case .string(let r)? = json["error"]?["reason"] { reason = r }
+            throw RequestFailure(kind: "\(name) \(status) \(reason)")
+        }
+        return json
+    }
+
     func call(_ name: String, _ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> JSON {
         var request = HTTPClientRequest(url: options.url + path)
         request.method = method
@@ -175,7 +204,10 @@ public struct LoadGenerator: Sendable {
     }
 
     /// One lifecycle; `start` is when it should have started (open loop measures from there).
-    func lifecycle(start: ContinuousClock.Instant) async {
+    func lifecycle(start: ContinuousClock.Instant, via connection: LeanConnection? = nil) async {
+        func call(_ name: String, _ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> JSON {
+            try await self.call(name, method, path, body, via: connection)
+        }
         do {
             let amount = options.amount
             let order = try string(try await call("order.create", .POST, "/v1/orders", #"{"amount":\#(amount),"currency":"INR"}"#), "id")
@@ -223,8 +255,90 @@ public struct LoadGenerator: Sendable {
         _ = await starter.result
     }
 
+    /// A lean-client worker: runs the starts `next` hands out, one connection at a time
+    /// (a new one after the server closed or broke the last).
+    func leanWorker(_ target: LeanTarget, next: () async -> ContinuousClock.Instant?, body: (ContinuousClock.Instant, LeanConnection) async -> Void) async {
+        var start = await next()
+        while let first = start {
+            do {
+                try await LeanConnection.with(target) { connection in
+                    var current: ContinuousClock.Instant? = first
+                    while let now = current {
+                        await body(now, connection)
+                        current = await next()
+                        if connection.broken { break }
+                    }
+                    start = current
+                }
+            } catch {
+                // Could not connect: this start fails; try again with the next one.
+                recorder.error("transport")
+                try? await Task.sleep(for: .milliseconds(20))
+                start = await next()
+            }
+        }
+    }
+
+    func runLean(end: ContinuousClock.Instant) async throws {
+        let target = try LeanTarget(url: options.url, authorization: authorization)
+        let recorder = self.recorder
+        if let rate = options.rate {
+            let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
+            let inFlight = InFlight()
+            let queue = StartQueue()
+            let maximumWorkers = min(options.maximumInFlight, 1_024)
+            await withDiscardingTaskGroup { group in
+                var workers = 0
+                var next = ContinuousClock.now
+                while next < end {
+                    if ContinuousClock.now < next { try? await Task.sleep(until: next) }
+                    while next <= ContinuousClock.now && next < end {
+                        let scheduled = next
+                        next += interval
+                        if inFlight.value.load(ordering: .relaxed) >= options.maximumInFlight {
+                            recorder.drop()
+                            continue
+                        }
+                        inFlight.value.add(1, ordering: .relaxed)
+                        if queue.push(scheduled) && workers < maximumWorkers {
+                            workers += 1
+                            group.addTask {
+                                await self.leanWorker(target, next: { await queue.next() }) { start, connection in
+                                    await self.lifecycle(start: start, via: connection)
+                                    inFlight.value.subtract(1, ordering: .relaxed)
+                                }
+                            }
+                        }
+                    }
+                }
+                let unrun = queue.finish()
+                for _ in 0..<unrun { recorder.drop() }
+            }
+        } else {
+            await withDiscardingTaskGroup { group in
+                for _ in 0..<options.concurrency {
+                    group.addTask {
+                        await self.leanWorker(target, next: { ContinuousClock.now < end ? ContinuousClock.now : nil }) { start, connection in
+                            await self.lifecycle(start: start, via: connection)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     public func run() async throws -> LoadReport {
         let recorder = self.recorder
+        if options.client == .lean {
+            let target = try LeanTarget(url: options.url, authorization: authorization)  // a bad URL fails before the run
+            _ = target
+            var failure: (any Error)?
+            await measured { end in
+                do { try await runLean(end: end) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            return report(mode: (options.rate.map { "open loop, \($0) lifecycles/s" } ?? "closed loop, \(options.concurrency) concurrent") + ", lean client")
+        }
         await measured { end in
         if let rate = options.rate {
             let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
@@ -282,6 +396,31 @@ public struct LoadGenerator: Sendable {
     /// The ceiling: the same client against a route that does nothing (`GET path`).
     public func runBare(path: String) async throws -> LoadReport {
         let recorder = self.recorder
+        if options.client == .lean {
+            let target = try LeanTarget(url: options.url, authorization: nil)
+            await measured { end in
+                await withDiscardingTaskGroup { group in
+                    for _ in 0..<options.concurrency {
+                        group.addTask {
+                            await self.leanWorker(target, next: { ContinuousClock.now < end ? ContinuousClock.now : nil }) { _, connection in
+                                let start = ContinuousClock.now
+                                do {
+                                    let (status, _) = try await connection.send(method: "GET", path: path, body: nil)
+                                    if status == 200 {
+                                        recorder.record("bare", micros: UInt64((ContinuousClock.now - start) / .microseconds(1)))
+                                    } else {
+                                        recorder.error("bare \(status)")
+                                    }
+                                } catch {
+                                    recorder.error("transport")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            return report(mode: "bare GET \(path), closed loop, \(options.concurrency) concurrent, lean client")
+        }
         await measured { end in
         await withTaskGroup(of: Void.self) { group in
             for _ in 0..<options.concurrency {

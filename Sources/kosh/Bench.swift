@@ -28,12 +28,14 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "Print the report as JSON") var json = false
         @Flag(help: "Live mode: create a live merchant, so payments go through the connectors to the rails (the sandbox)") var live = false
         @Option(help: "The payer's VPA (default success@razorpay, or success@okhdfcbank with --live)") var vpa: String?
+        @Option(help: "HTTP client: lean (one keep-alive connection per worker, little CPU) or ahc (AsyncHTTPClient)") var client: String = "lean"
 
         func validate() throws {
             guard (1...3_600).contains(duration), (0...600).contains(warmup) else { throw ValidationError("--duration 1…3600, --warmup 0…600") }
             guard (1...4_096).contains(concurrency) else { throw ValidationError("--concurrency 1…4096") }
             if let rate, !(1...100_000).contains(rate) { throw ValidationError("--rate 1…100000") }
             guard (0...1000).contains(refundPerMille) else { throw ValidationError("--refund-per-mille 0…1000") }
+            guard LoadClient(rawValue: client) != nil else { throw ValidationError("--client lean or ahc") }
         }
 
         func run() async throws {
@@ -53,6 +55,7 @@ struct BenchCommand: AsyncParsableCommand {
             options.rate = rate
             options.refundPerMille = refundPerMille
             options.vpa = vpa ?? (live ? "success@okhdfcbank" : "success@razorpay")
+            options.client = LoadClient(rawValue: client) ?? .lean
             let generator = LoadGenerator(options: options)
             let report = try await generator.run()
             try await generator.shutdown()
@@ -67,6 +70,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option var duration: Int = 10
         @Option var warmup: Int = 2
         @Option var concurrency: Int = 32
+        @Option(help: "HTTP client: lean or ahc") var client: String = "lean"
         @Flag var json = false
 
         func run() async throws {
@@ -74,6 +78,8 @@ struct BenchCommand: AsyncParsableCommand {
             options.duration = duration
             options.warmup = warmup
             options.concurrency = concurrency
+            guard let kind = LoadClient(rawValue: client) else { throw ValidationError("--client lean or ahc") }
+            options.client = kind
             let generator = LoadGenerator(options: options)
             let report = try await generator.runBare(path: path)
             try await generator.shutdown()

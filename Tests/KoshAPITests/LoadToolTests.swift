@@ -13,7 +13,8 @@ import Testing
 /// never asserted in a test.)
 @Suite("kosh bench", .serialized, .timeLimit(.minutes(2)))
 struct LoadToolTests {
-    @Test func lifecyclesRunEndToEnd() async throws {
+    @Test(arguments: [LoadClient.lean, .ahc])
+    func lifecyclesRunEndToEnd(kind: LoadClient) async throws {
         var config = try await TestDatabases.configuration("sqlite")
         config.testApprovalDelayMillis = 0
         config.gateway = GatewaySettings(firstCheckAfterMillis: 0, checkIntervalMillis: 50, submitGraceMillis: 1_000)
@@ -28,6 +29,7 @@ struct LoadToolTests {
             options.warmup = 0
             options.concurrency = 4
             options.refundPerMille = 500
+            options.client = kind
             let generator = LoadGenerator(options: options)
             let report = try await generator.run()
             try await generator.shutdown()
@@ -36,6 +38,25 @@ struct LoadToolTests {
             #expect(report.requests >= report.lifecycles * 3)
             #expect(report.latencies.contains { $0.name == "lifecycle" && $0.count == UInt64(report.lifecycles) })
             #expect(report.json()["lifecycles"] == .int(Int64(report.lifecycles)))
+            // Open loop at a rate the machine surely sustains: every start runs, none dropped.
+            options.rate = 20
+            options.duration = 2
+            let open = LoadGenerator(options: options)
+            let paced = try await open.run()
+            try await open.shutdown()
+            #expect(paced.errors.isEmpty, "\(paced.errors)")
+            #expect(paced.dropped == 0)
+            #expect(paced.lifecycles >= 20 && paced.lifecycles <= 41, "about 20/s for 2 s: \(paced.lifecycles)")
+            // The bare route of the same server (healthz), same client.
+            var bareOptions = LoadOptions(url: "http://127.0.0.1:\(port)", keyID: "", keySecret: "")
+            bareOptions.duration = 1
+            bareOptions.warmup = 0
+            bareOptions.concurrency = 2
+            bareOptions.client = kind
+            let bare = LoadGenerator(options: bareOptions)
+            let bareReport = try await bare.runBare(path: "/healthz")
+            try await bare.shutdown()
+            #expect(bareReport.requests > 0 && bareReport.errors.isEmpty, "\(bareReport.errors)")
         }
         let verification = try await LedgerVerifier.verify(services.db)
         #expect(verification.isConsistent, "\(verification.problems)")
