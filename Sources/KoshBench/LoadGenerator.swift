@@ -21,7 +21,7 @@ public struct LoadOptions: Sendable {
     public var refundPerMille: Int = 200
     public var amount: Int64 = 10_000
     /// The payer: `success@razorpay` for test keys; a sandbox payer such as
-    /// `success@okhdfcbank` for live keys.
+    /// `success.load{n}@okhdfcbank` for live keys (`{n}`: a number per lifecycle).
     public var vpa: String = "success@razorpay"
     /// Open loop: at most this many lifecycles in flight; further starts are counted as dropped.
     public var maximumInFlight: Int = 10_000
@@ -133,6 +133,7 @@ public struct LoadGenerator: Sendable {
     let options: LoadOptions
     let client: HTTPClient
     let recorder = Recorder()
+    let payers = InFlight()
     let authorization: String
 
     public init(options: LoadOptions) {
@@ -198,6 +199,13 @@ public struct LoadGenerator: Sendable {
         return json
     }
 
+    /// The payer's VPA; `{n}` in it becomes a number unique to the run, so that live-mode
+    /// payers (sandbox bank accounts with per-day limits) are not all one account.
+    func payer() -> String {
+        guard options.vpa.contains("{n}") else { return options.vpa }
+        return options.vpa.replacingOccurrences(of: "{n}", with: String(payers.value.add(1, ordering: .relaxed).newValue))
+    }
+
     func string(_ json: JSON, _ key: String) throws -> String {
         guard case .string(let s)? = json[key] else { throw RequestFailure(kind: "missing \(key)") }
         return s
@@ -212,7 +220,7 @@ public struct LoadGenerator: Sendable {
             let amount = options.amount
             let order = try string(try await call("order.create", .POST, "/v1/orders", #"{"amount":\#(amount),"currency":"INR"}"#), "id")
             let payment = try string(try await call("payment.create", .POST, "/v1/payments/create/upi", """
-                {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"upi","vpa":"\(options.vpa)","email":"load@example.com","contact":"9123456789"}
+                {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"upi","vpa":"\(payer())","email":"load@example.com","contact":"9123456789"}
                 """), "razorpay_payment_id")
             let captureBody = #"{"amount":\#(amount),"currency":"INR"}"#
             do {

@@ -27,7 +27,7 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "Per mille of lifecycles that end with a partial refund") var refundPerMille: Int = 200
         @Flag(help: "Print the report as JSON") var json = false
         @Flag(help: "Live mode: create a live merchant, so payments go through the connectors to the rails (the sandbox)") var live = false
-        @Option(help: "The payer's VPA (default success@razorpay, or success@okhdfcbank with --live)") var vpa: String?
+        @Option(help: "The payer's VPA; {n} becomes a number per lifecycle (default success@razorpay, or success.load{n}@okhdfcbank with --live)") var vpa: String?
         @Option(help: "HTTP client: lean (one keep-alive connection per worker, little CPU) or ahc (AsyncHTTPClient)") var client: String = "lean"
 
         func validate() throws {
@@ -54,7 +54,8 @@ struct BenchCommand: AsyncParsableCommand {
             options.concurrency = concurrency
             options.rate = rate
             options.refundPerMille = refundPerMille
-            options.vpa = vpa ?? (live ? "success@okhdfcbank" : "success@razorpay")
+            // Live: a payer per lifecycle (each sandbox account has a per-day limit of ₹1,00,000).
+            options.vpa = vpa ?? (live ? "success.load{n}@okhdfcbank" : "success@razorpay")
             options.client = LoadClient(rawValue: client) ?? .lean
             let generator = LoadGenerator(options: options)
             let report = try await generator.run()
