@@ -145,14 +145,15 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         writer.joined()
         let outcome: Result<T, any Error>
         do {
-            try connection.execute("SAVEPOINT kosh_tx")
+            // Savepoint statements through the prepared-statement cache (sqlite3_exec compiles each time).
+            _ = try connection.query("SAVEPOINT kosh_tx", [])
             do {
                 let value = try await body(SQLiteTransactionConnection(connection: connection))
-                try connection.execute("RELEASE kosh_tx")
+                _ = try connection.query("RELEASE kosh_tx", [])
                 outcome = .success(value)
             } catch {
-                try connection.execute("ROLLBACK TO kosh_tx")
-                try connection.execute("RELEASE kosh_tx")
+                _ = try connection.query("ROLLBACK TO kosh_tx", [])
+                _ = try connection.query("RELEASE kosh_tx", [])
                 outcome = .failure(error)
             }
         } catch {
