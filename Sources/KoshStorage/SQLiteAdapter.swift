@@ -109,23 +109,12 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         try handle.execute("PRAGMA journal_mode = WAL")
         try handle.execute("PRAGMA synchronous = FULL")
         try handle.execute("PRAGMA foreign_keys = ON")
-        // The WAL is copied into the database file by `SQLiteCheckpointer` on its own connection,
-        // not inside the writer's COMMIT (where it held the writer lock for the copy and an fsync).
-        // The writer still checkpoints if that falls far behind.
-        try handle.execute("PRAGMA wal_autocheckpoint = \(SQLiteCheckpointer.safetyNetPages)")
-        let checkpointer = try SQLiteCheckpointer(path: path)
-        checkpointer.start()
-        return SQLiteDatabase(connection: handle, checkpointer: checkpointer)
+        return SQLiteDatabase(connection: handle)
     }
 
-    let checkpointer: SQLiteCheckpointer?
-
-    init(connection: SQLiteHandle, checkpointer: SQLiteCheckpointer? = nil) {
+    init(connection: SQLiteHandle) {
         self.connection = connection
-        self.checkpointer = checkpointer
     }
-
-    deinit { checkpointer?.stop() }
 
     /// Runs a statement that may block (disk sync, lock wait) off the cooperative pool.
     func blocking(_ sql: String) async throws {
@@ -207,49 +196,9 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
     }
 
     public func close() async throws {
-        checkpointer?.stop()
         await writer.lock()
         connection.close()
         writer.unlock()
-    }
-}
-
-/// Checkpoints an SQLite database's WAL every `interval` from a connection of its own, off the
-/// writer's lock (`PRAGMA wal_checkpoint(PASSIVE)`: it copies committed frames into the
-/// database file and never blocks the writer). Durability does not depend on it: every
-/// COMMIT has already synced the WAL (`synchronous = FULL`, also on this connection, so the
-/// copy is synced before the WAL is reused).
-final class SQLiteCheckpointer: @unchecked Sendable {
-    /// The writer's own autocheckpoint threshold (pages), reached only if this falls behind.
-    static let safetyNetPages = 10_000
-    static let interval = DispatchTimeInterval.milliseconds(100)
-    private let handle: SQLiteHandle
-    private let queue = DispatchQueue(label: "kosh.sqlite.checkpoint")
-    private let stopped = Mutex(false)
-
-    init(path: String) throws {
-        handle = try SQLiteHandle(path: path)
-        try handle.execute("PRAGMA busy_timeout = 10000")
-        try handle.execute("PRAGMA synchronous = FULL")
-    }
-
-    func start() {
-        queue.asyncAfter(deadline: .now() + Self.interval) { [self] in
-            guard !stopped.withLock({ $0 }) else { return }
-            // SQLITE_BUSY (another checkpoint running) or a failure: the next round tries again.
-            try? handle.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            start()
-        }
-    }
-
-    /// Stops the rounds and closes the connection (waits for a round in progress).
-    func stop() {
-        let first = stopped.withLock { was in
-            defer { was = true }
-            return !was
-        }
-        guard first else { return }
-        queue.sync { handle.close() }
     }
 }
 
