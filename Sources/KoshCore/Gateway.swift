@@ -209,6 +209,17 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
 
     /// Creates a payment on an order (state `created`). The caller commits, then calls `submit`.
     public func createPayment(_ tx: any StoreTransaction, merchant: Merchant, _ input: NewPayment) async throws -> Payment {
+        try await createPayment(tx, merchant: merchant, input, inline: false)
+    }
+
+    /// Creates a payment and, when its rail answers in-process (`submitsInline`), submits it and
+    /// applies the rail's answer in the same transaction. Otherwise the payment is `created`
+    /// and the caller commits, then calls `submit`, as after `createPayment`.
+    public func createAndSubmitInline(_ tx: any StoreTransaction, merchant: Merchant, _ input: NewPayment) async throws -> Payment {
+        try await createPayment(tx, merchant: merchant, input, inline: submitsInline(merchant))
+    }
+
+    func createPayment(_ tx: any StoreTransaction, merchant: Merchant, _ input: NewPayment, inline: Bool) async throws -> Payment {
         try rails.validate(mode: merchant.mode, method: input.method, vpa: input.vpa, flow: input.flow)
         guard var order = try await tx.order(id: input.orderID, merchantID: merchant.id, forUpdate: true) else {
             throw KoshError.badRequest("The id provided does not exist", field: "order_id", reason: "input_validation_failed")
@@ -234,12 +245,97 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
                               rail: rail, flow: input.flow, createdAt: now / 1000, nextCheckAt: now + settings.submitGraceMillis)
         let fromOrderState = order.machine.state
         do { try order.machine.apply(.paymentAttempted) } catch { throw KoshError.badRequest(error.description, field: "order_id") }
-        try await tx.insertPayment(payment)
         try await tx.updateOrder(order)
         try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
         try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,
                                        from: fromOrderState.rawValue, to: order.machine.state.rawValue))
-        return payment
+        var created = payment
+        guard inline else {
+            try await tx.insertPayment(created)
+            return created
+        }
+        // The payment is written once, as the rail left it; its attempt refers to it.
+        let attempt = try await submitInline(&created, merchant: merchant, tx)
+        try await tx.insertPayment(created)
+        if let attempt { try await tx.insertAttempt(attempt) }
+        return created
+    }
+
+    /// Whether a payment of this merchant is created, handed to its rail and answered in the
+    /// creating transaction. Only when the rail runs inside this process with no effect outside
+    /// it (the test rail): no database lock then waits on a network, and a rollback leaves
+    /// nothing behind at the rail. Live rails are always called between transactions (`submit`).
+    public func submitsInline(_ merchant: Merchant) -> Bool {
+        merchant.mode == .test && rails.test.answersInProcess
+    }
+
+    /// `submit` and, when the rail is asked at once (`firstCheckAfterMillis == 0`), the first
+    /// status check, for a rail that answers in-process, inside `tx`. The same transitions,
+    /// events and postings as `submit` + `check`; the caller writes the payment, then the
+    /// returned attempt.
+    func submitInline(_ payment: inout Payment, merchant: Merchant, _ tx: any StoreTransaction) async throws -> PaymentAttempt? {
+        let plan = try rails.plan(mode: merchant.mode, RoutingRequest(method: payment.method, flow: payment.flow, amount: payment.amount,
+                                                                      preferred: merchant.routePreference))
+        try await apply(.submit, to: &payment, tx)
+        let now = clock.nowMillis()
+        payment.submittedAtMillis = now
+        guard let first = plan.first, let rail = rails.rail(named: first.connector) else {
+            try await apply(.fail(Self.noRouteFailure), to: &payment, tx)
+            payment.nextCheckAt = nil
+            return nil
+        }
+        precondition(rail.answersInProcess, "Invalid state: inline submission to \(first.connector), which does not answer in-process")
+        payment.nextCheckAt = now + settings.firstCheckAfterMillis
+        payment.rail = first.connector
+        var attempt = newAttempt(payment, seq: 1, first, now: now)
+        let initiation: RailInitiation
+        do {
+            initiation = try await rail.initiate(request(for: payment, payeeName: merchant.name))
+        } catch {
+            // As `submit`: an unknown outcome leaves the payment pending for the janitor to check.
+            attempt.status = .unknown
+            attempt.errorDescription = String(String(describing: error).prefix(500))
+            attempt.updatedAt = clock.nowMillis()
+            attempt.latencyMillis = attempt.updatedAt - now
+            return attempt
+        }
+        switch initiation {
+        case .accepted(let reference, let link):
+            attempt.status = .accepted
+            attempt.upstreamReference = reference
+            payment.railReference = reference
+            payment.upiLink = link
+            guard settings.firstCheckAfterMillis == 0 else { break }
+            // As `check`: a status call that fails counts as pending.
+            switch (try? await rail.status(request(for: payment))) ?? .pending {
+            case .pending:
+                payment.nextCheckAt = settings.nextPendingCheck(submittedAt: now, now: clock.nowMillis()) ?? clock.nowMillis()
+            case .authorized(let reference):
+                try await apply(.authorize(railReference: reference), to: &payment, tx)
+                payment.nextCheckAt = nil
+                attempt.status = .authorized
+            case .failed(let failure):
+                try await apply(.fail(failure), to: &payment, tx)
+                payment.nextCheckAt = nil
+                attempt.status = .failed
+                attempt.errorCode = failure.reason
+                attempt.errorDescription = failure.description
+            }
+        case .rejected(let failure):
+            attempt.status = .rejected
+            attempt.errorCode = failure.reason
+            attempt.errorDescription = failure.description
+            try await apply(.fail(failure), to: &payment, tx)
+            payment.nextCheckAt = nil
+        case .unavailable(let reason):
+            attempt.status = .unavailable
+            attempt.errorDescription = String(reason.prefix(500))
+            try await apply(.fail(Self.noRouteFailure), to: &payment, tx)
+            payment.nextCheckAt = nil
+        }
+        attempt.updatedAt = clock.nowMillis()
+        attempt.latencyMillis = attempt.updatedAt - now
+        return attempt
     }
 
     /// The rail name of a live payment not yet routed.
@@ -593,7 +689,7 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     public func refund(_ tx: any StoreTransaction, merchant: Merchant, paymentID: String, _ input: NewRefund) async throws -> Refund {
         guard var payment = try await tx.payment(id: paymentID, merchantID: merchant.id, forUpdate: true) else { throw KoshError.notFound() }
         let amount = input.amount ?? payment.machine.refundableAmount
-        let refund = Refund(id: self.newID(.refund), merchantID: merchant.id, paymentID: payment.id, currency: payment.currency,
+        var refund = Refund(id: self.newID(.refund), merchantID: merchant.id, paymentID: payment.id, currency: payment.currency,
                             notes: input.notes, receipt: input.receipt, speedRequested: input.speed,
                             machine: RefundMachine(amount: max(amount, 1)), createdAt: nowSeconds)
         try await apply(.refund(amount: amount), to: &payment, tx, refundID: refund.id)
@@ -601,7 +697,21 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         try await tx.insertRefund(refund)
         try await tx.appendEvent(event(merchant.id, "refund", refund.id, "created", from: nil, to: RefundState.pending.rawValue))
         try await publish(.refundCreated, merchantID: merchant.id, refund: refund, payment: payment, tx)
+        // A rail that answers in-process (the test rail) is asked in this transaction, as
+        // `submitsInline` explains; any other is asked after commit (`processRefund`).
+        if let rail = rails.rail(named: payment.rail), rail.answersInProcess {
+            // As `processRefund`: a call that fails leaves the refund pending (sent again after commit).
+            if let status = try? await rail.refund(railRefundRequest(refund, payment)),
+               try await settle(&refund, status, payment: payment, current: payment, tx) {
+                try await tx.updateRefund(refund)
+            }
+        }
         return refund
+    }
+
+    func railRefundRequest(_ refund: Refund, _ payment: Payment) -> RailRefundRequest {
+        RailRefundRequest(refundID: refund.id, paymentID: payment.id, paymentReference: payment.railReference,
+                          amount: refund.amount, currency: refund.currency)
     }
 
     /// Sends a pending refund to the rail and applies the answer. Idempotent.
@@ -615,51 +725,63 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         guard refund.machine.state == .pending, let rail = rails.rail(named: payment.rail) else { return refund }
         let status: RailRefundStatus
         do {
-            status = try await rail.refund(RailRefundRequest(refundID: refund.id, paymentID: payment.id, paymentReference: payment.railReference,
-                                                              amount: refund.amount, currency: refund.currency))
+            status = try await rail.refund(railRefundRequest(refund, payment))
         } catch {
             return refund
         }
         return try await store.transaction { tx in
             guard var refund = try await tx.refund(id: refundID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
             guard refund.machine.state == .pending else { return refund }
-            let from = refund.machine.state
-            let actions: [RefundAction]
-            switch status {
-            case .pending: return refund
-            case .processed(let reference):
-                refund.railReference = reference
-                actions = try refund.machine.apply(.processed)
-            case .failed where payment.autoRefunded:
-                // An auto-refund gives back money the merchant never had a right to: it is never
-                // reversed onto the merchant's balance. It stays pending and is sent again.
-                return refund
-            case .failed:
-                actions = try refund.machine.apply(.failed)
-            }
-            let now = self.clock.nowMillis() / 1000
-            for action in actions {
-                switch action {
-                case .postRefundSettled(let amount):
-                    try await tx.post(PostingRules.refundSettled(id: self.newID(.journalEntry), paymentID: payment.id, refundID: refund.id,
-                                                                 rail: payment.rail, amount: amount, currency: refund.currency, at: now))
-                case .reverseRefund(let amount):
-                    guard var locked = try await tx.payment(id: payment.id, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
-                    try await self.apply(.refundFailed(amount: amount), to: &locked, tx, refundID: refund.id)
-                    try await tx.updatePayment(locked)
-                }
-            }
-            refund.processedAt = now
-            refund.version += 1
-            try await tx.updateRefund(refund)
-            try await tx.appendEvent(self.event(refund.merchantID, "refund", refund.id, status.eventName, from: from.rawValue,
-                                                to: refund.machine.state.rawValue))
-            if let current = try await tx.payment(id: payment.id, merchantID: nil, forUpdate: false) {
-                try await self.publish(refund.machine.state == .failed ? .refundFailed : .refundProcessed, merchantID: refund.merchantID,
-                                       refund: refund, payment: current, tx)
+            if try await self.settle(&refund, status, payment: payment, current: nil, tx) {
+                try await tx.updateRefund(refund)
             }
             return refund
         }
+    }
+
+    /// Applies the rail's answer to a pending refund in `tx`: postings, the payment's reversal,
+    /// the refund's event and public event. Returns whether the refund changed (the caller
+    /// writes it). `current` is the payment as `tx` holds it, when the caller has it.
+    func settle(_ refund: inout Refund, _ status: RailRefundStatus, payment: Payment, current: Payment?,
+                _ tx: any StoreTransaction) async throws -> Bool {
+        let from = refund.machine.state
+        let actions: [RefundAction]
+        switch status {
+        case .pending: return false
+        case .processed(let reference):
+            refund.railReference = reference
+            actions = try refund.machine.apply(.processed)
+        case .failed where payment.autoRefunded:
+            // An auto-refund gives back money the merchant never had a right to: it is never
+            // reversed onto the merchant's balance. It stays pending and is sent again.
+            return false
+        case .failed:
+            actions = try refund.machine.apply(.failed)
+        }
+        let now = self.clock.nowMillis() / 1000
+        var current = current
+        for action in actions {
+            switch action {
+            case .postRefundSettled(let amount):
+                try await tx.post(PostingRules.refundSettled(id: self.newID(.journalEntry), paymentID: payment.id, refundID: refund.id,
+                                                             rail: payment.rail, amount: amount, currency: refund.currency, at: now))
+            case .reverseRefund(let amount):
+                guard var locked = try await tx.payment(id: payment.id, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
+                try await self.apply(.refundFailed(amount: amount), to: &locked, tx, refundID: refund.id)
+                try await tx.updatePayment(locked)
+                current = locked
+            }
+        }
+        refund.processedAt = now
+        refund.version += 1
+        try await tx.appendEvent(self.event(refund.merchantID, "refund", refund.id, status.eventName, from: from.rawValue,
+                                            to: refund.machine.state.rawValue))
+        if current == nil { current = try await tx.payment(id: payment.id, merchantID: nil, forUpdate: false) }
+        if let current {
+            try await self.publish(refund.machine.state == .failed ? .refundFailed : .refundProcessed, merchantID: refund.merchantID,
+                                   refund: refund, payment: current, tx)
+        }
+        return true
     }
 
     public func processPendingRefunds(olderThanMillis: Int64 = 5_000, limit: Int = 100) async throws -> Int {
@@ -804,8 +926,10 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     }
 
     func event(_ merchantID: String, _ type: String, _ id: String, _ name: String, from: String?, to: String) -> PaymentEventRecord {
-        PaymentEventRecord(id: self.newID(.paymentEvent), merchantID: merchantID, entityType: type, entityID: id,
-                           event: name, fromState: from, toState: to, createdAt: clock.nowMillis())
+        let now = clock.nowMillis()
+        // Ordered IDs: a payment's events of one transaction share a millisecond and must read back in order.
+        return PaymentEventRecord(id: Identifiers.makeOrdered(.paymentEvent, millis: now), merchantID: merchantID, entityType: type,
+                                  entityID: id, event: name, fromState: from, toState: to, createdAt: now)
     }
 
     // MARK: Public events (webhooks outbox)

@@ -47,6 +47,7 @@ public enum JSON: Sendable, Hashable {
 
     public func serialized() -> String {
         var out = ""
+        out.reserveCapacity(512)
         write(to: &out)
         return out
     }
@@ -79,6 +80,12 @@ public enum JSON: Sendable, Hashable {
 
     static func writeString(_ s: String, to out: inout String) {
         out += "\""
+        // Most strings (ids, statuses, amounts' currencies, emails) need no escaping: one append.
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: "/") }) {
+            out += s
+            out += "\""
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

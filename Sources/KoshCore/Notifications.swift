@@ -23,19 +23,27 @@ public struct NotificationTemplate: Sendable, Hashable {
     }
 
     public static func render(_ text: String, _ values: [String: String]) -> String {
+        // A scan over the UTF-8 bytes ("{" and "}" are ASCII, so no character is split).
+        let bytes = Array(text.utf8)
+        let open = UInt8(ascii: "{"), close = UInt8(ascii: "}"), space = UInt8(ascii: " ")
         var out = ""
-        var rest = Substring(text)
-        while let open = rest.firstRange(of: "{{") {
-            out += rest[..<open.lowerBound]
-            guard let close = rest[open.upperBound...].firstRange(of: "}}") else {
-                out += rest[open.lowerBound...]
-                return out
+        out.reserveCapacity(bytes.count + 64)
+        var i = 0, copied = 0
+        while i + 1 < bytes.count {
+            guard bytes[i] == open, bytes[i + 1] == open else {
+                i += 1
+                continue
             }
-            let key = rest[open.upperBound..<close.lowerBound].filter { $0 != " " }
-            out += values[String(key)] ?? ""
-            rest = rest[close.upperBound...]
+            var j = i + 2
+            while j + 1 < bytes.count, !(bytes[j] == close && bytes[j + 1] == close) { j += 1 }
+            guard j + 1 < bytes.count else { break }  // no closing braces: the rest as it is
+            out += String(decoding: bytes[copied..<i], as: UTF8.self)
+            out += values[String(decoding: bytes[(i + 2)..<j].filter { $0 != space }, as: UTF8.self)] ?? ""
+            i = j + 2
+            copied = i
         }
-        return out + String(rest)
+        out += String(decoding: bytes[copied...], as: UTF8.self)
+        return out
     }
 }
 

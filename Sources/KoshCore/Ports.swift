@@ -144,6 +144,8 @@ public enum RailRefundStatus: Sendable, Hashable {
 /// the rail dedupes by payment / refund id.
 public protocol PaymentRail: Sendable {
     var name: String { get }
+    /// See the default implementation: false unless the rail runs in-process.
+    var answersInProcess: Bool { get }
     /// Checks the instrument before a payment is created (e.g. a VPA's shape and handle).
     func validate(method: String, vpa: String?) -> KoshError?
     func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation
@@ -157,6 +159,12 @@ public protocol PaymentRail: Sendable {
 }
 
 extension PaymentRail {
+    /// Whether the rail runs inside this process with no effect outside it, its answers a
+    /// pure function of the request and the clock (the test rail). Such a rail may be called
+    /// inside a database transaction: no lock waits on a network, and a rollback leaves
+    /// nothing behind at the rail. Every network rail answers false.
+    public var answersInProcess: Bool { false }
+
     public func parseCallback(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> RailCallback {
         throw KoshError(.notFound, "The rail \(name) sends no callbacks")
     }

@@ -130,18 +130,22 @@ struct BasicAuthMiddleware: RouterMiddleware {
 }
 
 enum Base64 {
+    /// Value of each byte in the alphabet; 0xFF for bytes outside it. Built once.
+    static let table: [UInt8] = {
+        var t = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() { t[Int(c)] = UInt8(i) }
+        return t
+    }()
+
     static func decode(_ text: String) -> String? {
-        let table: [UInt8: UInt8] = {
-            var t: [UInt8: UInt8] = [:]
-            for (i, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() { t[c] = UInt8(i) }
-            return t
-        }()
+        let table = Self.table
         var bits: UInt32 = 0
         var count = 0
         var out: [UInt8] = []
         for c in text.utf8 {
             if c == UInt8(ascii: "=") { break }
-            guard let v = table[c] else { return nil }
+            let v = table[Int(c)]
+            guard v != 0xFF else { return nil }
             bits = (bits << 6) | UInt32(v)
             count += 6
             if count >= 8 {

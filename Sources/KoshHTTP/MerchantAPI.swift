@@ -192,8 +192,10 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         let gateway = self.gateway
         let isIntent = flow == "intent"
         return try await idempotent(request, context, merchant: merchant, body: text) { tx in
-            let payment = try await gateway.createPayment(tx, merchant: merchant, input)
+            let payment = try await gateway.createAndSubmitInline(tx, merchant: merchant, input)
             let json = JSON.object([("razorpay_payment_id", .string(payment.id))])
+            // Submitted in this transaction already when its rail answers in-process.
+            guard payment.state == .created else { return Mutation(status: .ok, json: json) }
             return Mutation(status: .ok, json: json, afterCommit: {
                 let submitted = try await gateway.submit(paymentID: payment.id)
                 // Razorpay's intent answer carries the link the payer's app opens (or the QR shows).
@@ -248,6 +250,8 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         let gateway = self.gateway
         return try await idempotent(request, context, merchant: merchant, body: text) { tx in
             let refund = try await gateway.refund(tx, merchant: merchant, paymentID: id, input)
+            // Processed in this transaction already when its rail answers in-process.
+            guard refund.machine.state == .pending else { return Mutation(status: .ok, json: Render.refund(refund)) }
             return Mutation(status: .ok, json: Render.refund(refund), afterCommit: {
                 Render.refund(try await gateway.processRefund(refundID: refund.id))
             })

@@ -17,6 +17,9 @@ public struct TestRail: PaymentRail {
     public static let failureVPA = "failure@razorpay"
 
     public let name = "test_upi"
+    /// In-process, a pure function of the request and the clock: the gateway creates, submits
+    /// and answers a payment (and processes a refund) in one transaction.
+    public var answersInProcess: Bool { true }
     public let approvalDelayMillis: Int64
     let clock: any KoshClock
 

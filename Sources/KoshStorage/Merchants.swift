@@ -82,11 +82,14 @@ public final class MerchantDirectory: MerchantAuthenticator {
     let masterKey: MasterKey
     let clock: any KoshClock
     let cache = AuthCache()
+    /// Derived once: every authenticated request checks a secret with it.
+    let macKey: SymmetricKey
 
     public init(db: any SQLDatabase, masterKey: MasterKey, clock: any KoshClock) {
         self.db = db
         self.masterKey = masterKey
         self.clock = clock
+        self.macKey = masterKey.macKey
     }
 
     /// Records the master key's fingerprint on first use and refuses a different key later.
@@ -117,7 +120,7 @@ public final class MerchantDirectory: MerchantAuthenticator {
         var generator = SystemRandomNumberGenerator()
         for i in secretBytes.indices { secretBytes[i] = generator.next() }
         let secret = Data(secretBytes).base64EncodedString().replacingOccurrences(of: "+", with: "A").replacingOccurrences(of: "/", with: "b")
-        let mac = hex(Data(HMAC<SHA256>.authenticationCode(for: Data(secret.utf8), using: masterKey.macKey)))
+        let mac = hex(Data(HMAC<SHA256>.authenticationCode(for: Data(secret.utf8), using: macKey)))
         let sealed = try AES.GCM.seal(Data(secret.utf8), using: masterKey.sealingKey, authenticating: Data(keyID.utf8)).combined!
         try await db.transaction { conn in
             try await conn.query("""
@@ -149,7 +152,7 @@ public final class MerchantDirectory: MerchantAuthenticator {
             entry = AuthCache.Entry(mac: mac, merchant: try SQLStoreTransaction.merchant(row))
             cache.put(keyID, entry)
         }
-        guard HMAC<SHA256>.isValidAuthenticationCode(entry.mac, authenticating: Data(secret.utf8), using: masterKey.macKey) else {
+        guard HMAC<SHA256>.isValidAuthenticationCode(entry.mac, authenticating: Data(secret.utf8), using: macKey) else {
             return nil
         }
         return entry.merchant

@@ -92,22 +92,26 @@ struct PostgresTransactionConnection: SQLConnection {
         var out: [SQLRow] = []
         do {
             let rows = try await connection.query(query, logger: logger)
+            var layout: SQLColumns?
             for try await row in rows {
-                var columns: [String: SQLValue] = [:]
+                let columns = layout ?? SQLColumns(row.map(\.columnName))
+                layout = columns
+                var values: [SQLValue] = []
+                values.reserveCapacity(columns.names.count)
                 for cell in row {
                     guard cell.bytes != nil else {
-                        columns[cell.columnName] = .null
+                        values.append(.null)
                         continue
                     }
                     switch cell.dataType {
-                    case .int8: columns[cell.columnName] = .int(try cell.decode(Int64.self))
-                    case .int4: columns[cell.columnName] = .int(Int64(try cell.decode(Int32.self)))
-                    case .int2: columns[cell.columnName] = .int(Int64(try cell.decode(Int16.self)))
-                    case .bool: columns[cell.columnName] = .int(try cell.decode(Bool.self) ? 1 : 0)
-                    default: columns[cell.columnName] = .text(try cell.decode(String.self))
+                    case .int8: values.append(.int(try cell.decode(Int64.self)))
+                    case .int4: values.append(.int(Int64(try cell.decode(Int32.self))))
+                    case .int2: values.append(.int(Int64(try cell.decode(Int16.self))))
+                    case .bool: values.append(.int(try cell.decode(Bool.self) ? 1 : 0))
+                    default: values.append(.text(try cell.decode(String.self)))
                     }
                 }
-                out.append(SQLRow(columns: columns))
+                out.append(SQLRow(layout: columns, values: values))
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
             throw StorageError.uniqueViolation(error.serverInfo?[.message] ?? "unique violation")

@@ -25,11 +25,35 @@ public enum SQLValue: Sendable, Hashable {
     init(_ value: Int64?) { self = value.map { .int($0) } ?? .null }
 }
 
+/// The column names of one statement's results, shared by all its rows.
+public final class SQLColumns: Sendable {
+    let names: [String]
+    let positions: [String: Int]
+
+    init(_ names: [String]) {
+        self.names = names
+        var positions: [String: Int] = [:]
+        for (i, name) in names.enumerated() { positions[name] = i }  // a repeated name: the last one wins
+        self.positions = positions
+    }
+}
+
+/// One result row: its values by position, found by name through the statement's columns
+/// (no dictionary per row).
 public struct SQLRow: Sendable {
-    let columns: [String: SQLValue]
+    let layout: SQLColumns
+    let values: [SQLValue]
+
+    init(layout: SQLColumns, values: [SQLValue]) {
+        precondition(layout.names.count == values.count, "Invalid state: a row of \(values.count) values for \(layout.names.count) columns")
+        self.layout = layout
+        self.values = values
+    }
+
+    subscript(_ name: String) -> SQLValue? { layout.positions[name].map { values[$0] } }
 
     public func int(_ name: String) -> Int64? {
-        switch columns[name] {
+        switch self[name] {
         case .int(let value): value
         case .text(let text): Int64(text)
         default: nil
@@ -37,7 +61,7 @@ public struct SQLRow: Sendable {
     }
 
     public func text(_ name: String) -> String? {
-        switch columns[name] {
+        switch self[name] {
         case .text(let value): value
         case .int(let value): String(value)
         default: nil

@@ -12,7 +12,7 @@ public struct SQLStore: GatewayStore {
         try await db.transaction { conn in
             let tx = SQLStoreTransaction(conn: conn)
             let result = try await body(tx)
-            try await tx.flushBalances()
+            try await tx.flush()
             return result
         }
     }
@@ -24,20 +24,84 @@ public final class SQLStoreTransaction: StoreTransaction {
     /// transaction locks balance rows last and in the same order, so two transactions can
     /// never deadlock on them (PostgreSQL), and each account row is written once.
     private var balanceDeltas: [LedgerBalances.Key: LedgerBalances.Balance] = [:]
+    /// Audit events and journal entries of this transaction, written at its end with one
+    /// multi-row INSERT per table (`flush`). Nothing reads audit events back inside a
+    /// transaction; journal entries are found here first by `journalEntry(id:)`.
+    private var pendingEvents: [PaymentEventRecord] = []
+    private var pendingEntries: [JournalEntry] = []
+
+    /// Most rows one multi-row INSERT writes (keeps binds far below both databases' limits).
+    static let maximumRowsPerInsert = 100
 
     public init(conn: any SQLConnection) { self.conn = conn }
 
-    /// Writes the accumulated balance changes. `SQLStore.transaction` calls it before commit.
-    public func flushBalances() async throws {
-        let deltas = balanceDeltas.sorted { $0.key < $1.key }
-        balanceDeltas = [:]
-        for (key, delta) in deltas where delta != LedgerBalances.Balance() {
+    /// Writes what this transaction buffered: audit events, journal entries and postings, then
+    /// the balances. `SQLStore.transaction` calls it before commit.
+    public func flush() async throws {
+        let events = pendingEvents
+        pendingEvents = []
+        for chunk in events.chunks(of: Self.maximumRowsPerInsert) {
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(chunk.count * 8)
+            for e in chunk {
+                binds += [.text(e.id), .text(e.merchantID), .text(e.entityType), .text(e.entityID), .text(e.event), SQLValue(e.fromState),
+                          .text(e.toState), .int(e.createdAt)]
+            }
             try await conn.query("""
-                INSERT INTO ledger_accounts (account, currency, posted, pending) VALUES (?, ?, ?, ?)
+                INSERT INTO payment_events (id, merchant_id, entity_type, entity_id, event, from_state, to_state, created_at)
+                VALUES \(Self.placeholders(rows: chunk.count, columns: 8))
+                """, binds)
+        }
+        let entries = pendingEntries
+        pendingEntries = []
+        for chunk in entries.chunks(of: Self.maximumRowsPerInsert) {
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(chunk.count * 7)
+            for entry in chunk {
+                binds += [.text(entry.id), .text(entry.kind.rawValue), .text(entry.phase.rawValue), SQLValue(entry.pendingEntryID),
+                          SQLValue(entry.paymentID), SQLValue(entry.refundID), .int(entry.createdAt)]
+            }
+            try await conn.query("""
+                INSERT INTO journal_entries (id, kind, phase, pending_entry_id, payment_id, refund_id, created_at)
+                VALUES \(Self.placeholders(rows: chunk.count, columns: 7))
+                """, binds)
+        }
+        let postings = entries.flatMap { entry in entry.postings.enumerated().map { (entry.id, Int64($0.offset), $0.element) } }
+        for chunk in postings.chunks(of: Self.maximumRowsPerInsert) {
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(chunk.count * 5)
+            for (entryID, seq, posting) in chunk {
+                binds += [.text(entryID), .int(seq), .text(posting.account.key), .text(posting.currency.rawValue), .int(posting.amount)]
+            }
+            try await conn.query("""
+                INSERT INTO postings (entry_id, seq, account, currency, amount) VALUES \(Self.placeholders(rows: chunk.count, columns: 5))
+                """, binds)
+        }
+        try await flushBalances()
+    }
+
+    /// Writes the accumulated balance changes in account order, one statement.
+    func flushBalances() async throws {
+        let deltas = balanceDeltas.sorted { $0.key < $1.key }.filter { $0.value != LedgerBalances.Balance() }
+        balanceDeltas = [:]
+        for chunk in deltas.chunks(of: Self.maximumRowsPerInsert) {
+            var binds: [SQLValue] = []
+            binds.reserveCapacity(chunk.count * 4)
+            for (key, delta) in chunk {
+                binds += [.text(key.account), .text(key.currency.rawValue), .int(delta.posted), .int(delta.pending)]
+            }
+            try await conn.query("""
+                INSERT INTO ledger_accounts (account, currency, posted, pending) VALUES \(Self.placeholders(rows: chunk.count, columns: 4))
                 ON CONFLICT (account, currency) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
                     pending = ledger_accounts.pending + excluded.pending
-                """, [.text(key.account), .text(key.currency.rawValue), .int(delta.posted), .int(delta.pending)])
+                """, binds)
         }
+    }
+
+    /// `(?, ?), (?, ?)` for `rows` rows of `columns` values.
+    static func placeholders(rows: Int, columns: Int) -> String {
+        let row = "(" + Array(repeating: "?", count: columns).joined(separator: ", ") + ")"
+        return Array(repeating: row, count: rows).joined(separator: ", ")
     }
 
     var forUpdate: String { conn.dialect.forUpdate }
@@ -307,15 +371,12 @@ public final class SQLStoreTransaction: StoreTransaction {
     // MARK: Events
 
     public func appendEvent(_ e: PaymentEventRecord) async throws {
-        try await conn.query("""
-            INSERT INTO payment_events (id, merchant_id, entity_type, entity_id, event, from_state, to_state, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.text(e.id), .text(e.merchantID), .text(e.entityType), .text(e.entityID), .text(e.event), SQLValue(e.fromState),
-                  .text(e.toState), .int(e.createdAt)])
+        pendingEvents.append(e)
     }
 
     public func events(entityID: String) async throws -> [PaymentEventRecord] {
-        try await conn.query("SELECT * FROM payment_events WHERE entity_id = ? ORDER BY created_at, id", [.text(entityID)]).map { row in
+        try await flush()  // this transaction's own events too
+        return try await conn.query("SELECT * FROM payment_events WHERE entity_id = ? ORDER BY created_at, id", [.text(entityID)]).map { row in
             PaymentEventRecord(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"),
                                entityType: try row.requireText("entity_type"), entityID: try row.requireText("entity_id"),
                                event: try row.requireText("event"), fromState: row.text("from_state"), toState: try row.requireText("to_state"),
@@ -326,14 +387,8 @@ public final class SQLStoreTransaction: StoreTransaction {
     // MARK: Ledger
 
     public func post(_ entry: JournalEntry) async throws {
-        try await conn.query("""
-            INSERT INTO journal_entries (id, kind, phase, pending_entry_id, payment_id, refund_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-            """, [.text(entry.id), .text(entry.kind.rawValue), .text(entry.phase.rawValue), SQLValue(entry.pendingEntryID),
-                  SQLValue(entry.paymentID), SQLValue(entry.refundID), .int(entry.createdAt)])
-        for (seq, posting) in entry.postings.enumerated() {
-            try await conn.query("INSERT INTO postings (entry_id, seq, account, currency, amount) VALUES (?, ?, ?, ?, ?)",
-                                 [.text(entry.id), .int(Int64(seq)), .text(posting.account.key), .text(posting.currency.rawValue),
-                                  .int(posting.amount)])
+        pendingEntries.append(entry)
+        for posting in entry.postings {
             let delta = LedgerBalances.effect(phase: entry.phase, amount: posting.amount)
             let key = LedgerBalances.Key(account: posting.account.key, currency: posting.currency)
             balanceDeltas[key, default: LedgerBalances.Balance()].posted += delta.posted
@@ -342,6 +397,7 @@ public final class SQLStoreTransaction: StoreTransaction {
     }
 
     public func journalEntry(id: String) async throws -> JournalEntry? {
+        if let entry = pendingEntries.first(where: { $0.id == id }) { return entry }
         guard let row = try await conn.query("SELECT * FROM journal_entries WHERE id = ?", [.text(id)]).first else { return nil }
         let postingRows = try await conn.query("SELECT * FROM postings WHERE entry_id = ? ORDER BY seq", [.text(id)])
         let postings = try postingRows.map { row in
@@ -369,5 +425,13 @@ extension LedgerAccount {
         case ("platform", 2) where parts[1] == "gst_payable": self = .gstPayable
         default: return nil
         }
+    }
+}
+
+extension Array {
+    /// Consecutive slices of at most `size` elements.
+    func chunks(of size: Int) -> [ArraySlice<Element>] {
+        precondition(size > 0)
+        return stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
     }
 }

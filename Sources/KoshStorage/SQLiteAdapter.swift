@@ -145,14 +145,15 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         writer.joined()
         let outcome: Result<T, any Error>
         do {
-            try connection.execute("SAVEPOINT kosh_tx")
+            // Savepoint statements through the prepared-statement cache (sqlite3_exec compiles each time).
+            _ = try connection.query("SAVEPOINT kosh_tx", [])
             do {
                 let value = try await body(SQLiteTransactionConnection(connection: connection))
-                try connection.execute("RELEASE kosh_tx")
+                _ = try connection.query("RELEASE kosh_tx", [])
                 outcome = .success(value)
             } catch {
-                try connection.execute("ROLLBACK TO kosh_tx")
-                try connection.execute("RELEASE kosh_tx")
+                _ = try connection.query("ROLLBACK TO kosh_tx", [])
+                _ = try connection.query("RELEASE kosh_tx", [])
                 outcome = .failure(error)
             }
         } catch {
@@ -211,7 +212,7 @@ public struct SQLiteError: Error, CustomStringConvertible {
 /// serialise access (the writer lock).
 final class SQLiteHandle: @unchecked Sendable {
     private var db: OpaquePointer?
-    private var statements: [String: (statement: OpaquePointer, columns: [String])] = [:]
+    private var statements: [String: (statement: OpaquePointer, columns: SQLColumns)] = [:]
     static let maximumCachedStatements = 512
 
     init(path: String) throws {
@@ -252,13 +253,13 @@ final class SQLiteHandle: @unchecked Sendable {
         guard rc == SQLITE_OK else { throw error(rc) }
     }
 
-    private func prepared(_ sql: String) throws -> (statement: OpaquePointer, columns: [String]) {
+    private func prepared(_ sql: String) throws -> (statement: OpaquePointer, columns: SQLColumns) {
         if let cached = statements[sql] { return cached }
         guard let db else { throw SQLiteError(code: SQLITE_MISUSE, message: "database is closed") }
         var statement: OpaquePointer?
         let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &statement, nil)
         guard rc == SQLITE_OK, let statement else { throw error(rc) }
-        let columns = (0..<sqlite3_column_count(statement)).map { String(cString: sqlite3_column_name(statement, $0)) }
+        let columns = SQLColumns((0..<sqlite3_column_count(statement)).map { String(cString: sqlite3_column_name(statement, $0)) })
         if statements.count >= Self.maximumCachedStatements {
             for (_, cached) in statements { sqlite3_finalize(cached.statement) }
             statements = [:]
@@ -290,23 +291,25 @@ final class SQLiteHandle: @unchecked Sendable {
             let rc = sqlite3_step(statement)
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else { throw error(rc) }
-            var values: [String: SQLValue] = [:]
-            values.reserveCapacity(columns.count)
-            for (i, name) in columns.enumerated() {
+            let count = columns.names.count
+            var values: [SQLValue] = []
+            values.reserveCapacity(count)
+            for i in 0..<count {
                 let column = Int32(i)
                 switch sqlite3_column_type(statement, column) {
-                case SQLITE_INTEGER: values[name] = .int(sqlite3_column_int64(statement, column))
-                case SQLITE_NULL: values[name] = .null
-                case SQLITE_FLOAT: values[name] = .int(Int64(sqlite3_column_double(statement, column)))
+                case SQLITE_INTEGER: values.append(.int(sqlite3_column_int64(statement, column)))
+                case SQLITE_NULL: values.append(.null)
+                case SQLITE_FLOAT: values.append(.int(Int64(sqlite3_column_double(statement, column))))
                 default:
                     if let text = sqlite3_column_text(statement, column) {
-                        values[name] = .text(String(cString: text))
+                        let length = Int(sqlite3_column_bytes(statement, column))
+                        values.append(.text(String(decoding: UnsafeBufferPointer(start: text, count: length), as: UTF8.self)))
                     } else {
-                        values[name] = .null
+                        values.append(.null)
                     }
                 }
             }
-            rows.append(SQLRow(columns: values))
+            rows.append(SQLRow(layout: columns, values: values))
         }
         return rows
     }
