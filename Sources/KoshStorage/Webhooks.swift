@@ -291,13 +291,14 @@ public final class WebhookStore: WebhookRegistry {
                       SQLValue(attempt.error), .text(delivery.id)])
             switch action {
             case .dead:
-                // The merchant hears of it once, when the endpoint starts failing (not for every dead delivery).
-                let endpoint = try await conn.query("""
-                    SELECT e.url, e.failing, m.notification_email FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id
-                    WHERE e.id = ?
-                    """, [.text(delivery.endpointID)]).first
-                try await conn.query("UPDATE webhook_endpoints SET failing = 1 WHERE id = ?", [.text(delivery.endpointID)])
-                if let endpoint, endpoint.int("failing") != 1, let email = endpoint.text("notification_email"), !email.isEmpty {
+                // The merchant hears of it once, when the endpoint starts failing (not for every dead
+                // delivery): only the transaction that flips the flag (the row lock orders two at once) tells.
+                let flipped = try await conn.query("UPDATE webhook_endpoints SET failing = 1 WHERE id = ? AND failing = 0 RETURNING id",
+                                                   [.text(delivery.endpointID)]).count == 1
+                let endpoint = flipped ? try await conn.query("""
+                    SELECT e.url, m.notification_email FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id WHERE e.id = ?
+                    """, [.text(delivery.endpointID)]).first : nil
+                if let endpoint, let email = endpoint.text("notification_email"), !email.isEmpty {
                     let lastError = attempt.error ?? attempt.statusCode.map { "HTTP \($0)" } ?? "no answer"
                     let planned = NotificationTemplates.webhookFailing(
                         webhookID: delivery.endpointID, url: endpoint.text("url") ?? "", eventID: delivery.eventID,
