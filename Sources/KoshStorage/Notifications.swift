@@ -8,12 +8,16 @@ extension SQLStoreTransaction {
     /// in this transaction: an event is never committed without them.
     func enqueueNotifications(for event: OutboxEvent) async throws {
         guard NotificationTemplates.events.contains(event.name) else { return }
-        let merchantEmail = try await conn.query("SELECT notification_email FROM merchants WHERE id = ?",
+        let merchantEmail: String?
+        if let known = outboxMerchantEmail[event.merchantID] {
+            merchantEmail = known
+        } else {
+            merchantEmail = try await conn.query("SELECT notification_email FROM merchants WHERE id = ?",
                                                  [.text(event.merchantID)]).first?.text("notification_email")
-        let nowMillis = event.createdAt * 1000
-        for planned in NotificationTemplates.plan(event, merchantEmail: merchantEmail) {
-            try await NotificationStore.insert(conn, planned, eventID: event.id, merchantID: event.merchantID, nowMillis: nowMillis)
+            outboxMerchantEmail[event.merchantID] = .some(merchantEmail)
         }
+        try await NotificationStore.insert(conn, NotificationTemplates.plan(event, merchantEmail: merchantEmail), eventID: event.id,
+                                           merchantID: event.merchantID, nowMillis: event.createdAt * 1000)
     }
 }
 
@@ -44,13 +48,28 @@ public final class NotificationStore: Sendable {
     /// Queues one message, due at `nowMillis`, in the caller's transaction.
     static func insert(_ conn: any SQLConnection, _ planned: PlannedNotification, eventID: String, merchantID: String,
                        nowMillis: Int64) async throws {
+        try await insert(conn, [planned], eventID: eventID, merchantID: merchantID, nowMillis: nowMillis)
+    }
+
+    /// Queues an event's messages (at most a handful: one per channel and audience) with one
+    /// multi-row INSERT.
+    static func insert(_ conn: any SQLConnection, _ planned: [PlannedNotification], eventID: String, merchantID: String,
+                       nowMillis: Int64) async throws {
+        guard !planned.isEmpty else { return }
+        precondition(planned.count <= 100)
+        var binds: [SQLValue] = []
+        binds.reserveCapacity(planned.count * 12)
+        for p in planned {
+            binds += [.text(Identifiers.make(.notification)), .text(eventID), .text(merchantID), .text(p.channel.rawValue),
+                      .text(p.audience.rawValue), .text(p.recipient), .text(Masking.recipient(p.recipient)),
+                      .text(p.template), .text(p.subject), .text(p.body), .int(nowMillis), .int(nowMillis / 1000)]
+        }
+        let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)", count: planned.count).joined(separator: ", ")
         try await conn.query("""
             INSERT INTO notifications (id, event_id, merchant_id, channel, audience, recipient, recipient_masked, template, subject,
                 body, status, attempts, next_attempt_at, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)
-            """, [.text(Identifiers.make(.notification)), .text(eventID), .text(merchantID), .text(planned.channel.rawValue),
-                  .text(planned.audience.rawValue), .text(planned.recipient), .text(Masking.recipient(planned.recipient)),
-                  .text(planned.template), .text(planned.subject), .text(planned.body), .int(nowMillis), .int(nowMillis / 1000)])
+            VALUES \(rows)
+            """, binds)
     }
 
     /// Where the merchant's own notifications go; nil stops them.

@@ -8,13 +8,20 @@ extension SQLStoreTransaction {
     public func enqueueEvent(_ event: OutboxEvent) async throws {
         try await conn.query("INSERT INTO events (id, merchant_id, event, payload, created_at) VALUES (?, ?, ?, ?, ?)",
                              [.text(event.id), .text(event.merchantID), .text(event.name.rawValue), .text(event.body), .int(event.createdAt)])
-        let endpoints = try await conn.query("""
-            SELECT id, events FROM webhook_endpoints WHERE merchant_id = ? AND active = 1 AND deleted_at IS NULL
-            """, [.text(event.merchantID)])
+        let endpoints: [(id: String, events: String)]
+        if let known = outboxEndpoints[event.merchantID] {
+            endpoints = known
+        } else {
+            endpoints = try await conn.query("""
+                SELECT id, events FROM webhook_endpoints WHERE merchant_id = ? AND active = 1 AND deleted_at IS NULL
+                """, [.text(event.merchantID)]).compactMap { row in row.text("id").map { (id: $0, events: row.text("events") ?? "") } }
+            outboxEndpoints[event.merchantID] = endpoints
+        }
         let nowMillis = event.createdAt * 1000
-        for row in endpoints {
-            let subscribed = (row.text("events") ?? "").split(separator: ",").contains { $0 == event.name.rawValue }
-            guard subscribed, let endpointID = row.text("id") else { continue }
+        for endpoint in endpoints {
+            let subscribed = endpoint.events.split(separator: ",").contains { $0 == event.name.rawValue }
+            guard subscribed else { continue }
+            let endpointID = endpoint.id
             try await conn.query("""
                 INSERT INTO webhook_deliveries (id, event_id, endpoint_id, merchant_id, event, status, attempts, next_attempt_at, created_at)
                 VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)

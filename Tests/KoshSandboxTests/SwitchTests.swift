@@ -73,9 +73,10 @@ import Testing
     }
 
     @Test func collectExpires() async throws {
-        try await withSandbox(collectExpiryMs: 200) { client, recorder in
+        // The expiry leaves a loaded machine ample time for the PENDING check before it.
+        try await withSandbox(collectExpiryMs: 1_500) { client, recorder in
             _ = try await client.collect("pay_u69", payer: "timeout@paytm", callback: client.callbackURL("u69"))
-            try await Task.sleep(for: .milliseconds(100))
+            try await Task.sleep(for: .milliseconds(50))
             #expect(try await client.get("/upi/v1/transactions/pay_u69").string("status") == "PENDING")
             let final = try await client.switchFinal("pay_u69")
             #expect(final.string("status") == "EXPIRED")
