@@ -189,18 +189,15 @@ final class StartQueue: Sendable {
         }
     }
 
-    /// No more starts: waiting workers get nil; starts still queued (an overloaded server) are
-    /// not run. Returns how many were left unrun.
-    @discardableResult
-    func finish() -> Int {
-        let (waiters, unrun) = state.withLock { s in
+    /// No more starts: waiting workers get nil; starts already queued are still handed out
+    /// (after the measured window, so they are not counted), as the other client finishes the
+    /// lifecycles it started.
+    func finish() {
+        let waiters = state.withLock { s in
             s.finished = true
-            let unrun = s.starts.count - s.head
-            s.head = s.starts.count
             defer { s.waiters = [] }
-            return (s.waiters, unrun)
+            return s.waiters
         }
         for waiter in waiters { waiter.resume(returning: nil) }
-        return unrun
     }
 }

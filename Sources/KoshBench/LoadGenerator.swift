@@ -319,8 +319,7 @@ public struct LoadGenerator: Sendable {
                         }
                     }
                 }
-                let unrun = queue.finish()
-                for _ in 0..<unrun { recorder.drop() }
+                queue.finish()
             }
         } else {
             await withDiscardingTaskGroup { group in

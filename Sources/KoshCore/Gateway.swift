@@ -138,6 +138,16 @@ public struct GatewaySettings: Sendable {
     /// An attempt still `initiated` this long after it began lost its call (the server stopped
     /// mid-call): the janitor sends it again to the same route, which dedupes by payment id (ms).
     public var resendInitiationAfterMillis: Int64 = 10_000
+    /// A refund the rail did not settle (no answer, still pending, or an auto-refund it
+    /// refused) is sent again after these delays, the last repeating: a refund stuck at one
+    /// rail neither hammers it nor keeps newer refunds waiting (the janitor takes due ones first).
+    public var refundRetryDelaysMillis: [Int64] = [5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000]
+
+    /// When to send a refund again after its `attempts`-th unsettled try (1-based).
+    public func nextRefundAttempt(attempts: Int64, now: Int64) -> Int64 {
+        let delays = refundRetryDelaysMillis.isEmpty ? [5_000] : refundRetryDelaysMillis
+        return now + delays[Int(min(max(attempts, 1), Int64(delays.count))) - 1]
+    }
 
     public init(firstCheckAfterMillis: Int64 = 1_000, checkIntervalMillis: Int64 = 2_000, submitGraceMillis: Int64 = 5_000,
                 pollWindowMillis: Int64 = 30_000, slowCheckIntervalMillis: Int64 = 60_000, pendingTimeoutMillis: Int64 = 900_000,
@@ -723,17 +733,20 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             return (refund, payment)
         }
         guard refund.machine.state == .pending, let rail = rails.rail(named: payment.rail) else { return refund }
-        let status: RailRefundStatus
+        let status: RailRefundStatus?
         do {
             status = try await rail.refund(railRefundRequest(refund, payment))
         } catch {
-            return refund
+            status = nil
         }
         return try await store.transaction { tx in
             guard var refund = try await tx.refund(id: refundID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
             guard refund.machine.state == .pending else { return refund }
-            if try await self.settle(&refund, status, payment: payment, current: nil, tx) {
+            if let status, try await self.settle(&refund, status, payment: payment, current: nil, tx) {
                 try await tx.updateRefund(refund)
+            } else {
+                // Not settled: no answer, still pending at the rail, or an auto-refund it refused.
+                try await tx.postponeRefund(id: refund.id) { attempts in self.settings.nextRefundAttempt(attempts: attempts, now: self.clock.nowMillis()) }
             }
             return refund
         }
@@ -786,7 +799,8 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
 
     public func processPendingRefunds(olderThanMillis: Int64 = 5_000, limit: Int = 100) async throws -> Int {
         let cutoff = (clock.nowMillis() - olderThanMillis) / 1000
-        let pending = try await store.transaction { tx in try await tx.pendingRefunds(createdBefore: cutoff, limit: limit) }
+        let now = clock.nowMillis()
+        let pending = try await store.transaction { tx in try await tx.pendingRefunds(createdBefore: cutoff, dueBy: now, limit: limit) }
         for refund in pending {
             // One refund's trouble must not stall the others.
             _ = try? await processRefund(refundID: refund.id)

@@ -212,7 +212,12 @@ public protocol StoreTransaction {
     func refund(id: String, merchantID: String?, forUpdate: Bool) async throws -> Refund?
     func updateRefund(_ refund: Refund) async throws
     func refunds(merchantID: String, paymentID: String?, page: Page) async throws -> [Refund]
-    func pendingRefunds(createdBefore: Int64, limit: Int) async throws -> [Refund]
+    /// Pending refunds created before `createdBefore` (s) whose next try is due by `dueBy`
+    /// (ms), the longest-due first.
+    func pendingRefunds(createdBefore: Int64, dueBy: Int64, limit: Int) async throws -> [Refund]
+    /// Counts one unsettled try of a pending refund and sets its next try to
+    /// `next(attempts)` (attempts counted with this one).
+    func postponeRefund(id: String, next: (Int64) -> Int64) async throws
 
     func insertAttempt(_ attempt: PaymentAttempt) async throws
     func updateAttempt(_ attempt: PaymentAttempt) async throws

@@ -339,6 +339,13 @@ public enum Migrations {
                 "CREATE INDEX notifications_event ON notifications (event_id)",
             ]
         },
+        Migration(version: 6, name: "refund retries") { _ in
+            [
+                // Unsettled refunds are tried again with backoff; the janitor takes the due ones.
+                "ALTER TABLE refunds ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE refunds ADD COLUMN next_attempt_at BIGINT",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -326,9 +326,17 @@ public final class SQLStoreTransaction: StoreTransaction {
         return try await conn.query(sql, binds).map(Self.refund)
     }
 
-    public func pendingRefunds(createdBefore: Int64, limit: Int) async throws -> [Refund] {
-        try await conn.query("SELECT * FROM refunds WHERE status = 'pending' AND created_at <= ? ORDER BY created_at LIMIT ?",
-                             [.int(createdBefore), .int(Int64(limit))]).map(Self.refund)
+    public func pendingRefunds(createdBefore: Int64, dueBy: Int64, limit: Int) async throws -> [Refund] {
+        try await conn.query("""
+            SELECT * FROM refunds WHERE status = 'pending' AND created_at <= ? AND COALESCE(next_attempt_at, 0) <= ?
+            ORDER BY COALESCE(next_attempt_at, 0), created_at LIMIT ?
+            """, [.int(createdBefore), .int(dueBy), .int(Int64(limit))]).map(Self.refund)
+    }
+
+    public func postponeRefund(id: String, next: (Int64) -> Int64) async throws {
+        guard let row = try await conn.query("SELECT attempts FROM refunds WHERE id = ?\(conn.dialect.forUpdate)", [.text(id)]).first else { return }
+        let attempts = (row.int("attempts") ?? 0) + 1
+        try await conn.query("UPDATE refunds SET attempts = ?, next_attempt_at = ? WHERE id = ?", [.int(attempts), .int(next(attempts)), .text(id)])
     }
 
     static func refund(_ row: SQLRow) throws -> Refund {

@@ -244,6 +244,45 @@ struct LiveRailsTests {
         }
     }
 
+    @Test("a refund the rail cannot take waits with backoff, is not resent before it is due, then settles", arguments: TestDatabases.all)
+    func refundBackoff(db: String) async throws {
+        try await LiveKosh.run(db) { live in
+            let ok = try await live.pay(vpa: "success.asha@okhdfcbank")
+            #expect(try await live.settled(ok.payment).state == .authorized)
+            let capture = try await live.kosh.call(.post, "/v1/payments/\(ok.payment)/capture", #"{"amount": 50000, "currency": "INR"}"#)
+            #expect(capture.status == 200, "\(capture.body)")
+            #expect(try await live.sandbox(.PUT, "/sandbox/v1/faults/upi_switch", #"{"down": true}"#).0 == 200)
+            let refund = try await live.kosh.call(.post, "/v1/payments/\(ok.payment)/refund", #"{"amount": 10000}"#)
+            #expect(refund.status == 200, "\(refund.body)")
+            let refundID = try #require(refund.string("id"))
+            #expect(refund.string("status") == "pending")
+            func schedule() async throws -> (Int64, Int64) {
+                let row = try await live.kosh.services.db.transaction { conn in
+                    try await conn.query("SELECT attempts, next_attempt_at FROM refunds WHERE id = ?", [.text(refundID)]).first
+                }
+                return (row?.int("attempts") ?? -1, row?.int("next_attempt_at") ?? -1)
+            }
+            let sentAt = live.kosh.services.clock.nowMillis()
+            let (attempts, next) = try await schedule()
+            #expect(attempts == 1, "the first try after commit failed and was counted")
+            #expect(next > sentAt + 3_000 && next <= sentAt + 5_500, "next try in 5 s: \(next - sentAt) ms")
+            // Not due: the janitor's pass leaves it alone (the rail sees no call).
+            let (_, before) = try await live.sandbox(.GET, "/sandbox/v1/stats")
+            #expect(try await live.kosh.services.gateway.processPendingRefunds(olderThanMillis: 0) == 0)
+            let (_, after) = try await live.sandbox(.GET, "/sandbox/v1/stats")
+            #expect(before["upi_switch"]?["calls"] == after["upi_switch"]?["calls"])
+            // Healed and due (as if 5 s passed): it settles.
+            #expect(try await live.sandbox(.PUT, "/sandbox/v1/faults/upi_switch", #"{"down": false}"#).0 == 200)
+            try await live.kosh.services.db.transaction { conn in
+                _ = try await conn.query("UPDATE refunds SET next_attempt_at = 0 WHERE id = ?", [.text(refundID)])
+            }
+            _ = try await live.kosh.services.gateway.processPendingRefunds(olderThanMillis: 0)
+            let fetched = try await live.kosh.call(.get, "/v1/refunds/\(refundID)")
+            #expect(fetched.string("status") == "processed", "\(fetched.body)")
+            try await live.kosh.expectLedgerConsistent()
+        }
+    }
+
     @Test("a failing connector opens its breaker, the downtime shows, payments still succeed, then it recovers", arguments: TestDatabases.all)
     func breaker(db: String) async throws {
         try await LiveKosh.run(db) { live in
