@@ -149,14 +149,27 @@ public struct LoadGenerator: Sendable {
         try await client.shutdown()
     }
 
-    /// One API call, through `connection` (the lean client) or AsyncHTTPClient.
+    /// One API call, through `connection` (the lean client) or AsyncHTTPClient; records its
+    /// latency and turns a non-200 answer into a `RequestFailure` naming Razorpay's reason.
     func call(_ name: String, _ method: HTTPMethod, _ path: String, _ body: String? = nil, via connection: LeanConnection?) async throws -> JSON {
-        guard let connection else { return try await call(name, method, path, body) }
         let start = ContinuousClock.now
         let status: Int
         let bytes: ByteBuffer
         do {
-            (status, bytes) = try await connection.send(method: method.rawValue, path: path, body: body)
+            if let connection {
+                (status, bytes) = try await connection.send(method: method.rawValue, path: path, body: body)
+            } else {
+                var request = HTTPClientRequest(url: options.url + path)
+                request.method = method
+                request.headers.add(name: "Authorization", value: authorization)
+                if let body {
+                    request.headers.add(name: "Content-Type", value: "application/json")
+                    request.body = .bytes(ByteBuffer(string: body))
+                }
+                let response = try await client.execute(request, timeout: .seconds(30))
+                status = Int(response.status.code)
+                bytes = try await response.body.collect(upTo: 1 << 20)
+            }
         } catch {
             recorder.error("transport")
             throw RequestFailure(kind: "transport: \(error)")
@@ -167,34 +180,6 @@ public struct LoadGenerator: Sendable {
             var reason = "?"
             if case .string(let r)? = json["error"]?["reason"] { reason = r }
             throw RequestFailure(kind: "\(name) \(status) \(reason)")
-        }
-        return json
-    }
-
-    func call(_ name: String, _ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> JSON {
-        var request = HTTPClientRequest(url: options.url + path)
-        request.method = method
-        request.headers.add(name: "Authorization", value: authorization)
-        if let body {
-            request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(string: body))
-        }
-        let start = ContinuousClock.now
-        let response: HTTPClientResponse
-        let bytes: ByteBuffer
-        do {
-            response = try await client.execute(request, timeout: .seconds(30))
-            bytes = try await response.body.collect(upTo: 1 << 20)
-        } catch {
-            recorder.error("transport")
-            throw RequestFailure(kind: "transport: \(error)")
-        }
-        recorder.record(name, micros: UInt64((ContinuousClock.now - start) / .microseconds(1)))
-        let json = (try? JSON.parse(bytes.readableBytesView)) ?? .null
-        guard response.status.code == 200 else {
-            var reason = "?"
-            if case .string(let r)? = json["error"]?["reason"] { reason = r }
-            throw RequestFailure(kind: "\(name) \(response.status.code) \(reason)")
         }
         return json
     }
@@ -287,8 +272,7 @@ public struct LoadGenerator: Sendable {
         }
     }
 
-    func runLean(end: ContinuousClock.Instant) async throws {
-        let target = try LeanTarget(url: options.url, authorization: authorization)
+    func runLean(_ target: LeanTarget, end: ContinuousClock.Instant) async {
         let recorder = self.recorder
         if let rate = options.rate {
             let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
@@ -338,12 +322,7 @@ public struct LoadGenerator: Sendable {
         let recorder = self.recorder
         if options.client == .lean {
             let target = try LeanTarget(url: options.url, authorization: authorization)  // a bad URL fails before the run
-            _ = target
-            var failure: (any Error)?
-            await measured { end in
-                do { try await runLean(end: end) } catch { failure = error }
-            }
-            if let failure { throw failure }
+            await measured { end in await runLean(target, end: end) }
             return report(mode: (options.rate.map { "open loop, \($0) lifecycles/s" } ?? "closed loop, \(options.concurrency) concurrent") + ", lean client")
         }
         await measured { end in

@@ -128,12 +128,17 @@ public enum NotificationTemplates {
     /// endpoint until a delivery succeeds or the endpoint is updated, not once per dead delivery).
     public static func webhookFailing(webhookID: String, url: String, eventID: String, event: String, attempts: Int,
                                       lastError: String, merchantEmail: String) -> PlannedNotification {
-        let template = named("webhook.failing.merchant")!
         let values = ["webhook_id": webhookID, "url": url, "event_id": eventID, "event": event, "attempts": "\(attempts)",
                       "last_error": String(lastError.prefix(200))]
-        return PlannedNotification(channel: .email, audience: .merchant, recipient: merchantEmail, template: template.name,
-                                   subject: NotificationTemplate.render(template.subject, values),
-                                   body: NotificationTemplate.render(template.body, values))
+        return rendered(named("webhook.failing.merchant")!, .email, .merchant, merchantEmail, values)
+    }
+
+    /// `template` filled with `values`, addressed.
+    static func rendered(_ template: NotificationTemplate, _ channel: NotificationChannel, _ audience: NotificationAudience,
+                         _ recipient: String, _ values: [String: String]) -> PlannedNotification {
+        PlannedNotification(channel: channel, audience: audience, recipient: recipient, template: template.name,
+                            subject: NotificationTemplate.render(template.subject, values),
+                            body: NotificationTemplate.render(template.body, values))
     }
 
     /// What `event` (its webhook body) sends: to the customer (the payment's email by email,
@@ -160,9 +165,7 @@ public enum NotificationTemplates {
         var out: [PlannedNotification] = []
         func add(_ channel: NotificationChannel, _ audience: NotificationAudience, _ recipient: String?) {
             guard let recipient, let template = named("\(event.name.rawValue).\(audience.rawValue)") else { return }
-            out.append(PlannedNotification(channel: channel, audience: audience, recipient: recipient, template: template.name,
-                                           subject: NotificationTemplate.render(template.subject, values),
-                                           body: NotificationTemplate.render(template.body, values)))
+            out.append(rendered(template, channel, audience, recipient, values))
         }
         add(.email, .customer, text(payment["email"]))
         add(.sms, .customer, text(payment["contact"]))

@@ -505,19 +505,7 @@ struct WebhookTests {
                                                                  body: #"{"url": "\#(receiver.url)", "events": ["payment.captured"]}"#, auth: auth)
         #expect(hookStatus == 200)
         let webhookID = try #require(CommandLineTests.string(hook, "id"))
-        let (_, order) = try await CommandLineTests.http("POST", "\(base)/v1/orders", body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
-        let orderID = try #require(CommandLineTests.string(order, "id"))
-        let (_, pay) = try await CommandLineTests.http("POST", "\(base)/v1/payments/create/upi", body: """
-            {"order_id": "\(orderID)", "amount": 10000, "currency": "INR", "vpa": "success@razorpay", "email": "a@b.co", "contact": "9123456789"}
-            """, auth: auth)
-        let paymentID = try #require(CommandLineTests.string(pay, "razorpay_payment_id"))
-        let authorized = try await eventually {
-            CommandLineTests.string(try await CommandLineTests.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth).1, "status") == "authorized"
-        }
-        #expect(authorized)
-        let (captureStatus, _) = try await CommandLineTests.http("POST", "\(base)/v1/payments/\(paymentID)/capture",
-                                                                 body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
-        #expect(captureStatus == 200)
+        try await capturedPaymentOverHTTP(base: base, auth: auth)
 
         // The POST is in flight (the receiver holds it): kill -9, then start again.
         #expect(try await eventually { receiver.all.count == 1 })
@@ -614,6 +602,24 @@ func razorpaySDKVerify(body: String, signature: String, secret: String) throws -
     return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
+/// A ₹100 payment on a new order through a running `kosh serve` at `base`: created,
+/// authorised (the test rail), captured.
+func capturedPaymentOverHTTP(base: String, auth: (String, String)) async throws {
+    let (_, order) = try await CommandLineTests.http("POST", "\(base)/v1/orders", body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
+    let orderID = try #require(CommandLineTests.string(order, "id"))
+    let (_, pay) = try await CommandLineTests.http("POST", "\(base)/v1/payments/create/upi", body: """
+        {"order_id": "\(orderID)", "amount": 10000, "currency": "INR", "vpa": "success@razorpay", "email": "a@b.co", "contact": "9123456789"}
+        """, auth: auth)
+    let paymentID = try #require(CommandLineTests.string(pay, "razorpay_payment_id"))
+    let authorized = try await eventually {
+        CommandLineTests.string(try await CommandLineTests.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth).1, "status") == "authorized"
+    }
+    #expect(authorized)
+    let (captureStatus, _) = try await CommandLineTests.http("POST", "\(base)/v1/payments/\(paymentID)/capture",
+                                                             body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
+    #expect(captureStatus == 200)
+}
+
 /// Two `kosh serve` processes on one database (PostgreSQL when `KOSH_TEST_POSTGRES_URL` is set,
 /// else one SQLite file), as an operator runs them.
 @Suite("Webhooks across two nodes", .serialized, .timeLimit(.minutes(3)))
@@ -694,21 +700,7 @@ struct WebhookTwoNodeTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<payments {
                 let base = "http://127.0.0.1:\(i % 2 == 0 ? portA : portB)"
-                group.addTask {
-                    let (_, order) = try await CommandLineTests.http("POST", "\(base)/v1/orders", body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
-                    let orderID = try #require(CommandLineTests.string(order, "id"))
-                    let (_, pay) = try await CommandLineTests.http("POST", "\(base)/v1/payments/create/upi", body: """
-                        {"order_id": "\(orderID)", "amount": 10000, "currency": "INR", "vpa": "success@razorpay", "email": "a@b.co", "contact": "9123456789"}
-                        """, auth: auth)
-                    let paymentID = try #require(CommandLineTests.string(pay, "razorpay_payment_id"))
-                    let authorized = try await eventually {
-                        CommandLineTests.string(try await CommandLineTests.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth).1, "status") == "authorized"
-                    }
-                    #expect(authorized)
-                    let (status, _) = try await CommandLineTests.http("POST", "\(base)/v1/payments/\(paymentID)/capture",
-                                                                      body: #"{"amount": 10000, "currency": "INR"}"#, auth: auth)
-                    #expect(status == 200)
-                }
+                group.addTask { try await capturedPaymentOverHTTP(base: base, auth: auth) }
             }
             try await group.waitForAll()
         }
