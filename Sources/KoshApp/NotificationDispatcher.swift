@@ -135,36 +135,3 @@ public final class NotificationDispatcher: Service, Sendable {
         }
     }
 }
-
-/// The dispatchers' shared loop: claims due work (with a lease, in the store) for the free
-/// slots, runs up to `concurrency` items at once, polls until shutdown.
-enum ClaimLoop {
-    final class Counter: Sendable {
-        let value = Mutex(0)
-    }
-
-    static func run<Item: Sendable>(concurrency: Int, pollIntervalMillis: Int64, logger: Logger, what: String,
-                                    claim: @escaping @Sendable (Int) async throws -> [Item],
-                                    handle: @escaping @Sendable (Item) async -> Void) async {
-        let inFlight = Counter()
-        await withDiscardingTaskGroup { group in
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                let free = concurrency - inFlight.value.withLock { $0 }
-                if free > 0 {
-                    do {
-                        for item in try await claim(free) {
-                            inFlight.value.withLock { $0 += 1 }
-                            group.addTask {
-                                await handle(item)
-                                inFlight.value.withLock { $0 -= 1 }
-                            }
-                        }
-                    } catch {
-                        logger.error("\(what) claim failed", metadata: ["error": "\(error)"])
-                    }
-                }
-                try? await Task.sleep(for: .milliseconds(pollIntervalMillis))
-            }
-        }
-    }
-}

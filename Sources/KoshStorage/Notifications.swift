@@ -89,6 +89,23 @@ public final class NotificationStore: Sendable {
         }
     }
 
+    /// What a merchant's outbox still has to send: pending notifications per channel and
+    /// pending webhook deliveries (the load tool's check that dispatch keeps up).
+    public func pending(merchantID: String) async throws -> [String: Int] {
+        try await db.transaction { conn in
+            var counts: [String: Int] = [:]
+            for row in try await conn.query("""
+                SELECT channel, COUNT(*) AS n FROM notifications WHERE merchant_id = ? AND status = 'pending' GROUP BY channel
+                """, [.text(merchantID)]) {
+                counts[try row.requireText("channel")] = Int(try row.requireInt("n"))
+            }
+            let webhooks = try await conn.query("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE merchant_id = ? AND status = 'pending'",
+                                                [.text(merchantID)])
+            counts["webhook"] = Int(try webhooks.first?.requireInt("n") ?? 0)
+            return counts
+        }
+    }
+
     static func logEntry(_ row: SQLRow) throws -> NotificationLogEntry {
         guard let channel = NotificationChannel(rawValue: try row.requireText("channel")),
               let audience = NotificationAudience(rawValue: try row.requireText("audience")),

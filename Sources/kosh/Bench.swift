@@ -41,12 +41,14 @@ struct BenchCommand: AsyncParsableCommand {
         func run() async throws {
             LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
             var keyID = self.keyID, keySecret = self.keySecret
+            var merchantID: String?
             if keyID == nil || keySecret == nil {
                 let services = try await KoshServices.open(try db.configuration(), logger: makeLogger())
                 let credentials = try await services.merchants.create(name: "kosh bench \(Date())", mode: live ? .live : .test)
                 try await services.close()
                 keyID = credentials.keyID
                 keySecret = credentials.keySecret
+                merchantID = credentials.merchant.id
             }
             var options = LoadOptions(url: url, keyID: keyID!, keySecret: keySecret!)
             options.duration = duration
@@ -60,7 +62,59 @@ struct BenchCommand: AsyncParsableCommand {
             let generator = LoadGenerator(options: options)
             let report = try await generator.run()
             try await generator.shutdown()
-            print(json ? report.json().serialized() : report.text())
+            // The outbox of the bench's own merchant (only when it made one): does dispatch keep up?
+            var outbox: OutboxCheck?
+            if let merchantID { outbox = try await OutboxCheck.run(try db.configuration(), merchantID: merchantID) }
+            if json {
+                guard case .object(let fields) = report.json() else { return }
+                print(JSON.object(fields + (outbox.map { [("outbox", $0.json())] } ?? [])).serialized())
+            } else {
+                print(report.text())
+                if let outbox { print(outbox.text()) }
+            }
+        }
+    }
+
+    /// After a run: what the merchant's outbox (notifications per channel, webhook deliveries)
+    /// still had to send when the load stopped, and how long the server's dispatchers took to
+    /// catch up. A count that never moves is a channel the server has not configured (e.g.
+    /// email without KOSH_SMTP_URL): it waits in the log by design.
+    struct OutboxCheck {
+        var atEnd: [String: Int]
+        var left: [String: Int]
+        var seconds: Double
+
+        static func run(_ configuration: KoshConfiguration, merchantID: String) async throws -> OutboxCheck {
+            let services = try await KoshServices.open(configuration, logger: makeLogger())
+            let start = ContinuousClock.now
+            let atEnd = try await services.notifications.pending(merchantID: merchantID)
+            var last = atEnd, lastChange = start, unchanged = 0
+            // Until nothing is left, or nothing moved for 2 s, or 120 s.
+            while last.values.reduce(0, +) > 0 && unchanged < 8 && ContinuousClock.now - start < .seconds(120) {
+                try await Task.sleep(for: .milliseconds(250))
+                let now = try await services.notifications.pending(merchantID: merchantID)
+                if now == last { unchanged += 1 } else { unchanged = 0; lastChange = .now }
+                last = now
+            }
+            try await services.close()
+            let elapsed = lastChange - start
+            return OutboxCheck(atEnd: atEnd, left: last,
+                               seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
+
+        static func describe(_ counts: [String: Int]) -> String {
+            let shown = counts.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            return shown.isEmpty ? "nothing" : shown.joined(separator: ", ")
+        }
+
+        func text() -> String {
+            "outbox: pending when the load stopped: \(Self.describe(atEnd)); caught up after \(String(format: "%.1f", seconds)) s; " +
+                "still pending: \(Self.describe(left))"
+        }
+
+        func json() -> JSON {
+            func counts(_ c: [String: Int]) -> JSON { .object(c.sorted { $0.key < $1.key }.map { ($0.key, .int(Int64($0.value))) }) }
+            return .object([("pending_at_end", counts(atEnd)), ("caught_up_seconds", .number(String(format: "%.3f", seconds))), ("still_pending", counts(left))])
         }
     }
 

@@ -168,8 +168,11 @@ struct NotificationTests {
         try await Kosh.run(db) { kosh in
             try await kosh.services.notifications.setMerchantEmail(merchantID: kosh.merchant.merchant.id, email: "ops@merchant.example")
             let paymentID = try await kosh.capturedPayment(amount: 50_000)
+            #expect(try await kosh.services.notifications.pending(merchantID: kosh.merchant.merchant.id)
+                == ["email": 2, "sms": 1, "push": 1, "webhook": 0])
             let log = try await kosh.drainNotifications(kosh.notifier(smtpPort: smtp.port, sandboxURL: sandbox.url))
             #expect(log.map(\.status) == [.delivered, .delivered, .delivered, .delivered])
+            #expect(try await kosh.services.notifications.pending(merchantID: kosh.merchant.merchant.id) == ["webhook": 0])
             #expect(Set(log.map(\.recipientMasked)) == ["ga***@example.com", "91******89", "op***@merchant.example"])
             #expect(log.allSatisfy { $0.attempts == 1 && $0.lastError == nil })
 

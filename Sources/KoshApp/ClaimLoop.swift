@@ -1,0 +1,98 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The dispatchers' shared loop: claims due work (with a lease, in the store) for the free
+/// slots and runs up to `concurrency` items at once, until shutdown.
+///
+/// When a claim fills every free slot there may be more due work, so the loop does not sleep:
+/// it waits for a slot to free and claims again at once. Only a claim that comes back short
+/// (everything due is taken) sleeps `pollIntervalMillis` before the next. So a backlog drains
+/// as fast as the items complete, not `concurrency` per poll interval.
+enum ClaimLoop {
+    final class Counter: Sendable {
+        let value = Mutex(0)
+    }
+
+    static func run<Item: Sendable>(concurrency: Int, pollIntervalMillis: Int64, logger: Logger, what: String,
+                                    claim: @escaping @Sendable (Int) async throws -> [Item],
+                                    handle: @escaping @Sendable (Item) async -> Void) async {
+        precondition(concurrency > 0)
+        let inFlight = Counter()
+        let slotFreed = Wakeup()
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                let free = concurrency - inFlight.value.withLock { $0 }
+                var claimed = 0
+                if free > 0 {
+                    do {
+                        let items = try await claim(free)
+                        claimed = items.count
+                        for item in items {
+                            inFlight.value.withLock { $0 += 1 }
+                            group.addTask {
+                                await handle(item)
+                                inFlight.value.withLock { $0 -= 1 }
+                                slotFreed.signal()
+                            }
+                        }
+                    } catch {
+                        logger.error("\(what) claim failed", metadata: ["error": "\(error)"])
+                    }
+                }
+                if free > 0 && claimed < free {
+                    // Caught up (or the claim failed): poll again later.
+                    try? await Task.sleep(for: .milliseconds(pollIntervalMillis))
+                } else {
+                    // Every slot busy, and maybe more due: claim again as soon as one frees.
+                    await slotFreed.wait()
+                }
+            }
+        }
+    }
+}
+
+/// A one-slot signal: `signal()` wakes the waiter, or is kept for the next `wait()` if nobody
+/// waits. Cancelling the waiting task ends the wait.
+final class Wakeup: Sendable {
+    private struct State {
+        var signalled = false
+        var waiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func signal() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard let waiter = s.waiter else {
+                s.signalled = true
+                return nil
+            }
+            s.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    func wait() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.signalled || Task.isCancelled {
+                        s.signalled = false
+                        return true
+                    }
+                    s.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume()
+        }
+    }
+}
