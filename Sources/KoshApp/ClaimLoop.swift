@@ -96,3 +96,71 @@ final class Wakeup: Sendable {
         }
     }
 }
+
+/// Group commit for the dispatchers' results: outcomes that finish while a write is under way
+/// go together in the next one, one database transaction for many items instead of one each.
+/// `submit` returns when its item is written. If a batch fails, its items are written one by
+/// one, so one bad item (or a deadlock between two nodes' batches) fails only itself.
+final class BatchWriter<Item: Sendable, Output: Sendable>: Sendable {
+    typealias Write = @Sendable ([Item]) async throws -> [Output]
+    private struct Waiting {
+        let item: Item
+        let continuation: CheckedContinuation<Output, any Error>
+    }
+    private struct State {
+        var waiting: [Waiting] = []
+        var writing = false
+    }
+
+    private let write: Write
+    private let maximumBatch: Int
+    private let state = Mutex(State())
+
+    init(maximumBatch: Int = 256, write: @escaping Write) {
+        precondition(maximumBatch > 0)
+        self.maximumBatch = maximumBatch
+        self.write = write
+    }
+
+    func submit(_ item: Item) async throws -> Output {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Output, any Error>) in
+            let lead = state.withLock { s -> Bool in
+                s.waiting.append(Waiting(item: item, continuation: continuation))
+                if s.writing { return false }
+                s.writing = true
+                return true
+            }
+            // The first to arrive writes until nobody waits; later ones ride along.
+            if lead { Task { await self.drain() } }
+        }
+    }
+
+    private func drain() async {
+        while true {
+            let batch = state.withLock { s -> [Waiting] in
+                let batch = Array(s.waiting.prefix(maximumBatch))
+                s.waiting.removeFirst(batch.count)
+                if batch.isEmpty { s.writing = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            do {
+                let outputs = try await write(batch.map(\.item))
+                precondition(outputs.count == batch.count)
+                for (waiting, output) in zip(batch, outputs) { waiting.continuation.resume(returning: output) }
+            } catch {
+                if batch.count == 1 {
+                    batch[0].continuation.resume(throwing: error)
+                    continue
+                }
+                for waiting in batch {
+                    do {
+                        waiting.continuation.resume(returning: try await write([waiting.item])[0])
+                    } catch {
+                        waiting.continuation.resume(throwing: error)
+                    }
+                }
+            }
+        }
+    }
+}

@@ -43,6 +43,7 @@ public final class NotificationDispatcher: Service, Sendable {
     let http: HTTPClient
     let smtp: SMTPClient?
     let signer: RailSigner
+    let recorder: BatchWriter<NotificationOutcome, WebhookDeliveryMachine.Action?>
     public let owner: String
 
     public init(store: NotificationStore, settings: NotificationSettings, logger: Logger,
@@ -60,6 +61,9 @@ public final class NotificationDispatcher: Service, Sendable {
             return SMTPClient(configuration: smtp)
         }
         self.signer = RailSigner(secret: settings.providerSecret)
+        self.recorder = BatchWriter { [store, owner, schedule = settings.schedule] outcomes in
+            try await store.record(outcomes, owner: owner, schedule: schedule)
+        }
     }
 
     public func run() async throws {
@@ -110,7 +114,7 @@ public final class NotificationDispatcher: Service, Sendable {
                                          "notification.recipient": "\(notification.recipientMasked)",
                                          "notification.template": "\(notification.template)"]
         do {
-            let action = try await store.record(notification, owner: owner, success: failure == nil, error: failure, schedule: settings.schedule)
+            let action = try await recorder.submit(NotificationOutcome(notification: notification, success: failure == nil, error: failure))
             if let failure {
                 logger.warning("notification attempt failed", metadata: metadata.merging(["error": "\(failure)", "action": "\(action.map { "\($0)" } ?? "-")"]) { $1 })
             } else {

@@ -33,6 +33,7 @@ public final class WebhookDispatcher: Service, Sendable {
     let settings: WebhookSettings
     let logger: Logger
     let client: HTTPClient
+    let recorder: BatchWriter<WebhookOutcome, Void>
     /// Names this dispatcher's leases (one per process).
     public let owner: String
 
@@ -49,6 +50,10 @@ public final class WebhookDispatcher: Service, Sendable {
         // a connect loop until the timeout.
         config.connectionPool.retryConnectionEstablishment = false
         self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: config)
+        self.recorder = BatchWriter { [store, owner, schedule = settings.schedule] outcomes in
+            try await store.record(outcomes, owner: owner, schedule: schedule)
+            return Array(repeating: (), count: outcomes.count)
+        }
     }
 
     public func run() async throws {
@@ -128,7 +133,7 @@ public final class WebhookDispatcher: Service, Sendable {
         let attempt = WebhookAttempt(at: startedAt, statusCode: status, latencyMillis: millis, response: snippet,
                                      error: failure ?? (success ? nil : "HTTP \(status ?? 0)"))
         do {
-            try await store.record(delivery, owner: owner, attempt: attempt, success: success, schedule: settings.schedule)
+            try await recorder.submit(WebhookOutcome(delivery: delivery, attempt: attempt, success: success))
         } catch {
             // The lease runs out and the delivery is sent again: at least once.
             logger.error("could not record a webhook attempt", metadata: ["webhook.delivery_id": "\(delivery.id)", "error": "\(error)"])

@@ -346,6 +346,15 @@ public enum Migrations {
                 "ALTER TABLE refunds ADD COLUMN next_attempt_at BIGINT",
             ]
         },
+        Migration(version: 7, name: "notifications due by channel") { _ in
+            [
+                // The dispatcher claims due messages of the channels it has configured; messages of
+                // a channel it has not (e.g. email without SMTP) wait in the log and must not be
+                // walked over by every claim.
+                "DROP INDEX notifications_due",
+                "CREATE INDEX notifications_due ON notifications (status, channel, next_attempt_at)",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -36,6 +36,19 @@ public struct ClaimedNotification: Sendable {
 
 /// The notification queue and log over either database. Claims and retries follow the
 /// webhook deliveries' rules (lease, `FOR UPDATE SKIP LOCKED`, `WebhookDeliveryMachine`).
+/// One send's result, to be recorded (`NotificationStore.record`). `error` is masked.
+public struct NotificationOutcome: Sendable {
+    public let notification: ClaimedNotification
+    public let success: Bool
+    public let error: String?
+
+    public init(notification: ClaimedNotification, success: Bool, error: String?) {
+        self.notification = notification
+        self.success = success
+        self.error = error
+    }
+}
+
 public final class NotificationStore: Sendable {
     let db: any SQLDatabase
     public let clock: any KoshClock
@@ -151,20 +164,39 @@ public final class NotificationStore: Sendable {
     @discardableResult
     public func record(_ notification: ClaimedNotification, owner: String, success: Bool, error: String?,
                        schedule: WebhookRetrySchedule) async throws -> WebhookDeliveryMachine.Action? {
+        try await record([NotificationOutcome(notification: notification, success: success, error: error)], owner: owner,
+                         schedule: schedule)[0]
+    }
+
+    /// Records many attempts in one transaction (the dispatcher batches them); one action per
+    /// outcome, nil where this owner no longer holds the lease.
+    public func record(_ outcomes: [NotificationOutcome], owner: String,
+                       schedule: WebhookRetrySchedule) async throws -> [WebhookDeliveryMachine.Action?] {
         let now = clock.nowMillis()
         return try await db.transaction { conn in
-            guard let row = try await conn.query("SELECT status, attempts, lease_owner FROM notifications WHERE id = ?\(conn.dialect.forUpdate)",
-                                                 [.text(notification.id)]).first else { throw StorageError.corrupt("notification vanished") }
-            guard row.text("lease_owner") == owner, row.text("status") == WebhookDeliveryState.pending.rawValue else { return nil }
-            var machine = WebhookDeliveryMachine(state: .pending, attempts: Int(try row.requireInt("attempts")))
-            let action = try machine.attempted(success: success, nowMillis: now, schedule: schedule)
-            let next: Int64? = if case .retry(let at) = action { at } else { nil }
-            try await conn.query("""
-                UPDATE notifications SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
-                    last_error = ?, sent_at = ? WHERE id = ?
-                """, [.text(machine.state.rawValue), .int(Int64(machine.attempts)), SQLValue(next), SQLValue(error),
-                      SQLValue(success ? now / 1000 : nil), .text(notification.id)])
-            return action
+            var actions: [WebhookDeliveryMachine.Action?] = []
+            actions.reserveCapacity(outcomes.count)
+            for outcome in outcomes {
+                actions.append(try await Self.record(conn, outcome, owner: owner, schedule: schedule, now: now))
+            }
+            return actions
         }
+    }
+
+    static func record(_ conn: any SQLConnection, _ outcome: NotificationOutcome, owner: String, schedule: WebhookRetrySchedule,
+                       now: Int64) async throws -> WebhookDeliveryMachine.Action? {
+        let id = outcome.notification.id
+        guard let row = try await conn.query("SELECT status, attempts, lease_owner FROM notifications WHERE id = ?\(conn.dialect.forUpdate)",
+                                             [.text(id)]).first else { throw StorageError.corrupt("notification vanished") }
+        guard row.text("lease_owner") == owner, row.text("status") == WebhookDeliveryState.pending.rawValue else { return nil }
+        var machine = WebhookDeliveryMachine(state: .pending, attempts: Int(try row.requireInt("attempts")))
+        let action = try machine.attempted(success: outcome.success, nowMillis: now, schedule: schedule)
+        let next: Int64? = if case .retry(let at) = action { at } else { nil }
+        try await conn.query("""
+            UPDATE notifications SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
+                last_error = ?, sent_at = ? WHERE id = ?
+            """, [.text(machine.state.rawValue), .int(Int64(machine.attempts)), SQLValue(next), SQLValue(outcome.error),
+                  SQLValue(outcome.success ? now / 1000 : nil), .text(id)])
+        return action
     }
 }

@@ -45,6 +45,19 @@ public struct ClaimedDelivery: Sendable {
 
 /// Webhook endpoints, events and deliveries over either database; also the dispatcher's
 /// claim and record operations.
+/// One POST's result, to be recorded (`WebhookStore.record`).
+public struct WebhookOutcome: Sendable {
+    public let delivery: ClaimedDelivery
+    public let attempt: WebhookAttempt
+    public let success: Bool
+
+    public init(delivery: ClaimedDelivery, attempt: WebhookAttempt, success: Bool) {
+        self.delivery = delivery
+        self.attempt = attempt
+        self.success = success
+    }
+}
+
 public final class WebhookStore: WebhookRegistry {
     let db: any SQLDatabase
     let masterKey: MasterKey
@@ -276,48 +289,62 @@ public final class WebhookStore: WebhookRegistry {
     /// endpoint flagged). Only the lease holder moves it: a node whose lease ran out only logs.
     public func record(_ delivery: ClaimedDelivery, owner: String, attempt: WebhookAttempt, success: Bool,
                        schedule: WebhookRetrySchedule) async throws {
+        try await record([WebhookOutcome(delivery: delivery, attempt: attempt, success: success)], owner: owner, schedule: schedule)
+    }
+
+    /// Records many attempts in one transaction (the dispatcher batches them).
+    public func record(_ outcomes: [WebhookOutcome], owner: String, schedule: WebhookRetrySchedule) async throws {
         let now = clock.nowMillis()
         try await db.transaction { conn in
-            guard let row = try await conn.query("SELECT * FROM webhook_deliveries WHERE id = ?\(conn.dialect.forUpdate)",
-                                                 [.text(delivery.id)]).first else { throw StorageError.corrupt("webhook delivery vanished") }
-            let seq = (try await conn.query("SELECT COALESCE(MAX(seq), 0) AS n FROM webhook_attempts WHERE delivery_id = ?",
-                                            [.text(delivery.id)]).first?.int("n") ?? 0) + 1
-            try await conn.query("""
-                INSERT INTO webhook_attempts (delivery_id, seq, at, status_code, latency_ms, response, error, lease_owner)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """, [.text(delivery.id), .int(seq), .int(attempt.at), SQLValue(attempt.statusCode), .int(attempt.latencyMillis),
-                      SQLValue(attempt.response), SQLValue(attempt.error), .text(owner)])
-            guard row.text("lease_owner") == owner, row.text("status") == WebhookDeliveryState.pending.rawValue else { return }
-            var machine = WebhookDeliveryMachine(state: .pending, attempts: Int(try row.requireInt("attempts")))
-            let action = try machine.attempted(success: success, nowMillis: now, schedule: schedule)
-            let next: Int64? = if case .retry(let at) = action { at } else { nil }
-            try await conn.query("""
-                UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
-                    last_status_code = ?, last_error = ? WHERE id = ?
-                """, [.text(machine.state.rawValue), .int(Int64(machine.attempts)), SQLValue(next), SQLValue(attempt.statusCode),
-                      SQLValue(attempt.error), .text(delivery.id)])
-            switch action {
-            case .dead:
-                // The merchant hears of it once, when the endpoint starts failing (not for every dead
-                // delivery): only the transaction that flips the flag (the row lock orders two at once) tells.
-                let flipped = try await conn.query("UPDATE webhook_endpoints SET failing = 1 WHERE id = ? AND failing = 0 RETURNING id",
-                                                   [.text(delivery.endpointID)]).count == 1
-                let endpoint = flipped ? try await conn.query("""
-                    SELECT e.url, m.notification_email FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id WHERE e.id = ?
-                    """, [.text(delivery.endpointID)]).first : nil
-                if let endpoint, let email = endpoint.text("notification_email"), !email.isEmpty {
-                    let lastError = attempt.error ?? attempt.statusCode.map { "HTTP \($0)" } ?? "no answer"
-                    let planned = NotificationTemplates.webhookFailing(
-                        webhookID: delivery.endpointID, url: endpoint.text("url") ?? "", eventID: delivery.eventID,
-                        event: row.text("event") ?? "", attempts: machine.attempts, lastError: lastError, merchantEmail: email)
-                    try await NotificationStore.insert(conn, planned, eventID: delivery.eventID,
-                                                       merchantID: try row.requireText("merchant_id"), nowMillis: now)
-                }
-            case .delivered:
-                try await conn.query("UPDATE webhook_endpoints SET failing = 0 WHERE id = ? AND failing = 1", [.text(delivery.endpointID)])
-            case .retry:
-                break
+            // In id order: two nodes' batches lock rows in the same order (PostgreSQL).
+            for outcome in outcomes.sorted(by: { $0.delivery.id < $1.delivery.id }) {
+                try await Self.record(conn, outcome.delivery, owner: owner, attempt: outcome.attempt, success: outcome.success,
+                                      schedule: schedule, now: now)
             }
+        }
+    }
+
+    static func record(_ conn: any SQLConnection, _ delivery: ClaimedDelivery, owner: String, attempt: WebhookAttempt, success: Bool,
+                       schedule: WebhookRetrySchedule, now: Int64) async throws {
+        guard let row = try await conn.query("SELECT * FROM webhook_deliveries WHERE id = ?\(conn.dialect.forUpdate)",
+                                             [.text(delivery.id)]).first else { throw StorageError.corrupt("webhook delivery vanished") }
+        let seq = (try await conn.query("SELECT COALESCE(MAX(seq), 0) AS n FROM webhook_attempts WHERE delivery_id = ?",
+                                        [.text(delivery.id)]).first?.int("n") ?? 0) + 1
+        try await conn.query("""
+            INSERT INTO webhook_attempts (delivery_id, seq, at, status_code, latency_ms, response, error, lease_owner)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.text(delivery.id), .int(seq), .int(attempt.at), SQLValue(attempt.statusCode), .int(attempt.latencyMillis),
+                  SQLValue(attempt.response), SQLValue(attempt.error), .text(owner)])
+        guard row.text("lease_owner") == owner, row.text("status") == WebhookDeliveryState.pending.rawValue else { return }
+        var machine = WebhookDeliveryMachine(state: .pending, attempts: Int(try row.requireInt("attempts")))
+        let action = try machine.attempted(success: success, nowMillis: now, schedule: schedule)
+        let next: Int64? = if case .retry(let at) = action { at } else { nil }
+        try await conn.query("""
+            UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
+                last_status_code = ?, last_error = ? WHERE id = ?
+            """, [.text(machine.state.rawValue), .int(Int64(machine.attempts)), SQLValue(next), SQLValue(attempt.statusCode),
+                  SQLValue(attempt.error), .text(delivery.id)])
+        switch action {
+        case .dead:
+            // The merchant hears of it once, when the endpoint starts failing (not for every dead
+            // delivery): only the transaction that flips the flag (the row lock orders two at once) tells.
+            let flipped = try await conn.query("UPDATE webhook_endpoints SET failing = 1 WHERE id = ? AND failing = 0 RETURNING id",
+                                               [.text(delivery.endpointID)]).count == 1
+            let endpoint = flipped ? try await conn.query("""
+                SELECT e.url, m.notification_email FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id WHERE e.id = ?
+                """, [.text(delivery.endpointID)]).first : nil
+            if let endpoint, let email = endpoint.text("notification_email"), !email.isEmpty {
+                let lastError = attempt.error ?? attempt.statusCode.map { "HTTP \($0)" } ?? "no answer"
+                let planned = NotificationTemplates.webhookFailing(
+                    webhookID: delivery.endpointID, url: endpoint.text("url") ?? "", eventID: delivery.eventID,
+                    event: row.text("event") ?? "", attempts: machine.attempts, lastError: lastError, merchantEmail: email)
+                try await NotificationStore.insert(conn, planned, eventID: delivery.eventID,
+                                                   merchantID: try row.requireText("merchant_id"), nowMillis: now)
+            }
+        case .delivered:
+            try await conn.query("UPDATE webhook_endpoints SET failing = 0 WHERE id = ? AND failing = 1", [.text(delivery.endpointID)])
+        case .retry:
+            break
         }
     }
 }

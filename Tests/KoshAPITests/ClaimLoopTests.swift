@@ -86,4 +86,29 @@ struct ClaimLoopTests {
         waiter.cancel()
         await waiter.value
     }
+
+    @Test("results that finish during a write go together in the next; a bad item in a batch fails only itself")
+    func batchWriter() async throws {
+        let batches = Mutex<[[Int]]>([])
+        let writer = BatchWriter<Int, Int>(maximumBatch: 50) { items in
+            batches.withLock { $0.append(items) }
+            try await Task.sleep(for: .milliseconds(20))
+            if items.contains(13) { throw CancellationError() }
+            return items.map { $0 * 2 }
+        }
+        let results = await withTaskGroup(of: (Int, Int?).self) { group in
+            for i in 0..<100 { group.addTask { (i, try? await writer.submit(i)) } }
+            var results: [Int: Int?] = [:]
+            for await (i, r) in group { results[i] = r }
+            return results
+        }
+        #expect(results.count == 100)
+        for i in 0..<100 { #expect(results[i]! == (i == 13 ? nil : i * 2)) }
+        let written = batches.withLock { $0 }
+        #expect(written.count < 100)  // batched
+        #expect(written.allSatisfy { $0.count <= 50 })
+        // Every item written exactly once, except the batch with 13, written whole then one by one.
+        let withThirteen = try #require(written.first { $0.count > 1 && $0.contains(13) })
+        #expect(written.flatMap { $0 }.count == 100 + withThirteen.count)
+    }
 }
