@@ -17,7 +17,11 @@ public enum LedgerVerifier {
                                                         currency: currency, amount: try row.requireInt("amount"))
             }
             var stored: [LedgerBalances.Key: LedgerBalances.Balance] = [:]
-            for row in try await conn.query("SELECT * FROM ledger_accounts", []) {
+            // A balance is the sum of its stripes.
+            for row in try await conn.query("""
+                SELECT account, currency, CAST(SUM(posted) AS BIGINT) AS posted, CAST(SUM(pending) AS BIGINT) AS pending
+                FROM ledger_accounts GROUP BY account, currency
+                """, []) {
                 guard let currency = Currency(code: try row.requireText("currency")) else { throw StorageError.corrupt("account") }
                 stored[LedgerBalances.Key(account: try row.requireText("account"), currency: currency)] =
                     LedgerBalances.Balance(posted: try row.requireInt("posted"), pending: try row.requireInt("pending"))

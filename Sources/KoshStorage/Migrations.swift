@@ -346,13 +346,38 @@ public enum Migrations {
                 "ALTER TABLE refunds ADD COLUMN next_attempt_at BIGINT",
             ]
         },
-        Migration(version: 7, name: "notifications due by channel") { _ in
+        Migration(version: 7, name: "outbox due indexes") { _ in
             [
                 // The dispatcher claims due messages of the channels it has configured; messages of
                 // a channel it has not (e.g. email without SMTP) wait in the log and must not be
                 // walked over by every claim.
+                // Partial: only what is still to send, so the index stays small however long the log
+                // grows, and PostgreSQL's planner never prefers a scan of the whole table.
                 "DROP INDEX notifications_due",
-                "CREATE INDEX notifications_due ON notifications (status, channel, next_attempt_at)",
+                "CREATE INDEX notifications_due ON notifications (channel, next_attempt_at) WHERE status = 'pending'",
+                "DROP INDEX webhook_deliveries_due",
+                "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE status = 'pending'",
+            ]
+        },
+        Migration(version: 8, name: "striped balances") { _ in
+            [
+                // A running balance is kept in several rows (stripes) per account, summed on read:
+                // concurrent transactions that post to the same hot account (the rail's clearing
+                // account, fee revenue, GST) update different rows instead of queueing on one row
+                // lock until each other's COMMIT (PostgreSQL). Existing balances become stripe 0.
+                """
+                CREATE TABLE ledger_account_stripes (
+                    account TEXT NOT NULL,
+                    currency TEXT NOT NULL,
+                    stripe BIGINT NOT NULL,
+                    posted BIGINT NOT NULL,
+                    pending BIGINT NOT NULL,
+                    PRIMARY KEY (account, currency, stripe)
+                )
+                """,
+                "INSERT INTO ledger_account_stripes (account, currency, stripe, posted, pending) SELECT account, currency, 0, posted, pending FROM ledger_accounts",
+                "DROP TABLE ledger_accounts",
+                "ALTER TABLE ledger_account_stripes RENAME TO ledger_accounts",
             ]
         },
     ]

@@ -136,14 +136,20 @@ public final class NotificationStore: Sendable {
         precondition(limit > 0 && limit <= 1_000)
         guard !channels.isEmpty else { return [] }
         let now = clock.nowMillis()
-        let placeholders = channels.map { _ in "?" }.joined(separator: ", ")
         let rows: [SQLRow] = try await db.transaction { conn in
-            let binds: [SQLValue] = [.int(now), .int(now)] + channels.map { SQLValue.text($0.rawValue) } + [.int(Int64(limit))]
-            let due = try await conn.query("""
-                SELECT * FROM notifications
-                WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) AND channel IN (\(placeholders))
-                ORDER BY next_attempt_at LIMIT ?\(conn.dialect.forUpdateSkipLocked)
-                """, binds)
+            // One query per channel, each an ordered walk of the partial index
+            // (channel, next_attempt_at) WHERE status = 'pending' that stops after `limit` rows,
+            // then the oldest `limit` of them all.
+            var candidates: [SQLRow] = []
+            for channel in channels {
+                candidates += try await conn.query("""
+                    SELECT * FROM notifications
+                    WHERE status = 'pending' AND channel = ? AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
+                    ORDER BY next_attempt_at LIMIT ?\(conn.dialect.forUpdateSkipLocked)
+                    """, [.text(channel.rawValue), .int(now), .int(now), .int(Int64(limit))])
+            }
+            let due = channels.count == 1 ? candidates
+                : Array(candidates.sorted { ($0.int("next_attempt_at") ?? 0) < ($1.int("next_attempt_at") ?? 0) }.prefix(limit))
             for row in due {
                 try await conn.query("UPDATE notifications SET lease_owner = ?, lease_until = ? WHERE id = ?",
                                      [.text(owner), .int(now + leaseMillis), .text(try row.requireText("id"))])

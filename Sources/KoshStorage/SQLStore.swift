@@ -85,19 +85,25 @@ public final class SQLStoreTransaction: StoreTransaction {
         try await flushBalances()
     }
 
-    /// Writes the accumulated balance changes in account order, one statement.
+    /// Rows each account's running balance is spread over (`ledger_accounts.stripe`, summed on
+    /// read). Hot accounts get a transaction of their own per stripe instead of one at a time.
+    public static let balanceStripes: Int64 = 16
+
+    /// Writes the accumulated balance changes in account order, one statement, all to one
+    /// stripe picked at random (so two transactions still lock rows in the same order).
     func flushBalances() async throws {
         let deltas = balanceDeltas.sorted { $0.key < $1.key }.filter { $0.value != LedgerBalances.Balance() }
         balanceDeltas = [:]
+        let stripe = Int64.random(in: 0..<Self.balanceStripes)
         for chunk in deltas.chunks(of: Self.maximumRowsPerInsert) {
             var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * 4)
+            binds.reserveCapacity(chunk.count * 5)
             for (key, delta) in chunk {
-                binds += [.text(key.account), .text(key.currency.rawValue), .int(delta.posted), .int(delta.pending)]
+                binds += [.text(key.account), .text(key.currency.rawValue), .int(stripe), .int(delta.posted), .int(delta.pending)]
             }
             try await conn.query("""
-                INSERT INTO ledger_accounts (account, currency, posted, pending) VALUES \(Self.placeholders(rows: chunk.count, columns: 4))
-                ON CONFLICT (account, currency) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
+                INSERT INTO ledger_accounts (account, currency, stripe, posted, pending) VALUES \(Self.placeholders(rows: chunk.count, columns: 5))
+                ON CONFLICT (account, currency, stripe) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
                     pending = ledger_accounts.pending + excluded.pending
                 """, binds)
         }
