@@ -54,6 +54,25 @@ struct StorageTests {
         try await services.db.close()
     }
 
+    @Test("a balance is spread over stripes and summed: ledger verify agrees with the postings", arguments: TestDatabases.all)
+    func stripedBalances(db: String) async throws {
+        let services = try await TestDatabases.services(db)
+        for i in 0..<40 {
+            let entry = try PostingRules.authorization(id: "jrnl_s\(i)", paymentID: "pay_s\(i)", merchantID: "m", rail: "r", amount: 100 + Int64(i),
+                                                       currency: .inr, at: 1)
+            try await services.store.transaction { tx in try await tx.post(entry) }
+        }
+        let rows = try await services.db.transaction { conn in
+            try await conn.query("SELECT stripe, pending FROM ledger_accounts WHERE account = 'rail:r:clearing'", [])
+        }
+        #expect(rows.count > 1)  // 40 transactions over 16 stripes
+        let stored: Int64 = rows.reduce(0) { $0 + ($1.int("pending") ?? 0) }
+        let posted: Int64 = (0..<40).reduce(0) { $0 + 100 + Int64($1) }
+        #expect(stored == posted)
+        #expect(try await LedgerVerifier.verify(services.db).isConsistent)
+        try await services.db.close()
+    }
+
     @Test("API secrets are stored sealed and hashed, and a wrong master key is refused", arguments: TestDatabases.all)
     func secretsAtRest(db: String) async throws {
         let config = try await TestDatabases.configuration(db)
