@@ -84,15 +84,19 @@ final class PreparedStatements: Sendable {
     func statement(_ sql: String, on connection: PostgresConnection) async throws -> PreparedQuery {
         if let cached = cache.withLock({ $0[connection.id]?[sql] }) { return cached }
         let prepared = try await connection.prepare(query: sql).get()
-        cache.withLock { cache in
+        let evicted = cache.withLock { cache -> [PreparedQuery] in
             if cache[connection.id] == nil, cache.count >= connectionsKept, let oldest = cache.keys.min() {
-                cache[oldest] = nil
+                cache[oldest] = nil  // a connection the pool closed: the server freed its statements
             }
+            var evicted: [PreparedQuery] = []
             if cache[connection.id, default: [:]].count >= Self.maximumPerConnection {
-                cache[connection.id] = [:]  // the server frees them with the connection
+                evicted = Array(cache[connection.id, default: [:]].values)
+                cache[connection.id] = [:]
             }
             cache[connection.id, default: [:]][sql] = prepared
+            return evicted
         }
+        for statement in evicted { try await statement.deallocate().get() }
         return prepared
     }
 }

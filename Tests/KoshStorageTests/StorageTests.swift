@@ -73,6 +73,17 @@ struct StorageTests {
         try await services.db.close()
     }
 
+    @Test("PostgreSQL: a statement is prepared once per connection and reused", arguments: TestDatabases.all.filter { $0 == "postgres" })
+    func preparedOnce(db: String) async throws {
+        let services = try await TestDatabases.services(db)
+        let prepared = try await services.db.transaction { conn in
+            for _ in 0..<3 { _ = try await conn.query("SELECT id FROM merchants WHERE id = ?", [.text("mer_none")]) }
+            return try await conn.query("SELECT COUNT(*) AS n FROM pg_prepared_statements WHERE statement = 'SELECT id FROM merchants WHERE id = $1'", [])
+        }
+        #expect(prepared.first?.int("n") == 1)
+        try await services.db.close()
+    }
+
     @Test("API secrets are stored sealed and hashed, and a wrong master key is refused", arguments: TestDatabases.all)
     func secretsAtRest(db: String) async throws {
         let config = try await TestDatabases.configuration(db)
