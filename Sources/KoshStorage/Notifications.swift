@@ -138,23 +138,27 @@ public final class NotificationStore: Sendable {
         let now = clock.nowMillis()
         let rows: [SQLRow] = try await db.transaction { conn in
             // One query per channel, each an ordered walk of the partial index
-            // (channel, next_attempt_at) WHERE status = 'pending' that stops after `limit` rows,
-            // then the oldest `limit` of them all.
-            var candidates: [SQLRow] = []
+            // (channel, next_attempt_at) WHERE status = 'pending' that stops after `limit` rows;
+            // the oldest `limit` of them all are leased with one UPDATE.
+            var candidates: [(id: String, due: Int64)] = []
             for channel in channels {
                 candidates += try await conn.query("""
-                    SELECT * FROM notifications
+                    SELECT id, next_attempt_at FROM notifications
                     WHERE status = 'pending' AND channel = ? AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?)
                     ORDER BY next_attempt_at LIMIT ?\(conn.dialect.forUpdateSkipLocked)
-                    """, [.text(channel.rawValue), .int(now), .int(now), .int(Int64(limit))])
+                    """, [.text(channel.rawValue), .int(now), .int(now), .int(Int64(limit))]).map {
+                    (id: try $0.requireText("id"), due: $0.int("next_attempt_at") ?? 0)
+                }
             }
-            let due = channels.count == 1 ? candidates
-                : Array(candidates.sorted { ($0.int("next_attempt_at") ?? 0) < ($1.int("next_attempt_at") ?? 0) }.prefix(limit))
-            for row in due {
-                try await conn.query("UPDATE notifications SET lease_owner = ?, lease_until = ? WHERE id = ?",
-                                     [.text(owner), .int(now + leaseMillis), .text(try row.requireText("id"))])
+            let chosen = candidates.sorted { $0.due < $1.due }.prefix(limit).map(\.id)
+            var leased: [SQLRow] = []
+            for chunk in chosen.chunks(of: SQLStoreTransaction.maximumRowsPerInsert) {
+                leased += try await conn.query("""
+                    UPDATE notifications SET lease_owner = ?, lease_until = ?
+                    WHERE id IN \(SQLStoreTransaction.placeholders(rows: 1, columns: chunk.count)) RETURNING *
+                    """, [.text(owner), .int(now + leaseMillis)] + chunk.map { .text($0) })
             }
-            return due
+            return leased.sorted { ($0.int("next_attempt_at") ?? 0) < ($1.int("next_attempt_at") ?? 0) }
         }
         return try rows.map { row in
             guard let channel = NotificationChannel(rawValue: try row.requireText("channel")) else { throw StorageError.corrupt("notification") }
@@ -179,11 +183,28 @@ public final class NotificationStore: Sendable {
     public func record(_ outcomes: [NotificationOutcome], owner: String,
                        schedule: WebhookRetrySchedule) async throws -> [WebhookDeliveryMachine.Action?] {
         let now = clock.nowMillis()
+        // A successful send moves any pending message the same way (the machine says so once):
+        // the successes of a batch are recorded by one UPDATE; failures, whose next step
+        // depends on each message's attempts, one by one.
+        var delivered = WebhookDeliveryMachine(state: .pending, attempts: 0)
+        guard case .delivered = try delivered.attempted(success: true, nowMillis: now, schedule: schedule) else {
+            preconditionFailure("a successful attempt must deliver")
+        }
         return try await db.transaction { conn in
-            var actions: [WebhookDeliveryMachine.Action?] = []
-            actions.reserveCapacity(outcomes.count)
-            for outcome in outcomes {
-                actions.append(try await Self.record(conn, outcome, owner: owner, schedule: schedule, now: now))
+            var actions = [WebhookDeliveryMachine.Action?](repeating: nil, count: outcomes.count)
+            let successes = outcomes.indices.filter { outcomes[$0].success }
+            for chunk in successes.chunks(of: SQLStoreTransaction.maximumRowsPerInsert) {
+                let ids = chunk.map { outcomes[$0].notification.id }
+                let updated = Set(try await conn.query("""
+                    UPDATE notifications SET status = ?, attempts = attempts + 1, next_attempt_at = NULL, lease_owner = NULL,
+                        lease_until = NULL, last_error = NULL, sent_at = ?
+                    WHERE status = 'pending' AND lease_owner = ? AND id IN \(SQLStoreTransaction.placeholders(rows: 1, columns: ids.count))
+                    RETURNING id
+                    """, [.text(delivered.state.rawValue), .int(now / 1000), .text(owner)] + ids.map { .text($0) }).compactMap { $0.text("id") })
+                for index in chunk where updated.contains(outcomes[index].notification.id) { actions[index] = .delivered }
+            }
+            for index in outcomes.indices where !outcomes[index].success {
+                actions[index] = try await Self.record(conn, outcomes[index], owner: owner, schedule: schedule, now: now)
             }
             return actions
         }
