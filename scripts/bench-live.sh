@@ -14,6 +14,8 @@ KOSH="${KOSH:-.build/release/kosh}"
 WORK="$(mktemp -d /tmp/kosh-bench-live.XXXXXX)"
 export KOSH_MASTER_KEY_FILE="$WORK/master.key" KOSH_LOG_LEVEL=warning
 export KOSH_RAILS_URL=http://127.0.0.1:8199 KOSH_RAILS_SECRET="bench-live-$RANDOM$RANDOM"
+# The sandbox is also the SMS / push provider, so customers' notifications go out as they would.
+export KOSH_NOTIFY_PROVIDER_URL=http://127.0.0.1:8199
 DB="sqlite://$WORK/kosh.sqlite"
 echo "commit: $(git rev-parse --short HEAD)  rail latency: ${RAIL_MS} ms  rate: ${RATE}/s  cores: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 $KOSH sandbox --port 8199 --seed 7 & SANDBOX=$!

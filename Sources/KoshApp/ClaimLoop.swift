@@ -6,9 +6,10 @@ import Synchronization
 /// slots and runs up to `concurrency` items at once, until shutdown.
 ///
 /// When a claim fills every free slot there may be more due work, so the loop does not sleep:
-/// it waits for a slot to free and claims again at once. Only a claim that comes back short
-/// (everything due is taken) sleeps `pollIntervalMillis` before the next. So a backlog drains
-/// as fast as the items complete, not `concurrency` per poll interval.
+/// it waits until half the slots are free again and claims at once. Only a claim that comes
+/// back short (everything due is taken) sleeps `pollIntervalMillis` before the next. So a
+/// backlog drains as fast as the items complete, not `concurrency` per poll interval, and each
+/// claim (a write transaction) takes at least half the slots' worth, not one item at a time.
 enum ClaimLoop {
     final class Counter: Sendable {
         let value = Mutex(0)
@@ -19,7 +20,8 @@ enum ClaimLoop {
                                     handle: @escaping @Sendable (Item) async -> Void) async {
         precondition(concurrency > 0)
         let inFlight = Counter()
-        let slotFreed = Wakeup()
+        let slotsFreed = Wakeup()
+        let lowWater = concurrency / 2
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 let free = concurrency - inFlight.value.withLock { $0 }
@@ -32,8 +34,11 @@ enum ClaimLoop {
                             inFlight.value.withLock { $0 += 1 }
                             group.addTask {
                                 await handle(item)
-                                inFlight.value.withLock { $0 -= 1 }
-                                slotFreed.signal()
+                                let left = inFlight.value.withLock { count in
+                                    count -= 1
+                                    return count
+                                }
+                                if left <= lowWater { slotsFreed.signal() }
                             }
                         }
                     } catch {
@@ -44,8 +49,8 @@ enum ClaimLoop {
                     // Caught up (or the claim failed): poll again later.
                     try? await Task.sleep(for: .milliseconds(pollIntervalMillis))
                 } else {
-                    // Every slot busy, and maybe more due: claim again as soon as one frees.
-                    await slotFreed.wait()
+                    // Every slot busy, and maybe more due: claim again when half are free.
+                    await slotsFreed.wait()
                 }
             }
         }
