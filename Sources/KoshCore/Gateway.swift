@@ -320,7 +320,8 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             switch (try? await rail.status(request(for: payment))) ?? .pending {
             case .pending:
                 payment.nextCheckAt = settings.nextPendingCheck(submittedAt: now, now: clock.nowMillis()) ?? clock.nowMillis()
-            case .authorized(let reference):
+            case .authorized(let reference, let payerVPA):
+                payment.vpa = payment.vpa ?? payerVPA
                 try await apply(.authorize(railReference: reference), to: &payment, tx)
                 payment.nextCheckAt = nil
                 attempt.status = .authorized
@@ -562,8 +563,9 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
                     payment.nextCheckAt = self.settings.nextLateCheck(submittedAt: submittedAt, now: now)
                     try await self.markAttempt(payment, .unknown, error: Self.timedOutFailure, tx)
                 }
-            case (.pending, .authorized(let reference)):
+            case (.pending, .authorized(let reference, let payerVPA)):
                 payment.railReference = payment.railReference ?? reference
+                payment.vpa = payment.vpa ?? payerVPA
                 try await self.apply(.authorize(railReference: reference), to: &payment, tx)
                 payment.nextCheckAt = nil
                 try await self.markAttempt(payment, .authorized, reference: reference, tx)
@@ -574,8 +576,9 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
                 try await self.markAttempt(payment, .failed, error: failure, tx)
                 // A payer's "no" says nothing about the route.
                 if failure.source != "customer" { outcome = false }
-            case (.failed, .authorized(let reference)):
+            case (.failed, .authorized(let reference, let payerVPA)):
                 payment.railReference = reference
+                payment.vpa = payment.vpa ?? payerVPA
                 refunds = try await self.apply(.lateAuthorize(railReference: reference), to: &payment, tx)
                 payment.nextCheckAt = nil
                 try await self.markAttempt(payment, .authorized, reference: reference, tx)

@@ -114,7 +114,9 @@ public struct VPALookup: Sendable, Hashable {
 
 public enum RailPaymentStatus: Sendable, Hashable {
     case pending
-    case authorized(reference: String)
+    /// `payerVPA`: the address that paid, when the rail says (an intent payment's payer is
+    /// chosen in their app, so Kosh learns it here).
+    case authorized(reference: String, payerVPA: String? = nil)
     case failed(PaymentFailure)
 }
 

@@ -153,7 +153,7 @@ public struct UPISwitchConnector: PaymentRail {
 
     static func paymentStatus(_ json: JSON) -> RailPaymentStatus {
         switch json["status"]?.stringValue {
-        case "SUCCESS": .authorized(reference: json["rrn"]?.stringValue ?? "")
+        case "SUCCESS": .authorized(reference: json["rrn"]?.stringValue ?? "", payerVPA: json["payer_vpa"]?.stringValue)
         case "FAILURE", "EXPIRED":
             .failed(UPIResponseCode.failure(code: json["response_code"]?.stringValue ?? "XX", message: json["response_message"]?.stringValue))
         default: .pending

@@ -240,13 +240,13 @@ public final class SQLStoreTransaction: StoreTransaction {
             UPDATE payments SET status = ?, amount_refunded = ?, fee = ?, tax = ?, error_code = ?, error_description = ?,
                 error_source = ?, error_step = ?, error_reason = ?, rail_reference = ?, authorization_entry_id = ?,
                 submitted_at_ms = ?, authorized_at = ?, captured_at = ?, next_check_at = ?, version = ?,
-                rail = ?, upi_link = ?, auto_refunded = ?
+                rail = ?, upi_link = ?, auto_refunded = ?, vpa = ?
             WHERE id = ? AND version < ? RETURNING id
             """, [.text(p.state.rawValue), .int(p.machine.amountRefunded), SQLValue(p.machine.fee?.total), SQLValue(p.machine.fee?.tax),
                   SQLValue(failure?.code), SQLValue(failure?.description), SQLValue(failure?.source), SQLValue(failure?.step),
                   SQLValue(failure?.reason), SQLValue(p.railReference), SQLValue(p.authorizationEntryID), SQLValue(p.submittedAtMillis),
                   SQLValue(p.authorizedAt), SQLValue(p.capturedAt), SQLValue(p.nextCheckAt), .int(p.version),
-                  .text(p.rail), SQLValue(p.upiLink), .int(p.autoRefunded ? 1 : 0),
+                  .text(p.rail), SQLValue(p.upiLink), .int(p.autoRefunded ? 1 : 0), SQLValue(p.vpa),
                   .text(p.id), .int(p.version)])
         guard rows.count == 1 else { throw StorageError.concurrentUpdate("payment \(p.id)") }
     }

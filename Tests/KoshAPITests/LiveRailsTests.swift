@@ -187,6 +187,10 @@ struct LiveRailsTests {
             #expect(status == 202)
             let payment = try await live.settled(paymentID)
             #expect(payment.state == .authorized)
+            // The payer chose their VPA in the app: Kosh learns it from the switch and shows it.
+            #expect(payment.vpa == "success.meera@ybl")
+            let fetched = try await live.kosh.call(.get, "/v1/payments/\(paymentID)")
+            #expect(fetched.string("vpa") == "success.meera@ybl")
 
             // Declined in the app, and never paid at all (the request expires).
             for (payer, reason) in [("failure.ravi@ybl", "payment_declined"), (nil, "payment_timed_out")] as [(String?, String)] {
