@@ -737,10 +737,12 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
         }
         guard refund.machine.state == .pending, let rail = rails.rail(named: payment.rail) else { return refund }
         let status: RailRefundStatus?
+        var noAnswer = ""
         do {
             status = try await rail.refund(railRefundRequest(refund, payment))
         } catch {
             status = nil
+            noAnswer = String("\(error)".prefix(300))
         }
         return try await store.transaction { tx in
             guard var refund = try await tx.refund(id: refundID, merchantID: nil, forUpdate: true) else { throw KoshError.notFound() }
@@ -749,7 +751,15 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
                 try await tx.updateRefund(refund)
             } else {
                 // Not settled: no answer, still pending at the rail, or an auto-refund it refused.
-                try await tx.postponeRefund(id: refund.id) { attempts in self.settings.nextRefundAttempt(attempts: attempts, now: self.clock.nowMillis()) }
+                let reason = switch status {
+                case nil: "the call to \(payment.rail) failed: \(noAnswer)"
+                case .pending?: "still pending at \(payment.rail)"
+                case .failed(let why)?: "refused by \(payment.rail): \(why) (an auto-refund is sent again, never reversed onto the merchant)"
+                case .processed?: "not applied"
+                }
+                try await tx.postponeRefund(id: refund.id, reason: reason) { attempts in
+                    self.settings.nextRefundAttempt(attempts: attempts, now: self.clock.nowMillis())
+                }
             }
             return refund
         }

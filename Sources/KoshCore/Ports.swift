@@ -217,9 +217,10 @@ public protocol StoreTransaction {
     /// Pending refunds created before `createdBefore` (s) whose next try is due by `dueBy`
     /// (ms), the longest-due first.
     func pendingRefunds(createdBefore: Int64, dueBy: Int64, limit: Int) async throws -> [Refund]
-    /// Counts one unsettled try of a pending refund and sets its next try to
-    /// `next(attempts)` (attempts counted with this one).
-    func postponeRefund(id: String, next: (Int64) -> Int64) async throws
+    /// Counts one unsettled try of a pending refund, keeps why it did not settle (for
+    /// operators: `kosh refunds stuck`) and sets its next try to `next(attempts)` (attempts
+    /// counted with this one).
+    func postponeRefund(id: String, reason: String, next: (Int64) -> Int64) async throws
 
     func insertAttempt(_ attempt: PaymentAttempt) async throws
     func updateAttempt(_ attempt: PaymentAttempt) async throws

@@ -380,6 +380,12 @@ public enum Migrations {
                 "ALTER TABLE ledger_account_stripes RENAME TO ledger_accounts",
             ]
         },
+        Migration(version: 9, name: "refund last error") { _ in
+            [
+                // Why a pending refund did not settle on its last try, for `kosh refunds stuck`.
+                "ALTER TABLE refunds ADD COLUMN last_error TEXT",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -339,10 +339,11 @@ public final class SQLStoreTransaction: StoreTransaction {
             """, [.int(createdBefore), .int(dueBy), .int(Int64(limit))]).map(Self.refund)
     }
 
-    public func postponeRefund(id: String, next: (Int64) -> Int64) async throws {
+    public func postponeRefund(id: String, reason: String, next: (Int64) -> Int64) async throws {
         guard let row = try await conn.query("SELECT attempts FROM refunds WHERE id = ?\(conn.dialect.forUpdate)", [.text(id)]).first else { return }
         let attempts = (row.int("attempts") ?? 0) + 1
-        try await conn.query("UPDATE refunds SET attempts = ?, next_attempt_at = ? WHERE id = ?", [.int(attempts), .int(next(attempts)), .text(id)])
+        try await conn.query("UPDATE refunds SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+                             [.int(attempts), .int(next(attempts)), .text(Masking.text(reason)), .text(id)])
     }
 
     static func refund(_ row: SQLRow) throws -> Refund {
@@ -452,5 +453,42 @@ extension Array {
     func chunks(of size: Int) -> [ArraySlice<Element>] {
         precondition(size > 0)
         return stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}
+
+/// A refund still pending after tries that did not settle (`kosh refunds stuck`).
+public struct StuckRefund: Sendable, Hashable {
+    public let id: String
+    public let paymentID: String
+    public let merchantID: String
+    public let amount: Int64
+    public let currency: String
+    public let attempts: Int64
+    public let nextAttemptAt: Int64?
+    public let lastError: String?
+    public let autoRefund: Bool
+    public let createdAt: Int64
+}
+
+extension SQLStore {
+    /// Pending refunds tried at least `minimumAttempts` times without settling, oldest first:
+    /// what an operator must look at (a rail that keeps refusing an auto-refund is retried
+    /// hourly for ever; this is where it shows).
+    public func stuckRefunds(minimumAttempts: Int64, limit: Int = 100) async throws -> [StuckRefund] {
+        precondition(limit > 0 && limit <= 1_000)
+        return try await db.transaction { conn in
+            try await conn.query("""
+                SELECT r.id, r.payment_id, r.merchant_id, r.amount, r.currency, r.attempts, r.next_attempt_at, r.last_error, r.created_at,
+                    p.auto_refunded
+                FROM refunds r JOIN payments p ON p.id = r.payment_id
+                WHERE r.status = 'pending' AND r.attempts >= ? ORDER BY r.created_at, r.id LIMIT ?
+                """, [.int(minimumAttempts), .int(Int64(limit))]).map { row in
+                StuckRefund(id: try row.requireText("id"), paymentID: try row.requireText("payment_id"),
+                            merchantID: try row.requireText("merchant_id"), amount: try row.requireInt("amount"),
+                            currency: try row.requireText("currency"), attempts: try row.requireInt("attempts"),
+                            nextAttemptAt: row.int("next_attempt_at"), lastError: row.text("last_error"),
+                            autoRefund: row.int("auto_refunded") == 1, createdAt: try row.requireInt("created_at"))
+            }
+        }
     }
 }

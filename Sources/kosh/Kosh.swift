@@ -31,7 +31,7 @@ struct Kosh: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kosh",
         abstract: "Kosh: a self-hosted, Razorpay-compatible payment gateway.",
-        subcommands: [Serve.self, SandboxCommand.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, BenchCommand.self])
+        subcommands: [Serve.self, SandboxCommand.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, RefundsCommand.self, BenchCommand.self])
 }
 
 struct Serve: AsyncParsableCommand {
@@ -183,6 +183,40 @@ struct LedgerCommand: AsyncParsableCommand {
                 print("ledger INCONSISTENT: \(report.problems.count) problem(s)")
                 for problem in report.problems { print("  - \(problem)") }
                 throw ExitCode(1)
+            }
+        }
+    }
+}
+
+struct RefundsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "refunds", abstract: "Refund tools for operators.", subcommands: [Stuck.self])
+
+    struct Stuck: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "stuck",
+            abstract: "Pending refunds the rail has not settled after several tries, oldest first, with why (Kosh keeps retrying them).")
+        @OptionGroup var db: DatabaseOption
+        @Option(help: "Least number of unsettled tries (1…1000)") var attempts: Int64 = 3
+        @Option(help: "Most refunds to list (1…1000)") var limit: Int = 100
+
+        func validate() throws {
+            guard (1...1_000).contains(attempts), (1...1_000).contains(limit) else { throw ValidationError("--attempts and --limit: 1…1000") }
+        }
+
+        func run() async throws {
+            LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+            let database = try await Databases.open(try db.configuration().database, logger: makeLogger())
+            let stuck = try await SQLStore(db: database).stuckRefunds(minimumAttempts: attempts, limit: limit)
+            try await database.close()
+            guard !stuck.isEmpty else {
+                print("no pending refund has gone \(attempts) or more tries without settling")
+                return
+            }
+            for r in stuck {
+                let next = r.nextAttemptAt.map { Date(timeIntervalSince1970: Double($0) / 1000).ISO8601Format() } ?? "-"
+                print("\(r.id)  \(NotificationTemplates.amount(r.amount, currency: r.currency))  payment \(r.paymentID)  merchant \(r.merchantID)" +
+                      "\(r.autoRefund ? "  auto-refund" : "")  tries \(r.attempts)  next \(next)")
+                print("    last: \(r.lastError ?? "-")")
             }
         }
     }

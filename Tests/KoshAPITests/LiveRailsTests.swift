@@ -269,6 +269,12 @@ struct LiveRailsTests {
             let sentAt = live.kosh.services.clock.nowMillis()
             let (attempts, next) = try await schedule()
             #expect(attempts == 1, "the first try after commit failed and was counted")
+            // Operators see it, and why (`kosh refunds stuck`).
+            let stuck = try await live.kosh.services.store.stuckRefunds(minimumAttempts: 1)
+            #expect(stuck.map(\.id) == [refundID])
+            #expect(stuck.first?.lastError?.hasPrefix("the call to upi_switch failed") == true, "\(stuck)")
+            #expect(stuck.first?.autoRefund == false)
+            #expect(try await live.kosh.services.store.stuckRefunds(minimumAttempts: 2).isEmpty)
             #expect(next > sentAt + 3_000 && next <= sentAt + 5_500, "next try in 5 s: \(next - sentAt) ms")
             // Not due: the janitor's pass leaves it alone (the rail sees no call).
             let (_, before) = try await live.sandbox(.GET, "/sandbox/v1/stats")
@@ -283,6 +289,7 @@ struct LiveRailsTests {
             _ = try await live.kosh.services.gateway.processPendingRefunds(olderThanMillis: 0)
             let fetched = try await live.kosh.call(.get, "/v1/refunds/\(refundID)")
             #expect(fetched.string("status") == "processed", "\(fetched.body)")
+            #expect(try await live.kosh.services.store.stuckRefunds(minimumAttempts: 1).isEmpty)
             try await live.kosh.expectLedgerConsistent()
         }
     }
