@@ -273,32 +273,19 @@ public struct LoadGenerator: Sendable {
     }
 
     func runLean(_ target: LeanTarget, end: ContinuousClock.Instant) async {
-        let recorder = self.recorder
         if let rate = options.rate {
-            let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
             let inFlight = InFlight()
             let queue = StartQueue()
             let maximumWorkers = min(options.maximumInFlight, 1_024)
             await withDiscardingTaskGroup { group in
                 var workers = 0
-                var next = ContinuousClock.now
-                while next < end {
-                    if ContinuousClock.now < next { try? await Task.sleep(until: next) }
-                    while next <= ContinuousClock.now && next < end {
-                        let scheduled = next
-                        next += interval
-                        if inFlight.value.load(ordering: .relaxed) >= options.maximumInFlight {
-                            recorder.drop()
-                            continue
-                        }
-                        inFlight.value.add(1, ordering: .relaxed)
-                        if queue.push(scheduled) && workers < maximumWorkers {
-                            workers += 1
-                            group.addTask {
-                                await self.leanWorker(target, next: { await queue.next() }) { start, connection in
-                                    await self.lifecycle(start: start, via: connection)
-                                    inFlight.value.subtract(1, ordering: .relaxed)
-                                }
+                await forEachStart(rate: rate, until: end, inFlight: inFlight) { scheduled in
+                    if queue.push(scheduled) && workers < maximumWorkers {
+                        workers += 1
+                        group.addTask {
+                            await self.leanWorker(target, next: { await queue.next() }) { start, connection in
+                                await self.lifecycle(start: start, via: connection)
+                                inFlight.value.subtract(1, ordering: .relaxed)
                             }
                         }
                     }
@@ -318,8 +305,30 @@ public struct LoadGenerator: Sendable {
         }
     }
 
+    /// The open loop's clock: calls `start` for each start scheduled at `rate` per second until
+    /// `end` — catching up on every start that is due, so a stalled server still sees the full
+    /// rate — except starts over the in-flight cap, which are counted as dropped. `start`'s
+    /// lifecycle must subtract itself from `inFlight` when it ends.
+    func forEachStart(rate: Int, until end: ContinuousClock.Instant, inFlight: InFlight,
+                      _ start: (ContinuousClock.Instant) -> Void) async {
+        let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
+        var next = ContinuousClock.now
+        while next < end {
+            if ContinuousClock.now < next { try? await Task.sleep(until: next) }
+            while next <= ContinuousClock.now && next < end {
+                let scheduled = next
+                next += interval
+                if inFlight.value.load(ordering: .relaxed) >= options.maximumInFlight {
+                    recorder.drop()
+                    continue
+                }
+                inFlight.value.add(1, ordering: .relaxed)
+                start(scheduled)
+            }
+        }
+    }
+
     public func run() async throws -> LoadReport {
-        let recorder = self.recorder
         if options.client == .lean {
             let target = try LeanTarget(url: options.url, authorization: authorization)  // a bad URL fails before the run
             await measured { end in await runLean(target, end: end) }
@@ -327,27 +336,14 @@ public struct LoadGenerator: Sendable {
         }
         await measured { end in
         if let rate = options.rate {
-            let interval = Duration.nanoseconds(1_000_000_000 / max(1, rate))
             let inFlight = InFlight()
             // Discarding: finished lifecycles are freed at once (a plain task group keeps every
             // child's result until it is awaited, which grows without bound in an open loop).
             await withDiscardingTaskGroup { group in
-                var next = ContinuousClock.now
-                while next < end {
-                    if ContinuousClock.now < next { try? await Task.sleep(until: next) }
-                    // Catch up on every start that is due, so a stalled server still sees the full rate.
-                    while next <= ContinuousClock.now && next < end {
-                        let scheduled = next
-                        next += interval
-                        if inFlight.value.load(ordering: .relaxed) >= options.maximumInFlight {
-                            recorder.drop()
-                            continue
-                        }
-                        inFlight.value.add(1, ordering: .relaxed)
-                        group.addTask {
-                            await self.lifecycle(start: scheduled)
-                            inFlight.value.subtract(1, ordering: .relaxed)
-                        }
+                await forEachStart(rate: rate, until: end, inFlight: inFlight) { scheduled in
+                    group.addTask {
+                        await self.lifecycle(start: scheduled)
+                        inFlight.value.subtract(1, ordering: .relaxed)
                     }
                 }
             }

@@ -284,20 +284,14 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
     /// events and postings as `submit` + `check`; the caller writes the payment, then the
     /// returned attempt.
     func submitInline(_ payment: inout Payment, merchant: Merchant, _ tx: any StoreTransaction) async throws -> PaymentAttempt? {
-        let plan = try rails.plan(mode: merchant.mode, RoutingRequest(method: payment.method, flow: payment.flow, amount: payment.amount,
-                                                                      preferred: merchant.routePreference))
-        try await apply(.submit, to: &payment, tx)
-        let now = clock.nowMillis()
-        payment.submittedAtMillis = now
-        guard let first = plan.first, let rail = rails.rail(named: first.connector) else {
+        guard var attempt = try await beginSubmission(&payment, merchant: merchant, tx).attempt else { return nil }
+        guard let rail = rails.rail(named: attempt.connector) else {
             try await apply(.fail(Self.noRouteFailure), to: &payment, tx)
             payment.nextCheckAt = nil
             return nil
         }
-        precondition(rail.answersInProcess, "Invalid state: inline submission to \(first.connector), which does not answer in-process")
-        payment.nextCheckAt = now + settings.firstCheckAfterMillis
-        payment.rail = first.connector
-        var attempt = newAttempt(payment, seq: 1, first, now: now)
+        precondition(rail.answersInProcess, "Invalid state: inline submission to \(attempt.connector), which does not answer in-process")
+        let now = attempt.createdAt
         let initiation: RailInitiation
         do {
             initiation = try await rail.initiate(request(for: payment, payeeName: merchant.name))
@@ -385,21 +379,8 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             }
             guard payment.state == .created else { return nil }
             guard let merchant = try await tx.merchant(id: payment.merchantID) else { throw KoshError.notFound() }
-            let plan = try self.rails.plan(mode: merchant.mode, RoutingRequest(method: payment.method, flow: payment.flow, amount: payment.amount,
-                                                                               preferred: merchant.routePreference))
-            try await self.apply(.submit, to: &payment, tx)
-            let now = self.clock.nowMillis()
-            payment.submittedAtMillis = now
-            guard let first = plan.first else {
-                try await self.apply(.fail(Self.noRouteFailure), to: &payment, tx)
-                payment.nextCheckAt = nil
-                try await tx.updatePayment(payment)
-                return (payment, nil, [], merchant.name)
-            }
-            payment.nextCheckAt = now + self.settings.firstCheckAfterMillis
-            payment.rail = first.connector
-            let attempt = self.newAttempt(payment, seq: 1, first, now: now)
-            try await tx.insertAttempt(attempt)
+            let (plan, attempt) = try await self.beginSubmission(&payment, merchant: merchant, tx)
+            if let attempt { try await tx.insertAttempt(attempt) }
             try await tx.updatePayment(payment)
             return (payment, attempt, plan, merchant.name)
         }
@@ -444,6 +425,26 @@ public struct PaymentGateway<Store: GatewayStore>: Sendable {
             return try await check(paymentID: paymentID)
         }
         return current
+    }
+
+    /// The start of every submission, in `tx`: routes the payment, marks it submitted and opens
+    /// the first route's attempt (not yet written). With no route the payment fails and the
+    /// attempt is nil.
+    func beginSubmission(_ payment: inout Payment, merchant: Merchant,
+                         _ tx: any StoreTransaction) async throws -> (plan: [RouteChoice], attempt: PaymentAttempt?) {
+        let plan = try rails.plan(mode: merchant.mode, RoutingRequest(method: payment.method, flow: payment.flow, amount: payment.amount,
+                                                                      preferred: merchant.routePreference))
+        try await apply(.submit, to: &payment, tx)
+        let now = clock.nowMillis()
+        payment.submittedAtMillis = now
+        guard let first = plan.first else {
+            try await apply(.fail(Self.noRouteFailure), to: &payment, tx)
+            payment.nextCheckAt = nil
+            return ([], nil)
+        }
+        payment.nextCheckAt = now + settings.firstCheckAfterMillis
+        payment.rail = first.connector
+        return (plan, newAttempt(payment, seq: 1, first, now: now))
     }
 
     func newAttempt(_ payment: Payment, seq: Int64, _ choice: RouteChoice, now: Int64) -> PaymentAttempt {

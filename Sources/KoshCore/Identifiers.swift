@@ -32,21 +32,30 @@ public enum Identifiers {
 
     public static func make<G: RandomNumberGenerator>(_ prefix: IDPrefix, millis: Int64, using generator: inout G) -> String {
         precondition(millis >= 0)
-        var out = prefix.rawValue + "_"
-        out.reserveCapacity(out.utf8.count + randomLength)
-        var time = [Character](repeating: "0", count: timeLength)
-        var rest = millis
+        // One 64-bit draw covers the 6 random characters (62^6 < 2^36): one getrandom, not six.
+        return format(prefix, millis: millis, random: (generator.next() >> 28) % randomSpace)
+    }
+
+    /// 62^6: the values of the random part.
+    static let randomSpace: UInt64 = 56_800_235_584
+
+    /// `prefix_` + `millis` in `timeLength` base62 digits + `random` in the rest, most
+    /// significant digit first.
+    static func format(_ prefix: IDPrefix, millis: Int64, random: UInt64) -> String {
+        var digits = [Character](repeating: "0", count: randomLength)
+        var rest = UInt64(millis)
         for i in stride(from: timeLength - 1, through: 0, by: -1) {
-            time[i] = alphabet[Int(rest % 62)]
+            digits[i] = alphabet[Int(rest % 62)]
             rest /= 62
         }
-        out.append(contentsOf: time)
-        // One 64-bit draw covers the 6 random characters (62^6 < 2^36): one getrandom, not six.
-        var random = generator.next() >> 28
-        for _ in 0..<(randomLength - timeLength) {
-            out.append(alphabet[Int(random % 62)])
-            random /= 62
+        rest = random
+        for i in stride(from: randomLength - 1, through: timeLength, by: -1) {
+            digits[i] = alphabet[Int(rest % 62)]
+            rest /= 62
         }
+        var out = prefix.rawValue + "_"
+        out.reserveCapacity(out.utf8.count + randomLength)
+        out.append(contentsOf: digits)
         return out
     }
 
@@ -57,7 +66,6 @@ public enum Identifiers {
     /// part, so IDs stay unique across processes as `make`'s do.
     public static func makeOrdered(_ prefix: IDPrefix, millis: Int64) -> String {
         precondition(millis >= 0)
-        let randomSpace: UInt64 = 56_800_235_584  // 62^6
         let (at, random) = orderedState.withLock { state -> (Int64, UInt64) in
             if millis > state.millis {
                 var generator = SystemRandomNumberGenerator()
@@ -70,21 +78,7 @@ public enum Identifiers {
             }
             return (state.millis, state.random)
         }
-        var out = prefix.rawValue + "_"
-        out.reserveCapacity(out.utf8.count + randomLength)
-        var digits = [Character](repeating: "0", count: randomLength)
-        var rest = at
-        for i in stride(from: timeLength - 1, through: 0, by: -1) {
-            digits[i] = alphabet[Int(rest % 62)]
-            rest /= 62
-        }
-        var r = random
-        for i in stride(from: randomLength - 1, through: timeLength, by: -1) {  // most significant digit first
-            digits[i] = alphabet[Int(r % 62)]
-            r /= 62
-        }
-        out.append(contentsOf: digits)
-        return out
+        return format(prefix, millis: at, random: random)
     }
 
     private static let orderedState = OrderedIDState()

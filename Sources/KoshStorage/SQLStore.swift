@@ -45,42 +45,21 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func flush() async throws {
         let events = pendingEvents
         pendingEvents = []
-        for chunk in events.chunks(of: Self.maximumRowsPerInsert) {
-            var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * 8)
-            for e in chunk {
-                binds += [.text(e.id), .text(e.merchantID), .text(e.entityType), .text(e.entityID), .text(e.event), SQLValue(e.fromState),
-                          .text(e.toState), .int(e.createdAt)]
-            }
-            try await conn.query("""
-                INSERT INTO payment_events (id, merchant_id, entity_type, entity_id, event, from_state, to_state, created_at)
-                VALUES \(Self.placeholders(rows: chunk.count, columns: 8))
-                """, binds)
+        try await insertRows(events, "INSERT INTO payment_events (id, merchant_id, entity_type, entity_id, event, from_state, to_state, created_at)",
+                             columns: 8) { e in
+            [.text(e.id), .text(e.merchantID), .text(e.entityType), .text(e.entityID), .text(e.event), SQLValue(e.fromState),
+             .text(e.toState), .int(e.createdAt)]
         }
         let entries = pendingEntries
         pendingEntries = []
-        for chunk in entries.chunks(of: Self.maximumRowsPerInsert) {
-            var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * 7)
-            for entry in chunk {
-                binds += [.text(entry.id), .text(entry.kind.rawValue), .text(entry.phase.rawValue), SQLValue(entry.pendingEntryID),
-                          SQLValue(entry.paymentID), SQLValue(entry.refundID), .int(entry.createdAt)]
-            }
-            try await conn.query("""
-                INSERT INTO journal_entries (id, kind, phase, pending_entry_id, payment_id, refund_id, created_at)
-                VALUES \(Self.placeholders(rows: chunk.count, columns: 7))
-                """, binds)
+        try await insertRows(entries, "INSERT INTO journal_entries (id, kind, phase, pending_entry_id, payment_id, refund_id, created_at)",
+                             columns: 7) { entry in
+            [.text(entry.id), .text(entry.kind.rawValue), .text(entry.phase.rawValue), SQLValue(entry.pendingEntryID),
+             SQLValue(entry.paymentID), SQLValue(entry.refundID), .int(entry.createdAt)]
         }
         let postings = entries.flatMap { entry in entry.postings.enumerated().map { (entry.id, Int64($0.offset), $0.element) } }
-        for chunk in postings.chunks(of: Self.maximumRowsPerInsert) {
-            var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * 5)
-            for (entryID, seq, posting) in chunk {
-                binds += [.text(entryID), .int(seq), .text(posting.account.key), .text(posting.currency.rawValue), .int(posting.amount)]
-            }
-            try await conn.query("""
-                INSERT INTO postings (entry_id, seq, account, currency, amount) VALUES \(Self.placeholders(rows: chunk.count, columns: 5))
-                """, binds)
+        try await insertRows(postings, "INSERT INTO postings (entry_id, seq, account, currency, amount)", columns: 5) { entryID, seq, posting in
+            [.text(entryID), .int(seq), .text(posting.account.key), .text(posting.currency.rawValue), .int(posting.amount)]
         }
         try await flushBalances()
     }
@@ -95,17 +74,24 @@ public final class SQLStoreTransaction: StoreTransaction {
         let deltas = balanceDeltas.sorted { $0.key < $1.key }.filter { $0.value != LedgerBalances.Balance() }
         balanceDeltas = [:]
         let stripe = Int64.random(in: 0..<Self.balanceStripes)
-        for chunk in deltas.chunks(of: Self.maximumRowsPerInsert) {
+        try await insertRows(deltas, "INSERT INTO ledger_accounts (account, currency, stripe, posted, pending)", columns: 5,
+                             then: """
+                                 ON CONFLICT (account, currency, stripe) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
+                                     pending = ledger_accounts.pending + excluded.pending
+                                 """) { key, delta in
+            [.text(key.account), .text(key.currency.rawValue), .int(stripe), .int(delta.posted), .int(delta.pending)]
+        }
+    }
+
+    /// `insert VALUES (…), (…) then` for `items`, at most `maximumRowsPerInsert` rows per statement.
+    func insertRows<Item>(_ items: [Item], _ insert: String, columns: Int, then suffix: String = "",
+                          _ values: (Item) -> [SQLValue]) async throws {
+        for chunk in items.chunks(of: Self.maximumRowsPerInsert) {
             var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * 5)
-            for (key, delta) in chunk {
-                binds += [.text(key.account), .text(key.currency.rawValue), .int(stripe), .int(delta.posted), .int(delta.pending)]
-            }
-            try await conn.query("""
-                INSERT INTO ledger_accounts (account, currency, stripe, posted, pending) VALUES \(Self.placeholders(rows: chunk.count, columns: 5))
-                ON CONFLICT (account, currency, stripe) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
-                    pending = ledger_accounts.pending + excluded.pending
-                """, binds)
+            binds.reserveCapacity(chunk.count * columns)
+            for item in chunk { binds += values(item) }
+            try await conn.query("\(insert) VALUES \(Self.placeholders(rows: chunk.count, columns: columns))\(suffix.isEmpty ? "" : "\n" + suffix)",
+                                 binds)
         }
     }
 

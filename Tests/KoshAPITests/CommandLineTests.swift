@@ -66,7 +66,25 @@ struct CommandLineTests {
                    stderr: String(decoding: stderr, as: UTF8.self))
     }
 
-    static func freePort() -> Int { Int.random(in: 20_000...40_000) }
+    /// A port for a child `kosh serve`: below Linux's ephemeral range (32768–60999, where this
+    /// process's own outgoing connections take theirs) and free to bind right now.
+    static func freePort() -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: 20_000...32_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            if bound == 0 { return port }
+        }
+        return Int.random(in: 20_000...32_000)
+    }
 
     static func http(_ method: String, _ url: String, body: String? = nil, auth: (String, String)? = nil) async throws -> (Int, JSON) {
         var request = URLRequest(url: URL(string: url)!)
