@@ -6,8 +6,33 @@ import KoshRails
 import KoshSandbox
 import KoshStorage
 import Logging
+import NIOCore
 import Prometheus
 import ServiceLifecycle
+
+/// The process's open-file limit.
+public enum DescriptorLimit {
+    /// Raises the soft limit to the hard one (so the cap on connections is what the system
+    /// allows, not a shell's default of 1,024) and returns the soft limit in force.
+    @discardableResult
+    public static func raiseToHard() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1_024 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return limit.rlim_cur > rlim_t(Int32.max) ? Int(Int32.max) : Int(limit.rlim_cur)
+    }
+
+    /// The soft limit now.
+    public static var current: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1_024 }
+        return limit.rlim_cur > rlim_t(Int32.max) ? Int(Int32.max) : Int(limit.rlim_cur)
+    }
+}
 
 /// A setting Kosh refuses to start with.
 public struct ConfigurationError: Error, CustomStringConvertible {
@@ -51,6 +76,8 @@ public struct KoshConfiguration: Sendable {
     /// Events (with their finished deliveries, attempts and notifications) older than this are
     /// purged hourly by the janitor (`KOSH_EVENT_RETENTION_DAYS`, at least 30, the promise of `GET /v1/events`).
     public var eventRetentionDays: Int64 = 30
+    /// Timeouts and the connection cap of the HTTP server (unauthenticated clients reach it).
+    public var connections = ConnectionLimits()
 
     public init() {}
 
@@ -126,6 +153,10 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_WEBHOOK_TIMEOUT_MS", 100...60_000) { config.webhooks.timeoutMillis = value }
         if let value = try millis("KOSH_WEBHOOK_LEASE_MS", 500...3_600_000) { config.webhooks.leaseMillis = value }
         if let value = try millis("KOSH_EVENT_RETENTION_DAYS", 30...3_650) { config.eventRetentionDays = value }
+        if let value = try millis("KOSH_HTTP_HEAD_TIMEOUT_MS", 100...600_000) { config.connections.headTimeoutMillis = value }
+        if let value = try millis("KOSH_HTTP_BODY_TIMEOUT_MS", 100...600_000) { config.connections.bodyTimeoutMillis = value }
+        if let value = try millis("KOSH_HTTP_IDLE_TIMEOUT_MS", 100...3_600_000) { config.connections.idleTimeoutMillis = value }
+        if let value = try millis("KOSH_HTTP_MAX_CONNECTIONS", 1...1_000_000) { config.connections.maximumConnections = Int(value) }
         if let url = env["KOSH_SMTP_URL"], !url.isEmpty {
             do {
                 config.notifications.smtp = try SMTPConfiguration(url: url, from: env["KOSH_SMTP_FROM"].flatMap { $0.isEmpty ? nil : $0 } ?? "no-reply@kosh.localhost")
@@ -174,6 +205,7 @@ public struct KoshServices: Sendable {
             }
             let merchants = MerchantDirectory(db: db, masterKey: masterKey, clock: clock)
             try await merchants.checkMasterKey()
+            try await NodeHeartbeat.beat(db, now: clock.nowMillis())
             let store = SQLStore(db: db)
             var upstream: UpstreamHTTP?
             var live: LiveRails?
@@ -250,11 +282,31 @@ public struct Janitor: Service {
             if purge {
                 _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
                 let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400
+                try await NodeHeartbeat.purge(services.db, now: services.clock.nowMillis())
                 let purged = try await services.webhooks.purgeEvents(createdBefore: cutoff)
                 if purged > 0 { logger.info("purged old events", metadata: ["events": "\(purged)", "retention_days": "\(eventRetentionDays)"]) }
             }
         } catch {
             logger.error("janitor pass failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Writes this process's heartbeat every second (`NodeHeartbeat`), so an idempotency key
+/// it holds when it dies is free again within seconds on the other nodes (or after a restart).
+struct HeartbeatService: Service {
+    let db: any SQLDatabase
+    let clock: any KoshClock
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                try await NodeHeartbeat.beat(db, now: clock.nowMillis())
+            } catch {
+                logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .milliseconds(NodeHeartbeat.intervalMillis))
         }
     }
 }
@@ -296,6 +348,21 @@ public struct InProcessSandbox: Sendable {
 }
 
 public enum KoshApplication {
+    /// The HTTP server with Kosh's connection guards (timeouts, cap). The cap defaults to what
+    /// the descriptor limit allows, after raising the soft limit to the hard one.
+    public static func httpApplication(router: Router<KoshRequestContext>, host: String, port: Int, limits: ConnectionLimits,
+                                       logger: Logger, onServerRunning: (@Sendable (any Channel) async -> Void)? = nil)
+        -> (some ApplicationProtocol, ConnectionRegistry) {
+        let descriptors = DescriptorLimit.raiseToHard()
+        let maximum = limits.maximumConnections ?? ConnectionLimits.defaultMaximumConnections(descriptorLimit: descriptors)
+        let registry = ConnectionRegistry(maximum: maximum)
+        let (server, configuration) = GuardedServer.make(address: .hostname(host, port: port), serverName: "kosh", limits: limits,
+                                                         registry: registry)
+        let app = Application(router: router, server: server, configuration: configuration, onServerRunning: onServerRunning ?? { _ in },
+                              logger: logger)
+        return (app, registry)
+    }
+
     /// The server: HTTP, the janitor and the database, started in dependency order and
     /// stopped in reverse on SIGTERM / SIGINT (HTTP stops accepting and drains in-flight requests first).
     public static func run(_ config: KoshConfiguration, logger: Logger,
@@ -314,13 +381,16 @@ public enum KoshApplication {
         }
         defer { if let sandbox { Task { await sandbox.0.stop() } } }
         let services = try await KoshServices.open(config, logger: logger, metrics: metrics)
-        let app = Application(
-            router: services.router(),
-            configuration: .init(address: .hostname(config.host, port: config.port), serverName: "kosh"),
-            logger: logger)
+        let (app, registry) = httpApplication(router: services.router(), host: config.host, port: config.port, limits: config.connections,
+                                              logger: logger)
+        logger.info("HTTP connection limits", metadata: [
+            "http.max_connections": "\(registry.maximum)", "http.head_timeout_ms": "\(config.connections.headTimeoutMillis)",
+            "http.body_timeout_ms": "\(config.connections.bodyTimeoutMillis)", "http.idle_timeout_ms": "\(config.connections.idleTimeoutMillis)",
+        ])
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: DatabaseService(db: services.db, upstream: services.upstream)),
+                .init(service: HeartbeatService(db: services.db, clock: services.clock, logger: logger)),
                 .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger,
                                           eventRetentionDays: config.eventRetentionDays)),
                 .init(service: WebhookDispatcher(store: services.webhooks, settings: config.webhooks, logger: logger)),

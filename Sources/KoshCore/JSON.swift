@@ -108,6 +108,15 @@ public enum JSON: Sendable, Hashable {
 
     // MARK: Parsing
 
+    /// At most 40 characters of `text`, for messages that quote input.
+    public static func excerpt(_ text: String, limit: Int = 40) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars.prefix(limit) {
+            out.unicodeScalars.append(scalar.value < 0x20 || scalar.value == 0x7F ? "?" : scalar)
+        }
+        return text.unicodeScalars.count > limit ? out + "…" : out
+    }
+
     public struct ParseError: Error, Sendable, Hashable, CustomStringConvertible {
         public let offset: Int
         public let message: String
@@ -116,7 +125,20 @@ public enum JSON: Sendable, Hashable {
 
     /// Maximum nesting depth accepted, so hostile input cannot exhaust the stack.
     public static let maximumDepth = 32
+    /// Members in one object: far above any Kosh request (notes hold at most 15), far below
+    /// what would make a body expensive to hold.
+    public static let maximumMembers = 256
+    /// Items in one array.
+    public static let maximumArrayItems = 1_000
+    /// Values (objects, arrays, strings, numbers, literals) in one document.
+    public static let maximumValues = 20_000
+    /// Objects with more members than this check duplicate keys through a hash set; smaller
+    /// ones (nearly all) compare the few keys they have.
+    static let linearKeyCheckLimit = 8
 
+    /// Parses one JSON document in time linear in its size. Refuses, with a `ParseError`:
+    /// duplicate keys in an object (a proxy that keeps the first and Kosh the last would read
+    /// two different requests), invalid UTF-8, and documents over the limits above.
     public static func parse(_ bytes: some Collection<UInt8>) throws(ParseError) -> JSON {
         var parser = Parser(bytes: Array(bytes))
         parser.skipWhitespace()
@@ -133,6 +155,7 @@ public enum JSON: Sendable, Hashable {
     struct Parser {
         let bytes: [UInt8]
         var index = 0
+        var values = 0
 
         init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -154,6 +177,8 @@ public enum JSON: Sendable, Hashable {
         mutating func value(depth: Int) throws(ParseError) -> JSON {
             guard depth <= JSON.maximumDepth else { throw error("Nesting too deep") }
             guard index < bytes.count else { throw error("Unexpected end of input") }
+            values += 1
+            guard values <= JSON.maximumValues else { throw error("Too many values (at most \(JSON.maximumValues))") }
             switch bytes[index] {
             case UInt8(ascii: "n"): try expect("null"); return .null
             case UInt8(ascii: "t"): try expect("true"); return .bool(true)
@@ -166,6 +191,7 @@ public enum JSON: Sendable, Hashable {
                 if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return .array(items) }
                 while true {
                     skipWhitespace()
+                    guard items.count < JSON.maximumArrayItems else { throw error("Too many array items (at most \(JSON.maximumArrayItems))") }
                     items.append(try value(depth: depth + 1))
                     skipWhitespace()
                     guard index < bytes.count else { throw error("Unexpected end of input") }
@@ -176,22 +202,30 @@ public enum JSON: Sendable, Hashable {
             case UInt8(ascii: "{"):
                 index += 1
                 var pairs: [(String, JSON)] = []
+                var keys: Set<String> = []
                 skipWhitespace()
                 if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(pairs) }
                 while true {
                     skipWhitespace()
                     guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("Expected a string key") }
+                    guard pairs.count < JSON.maximumMembers else { throw error("Too many members in an object (at most \(JSON.maximumMembers))") }
+                    let keyOffset = index
                     let key = try string()
+                    let duplicate: Bool
+                    if pairs.count < JSON.linearKeyCheckLimit {
+                        duplicate = pairs.contains(where: { $0.0 == key })
+                    } else {
+                        if keys.isEmpty { keys = Set(pairs.map(\.0)) }
+                        duplicate = !keys.insert(key).inserted
+                    }
+                    if duplicate {
+                        throw ParseError(offset: keyOffset, message: "Duplicate key \"\(JSON.excerpt(key))\"")
+                    }
                     skipWhitespace()
                     guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("Expected :") }
                     index += 1
                     skipWhitespace()
-                    let item = try value(depth: depth + 1)
-                    if let existing = pairs.firstIndex(where: { $0.0 == key }) {
-                        pairs[existing].1 = item  // last one wins, as in most parsers
-                    } else {
-                        pairs.append((key, item))
-                    }
+                    pairs.append((key, try value(depth: depth + 1)))
                     skipWhitespace()
                     guard index < bytes.count else { throw error("Unexpected end of input") }
                     if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
@@ -241,14 +275,14 @@ public enum JSON: Sendable, Hashable {
                 guard index < bytes.count else { throw error("Unterminated string") }
                 let byte = bytes[index]
                 if byte == UInt8(ascii: "\"") {
-                    out += String(decoding: bytes[runStart..<index], as: UTF8.self)
+                    try appendRun(runStart, to: &out)
                     index += 1
                     out.unicodeScalars.append(contentsOf: scalars)
                     return out
                 }
                 if byte < 0x20 { throw error("Control character in string") }
                 if byte == UInt8(ascii: "\\") {
-                    out += String(decoding: bytes[runStart..<index], as: UTF8.self)
+                    try appendRun(runStart, to: &out)
                     index += 1
                     guard index < bytes.count else { throw error("Unterminated escape") }
                     let escaped = bytes[index]
@@ -279,6 +313,15 @@ public enum JSON: Sendable, Hashable {
                 }
                 index += 1
             }
+        }
+
+        /// Appends the bytes from `start` to the current index, which must be valid UTF-8.
+        func appendRun(_ start: Int, to out: inout String) throws(ParseError) {
+            guard start < index else { return }
+            guard let text = String(validating: bytes[start..<index], as: UTF8.self) else {
+                throw ParseError(offset: start, message: "Invalid UTF-8 in string")
+            }
+            out += text
         }
 
         mutating func hex4() throws(ParseError) -> UInt32 {

@@ -10,6 +10,7 @@ public struct KoshError: Error, Sendable, Hashable, CustomStringConvertible {
             case notFound = "NOT_FOUND"
             case conflict = "CONFLICT"
             case payloadTooLarge = "PAYLOAD_TOO_LARGE"
+            case requestTimeout = "REQUEST_TIMEOUT"
             case gatewayError = "GATEWAY_ERROR"
             case serverError = "SERVER_ERROR"
         }
@@ -19,13 +20,14 @@ public struct KoshError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let notFound = Code(base: .notFound)
         public static let conflict = Code(base: .conflict)
         public static let payloadTooLarge = Code(base: .payloadTooLarge)
+        public static let requestTimeout = Code(base: .requestTimeout)
         public static let gatewayError = Code(base: .gatewayError)
         public static let serverError = Code(base: .serverError)
 
         /// The `code` string Razorpay uses in the error body.
         public var razorpayCode: String {
             switch base {
-            case .badRequest, .unauthorized, .notFound, .conflict, .payloadTooLarge: "BAD_REQUEST_ERROR"
+            case .badRequest, .unauthorized, .notFound, .conflict, .payloadTooLarge, .requestTimeout: "BAD_REQUEST_ERROR"
             case .gatewayError: "GATEWAY_ERROR"
             case .serverError: "SERVER_ERROR"
             }
@@ -39,6 +41,7 @@ public struct KoshError: Error, Sendable, Hashable, CustomStringConvertible {
             case .notFound: 400  // Razorpay answers 400 "The id provided does not exist"
             case .conflict: 409
             case .payloadTooLarge: 413
+            case .requestTimeout: 408
             case .gatewayError: 502
             case .serverError: 500
             }
@@ -54,12 +57,15 @@ public struct KoshError: Error, Sendable, Hashable, CustomStringConvertible {
     public var step: String
     public var reason: String
     public var metadata: [String: String]
+    /// When the client may retry (rendered as `Retry-After`), for errors that pass.
+    public var retryAfterSeconds: Int?
 
     public init(
         _ code: Code, _ message: String, field: String? = nil, source: String = "business",
         step: String = "payment_initiation", reason: String = "input_validation_failed",
-        metadata: [String: String] = [:]
+        metadata: [String: String] = [:], retryAfterSeconds: Int? = nil
     ) {
+        self.retryAfterSeconds = retryAfterSeconds
         self.code = code
         self.message = message
         self.field = field

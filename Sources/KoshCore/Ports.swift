@@ -253,8 +253,8 @@ public enum IdempotencyClaim: Sendable, Equatable {
     case replay(status: Int, body: String)
     /// The key was used with a different request.
     case mismatch
-    /// The same request is running right now.
-    case inProgress
+    /// The same request is running right now (on a live process); retry after this long.
+    case inProgress(retryAfterSeconds: Int)
 }
 
 public protocol IdempotencyKeys: Sendable {

@@ -1,7 +1,9 @@
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import KoshCore
 import Logging
+import Synchronization
 
 public struct KoshRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
@@ -35,6 +37,8 @@ public enum APILimits {
 /// a bug: it is logged and answered with a 500 that reveals nothing.
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = KoshRequestContext
+    /// The routes, to tell "no such path" (404) from "not with this method" (405 with `Allow`).
+    let routes: RouteTable
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -45,6 +49,15 @@ struct ErrorMiddleware: RouterMiddleware {
             context.logger.notice("concurrent modification", metadata: ["error": "\(error)"])
             return ErrorRendering.response(KoshError(.conflict, "The resource was modified by a concurrent request; retry the request",
                                                      source: "NA", step: "NA", reason: "concurrent_modification"))
+        } catch is HTTPParserError {
+            // Malformed framing inside the body (a chunk size `zz`, a body cut short): the client's mistake.
+            return ErrorRendering.response(KoshError(.badRequest, "The request body is not valid HTTP/1.1 framing.", source: "NA", step: "NA",
+                                                     reason: "malformed_request"))
+        } catch is RequestBodyTimeout {
+            var response = ErrorRendering.response(KoshError(.requestTimeout, "The request body was not received in time.", source: "NA",
+                                                             step: "NA", reason: "request_timeout"))
+            response.headers[.connection] = "close"
+            return response
         } catch is NIOTooManyBytesError {
             return ErrorRendering.response(KoshError(.payloadTooLarge, "The request body must be at most \(APILimits.maximumBodyBytes) bytes",
                                                      source: "NA", step: "NA", reason: "payload_too_large"))
@@ -54,6 +67,13 @@ struct ErrorMiddleware: RouterMiddleware {
                 return ErrorRendering.response(KoshError(.payloadTooLarge, "The request body must be at most \(APILimits.maximumBodyBytes) bytes",
                                                          source: "NA", step: "NA", reason: "payload_too_large"))
             case .notFound:
+                let allowed = routes.methods(for: request.uri.path)
+                if !allowed.isEmpty {
+                    var response = ErrorRendering.response(KoshError(.badRequest, "The requested method is not allowed for this URL.", source: "NA",
+                                                                     step: "NA", reason: "NA"), status: .methodNotAllowed)
+                    response.headers[.allow] = allowed.joined(separator: ", ")
+                    return response
+                }
                 return ErrorRendering.response(KoshError(.badRequest, "The requested URL was not found on the server.", source: "NA",
                                                          step: "NA", reason: "NA"), status: .notFound)
             case .methodNotAllowed:
@@ -76,6 +96,36 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 }
 
+/// Which methods each route path answers, filled once the router is built.
+final class RouteTable: Sendable {
+    private let routes = Mutex<[(components: [Substring], methods: [String])]>([])
+
+    func load(_ descriptions: [(path: String, method: String)]) {
+        var byPath: [String: [String]] = [:]
+        var order: [String] = []
+        for (path, method) in descriptions {
+            if byPath[path] == nil { order.append(path) }
+            byPath[path, default: []].append(method)
+        }
+        let table = order.map { path in
+            (components: path.split(separator: "/"), methods: Array(Set(byPath[path]! + (byPath[path]!.contains("GET") ? ["HEAD"] : []))).sorted())
+        }
+        routes.withLock { $0 = table }
+    }
+
+    /// Methods of the first route whose pattern matches `path` (`:name` matches one segment).
+    func methods(for path: String) -> [String] {
+        let segments = path.split(separator: "/")
+        guard segments.count <= 16 else { return [] }
+        return routes.withLock { routes in
+            for route in routes where route.components.count == segments.count {
+                if zip(route.components, segments).allSatisfy({ $0.hasPrefix(":") || $0 == "*" || $0 == $1 }) { return route.methods }
+            }
+            return []
+        }
+    }
+}
+
 enum ErrorRendering {
     static func json(_ error: KoshError) -> JSON {
         let metadata = JSON.object(error.metadata.sorted(by: { $0.key < $1.key }).map { ($0.key, .string($0.value)) })
@@ -91,7 +141,9 @@ enum ErrorRendering {
     }
 
     static func response(_ error: KoshError, status: HTTPResponse.Status? = nil) -> Response {
-        jsonResponse(json(error), status: status ?? HTTPResponse.Status(code: error.code.httpStatus))
+        var response = jsonResponse(json(error), status: status ?? HTTPResponse.Status(code: error.code.httpStatus))
+        if let seconds = error.retryAfterSeconds { response.headers[.retryAfter] = String(seconds) }
+        return response
     }
 }
 

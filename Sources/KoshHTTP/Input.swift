@@ -58,7 +58,7 @@ struct RequestBody {
         return number
     }
 
-    mutating func string(_ name: String, required: Bool = false, maxLength: Int) throws -> String? {
+    mutating func string(_ name: String, required: Bool = false, maxLength: Int, allowLineBreaks: Bool = false) throws -> String? {
         used.insert(name)
         guard let value = self[name] else {
             if required { throw KoshError.badRequest("The \(name) field is required.", field: name) }
@@ -66,10 +66,23 @@ struct RequestBody {
         }
         guard case .string(let s) = value else { throw KoshError.badRequest("The \(name) must be a string.", field: name) }
         if required && s.isEmpty { throw KoshError.badRequest("The \(name) field is required.", field: name) }
-        guard s.count <= maxLength else {
+        guard s.utf8.count <= maxLength * 4, s.count <= maxLength else {
             throw KoshError.badRequest("The \(name) may not be greater than \(maxLength) characters.", field: name)
         }
+        try Self.refuseControlCharacters(s, field: name, allowLineBreaks: allowLineBreaks)
         return s
+    }
+
+    /// NUL and the other control characters (C0, DEL, C1) never reach storage: SQLite would
+    /// cut a text at a NUL and PostgreSQL refuses it. Free text (descriptions, notes values)
+    /// may hold tabs and line breaks.
+    static func refuseControlCharacters(_ text: String, field: String, allowLineBreaks: Bool) throws {
+        for scalar in text.unicodeScalars {
+            let v = scalar.value
+            guard v < 0x20 || (0x7F...0x9F).contains(v) else { continue }
+            if allowLineBreaks && (v == 0x09 || v == 0x0A || v == 0x0D) { continue }
+            throw KoshError.badRequest("The \(field) must not contain control characters.", field: field)
+        }
     }
 
     mutating func currency() throws -> Currency {
@@ -107,6 +120,8 @@ struct RequestBody {
                 guard text.count <= Notes.maximumValueLength else {
                     throw KoshError.badRequest("notes values may not be greater than \(Notes.maximumValueLength) characters", field: "notes")
                 }
+                try Self.refuseControlCharacters(key, field: "notes", allowLineBreaks: false)
+                try Self.refuseControlCharacters(text, field: "notes", allowLineBreaks: true)
                 pairs.append((key: key, value: text))
             }
         default:
@@ -124,11 +139,14 @@ struct RequestBody {
 
     /// Razorpay refuses fields it does not know.
     func rejectUnknown(ignoring: Set<String> = []) throws {
-        let extra = fields.map(\.0).filter { !used.contains($0) && !ignoring.contains($0) }
-        if let first = extra.first {
-            throw KoshError.badRequest("\(extra.joined(separator: ", ")) is/are not required and should not be sent", field: first,
-                                       reason: "input_validation_failed")
-        }
+        let extra = fields.lazy.map(\.0).filter { !used.contains($0) && !ignoring.contains($0) }
+        guard let first = extra.first else { return }
+        // The message names a few of them, each cut short, so it cannot grow with the input.
+        let shown = extra.prefix(5).map { JSON.excerpt($0) }
+        let more = extra.count - shown.count
+        let names = shown.joined(separator: ", ") + (more > 0 ? " and \(more) more" : "")
+        throw KoshError.badRequest("\(names) is/are not required and should not be sent", field: JSON.excerpt(first),
+                                   reason: "input_validation_failed")
     }
 }
 

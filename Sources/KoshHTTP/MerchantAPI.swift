@@ -183,7 +183,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         guard contact.count >= 8, contact.allSatisfy({ $0.isNumber || $0 == "+" || $0 == "-" || $0 == " " }) else {
             throw KoshError.badRequest("The contact must be a valid phone number.", field: "contact")
         }
-        let description = try body.string("description", maxLength: APILimits.maximumDescriptionLength)
+        let description = try body.string("description", maxLength: APILimits.maximumDescriptionLength, allowLineBreaks: true)
         let notes = try body.notes()
         // Sent by Razorpay's S2S integrations; accepted and not used by Kosh.
         try body.rejectUnknown(ignoring: ["customer_id", "ip", "referer", "user_agent", "save", "callback_url"])
@@ -324,9 +324,9 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         case .mismatch:
             throw KoshError.badRequest("This Idempotency-Key was already used with a different request", field: "Idempotency-Key",
                                        reason: "idempotency_key_reused")
-        case .inProgress:
-            throw KoshError(.conflict, "A request with this Idempotency-Key is still being processed; retry later", field: "Idempotency-Key",
-                            reason: "idempotency_key_in_use")
+        case .inProgress(let retryAfter):
+            throw KoshError(.conflict, "A request with this Idempotency-Key is still being processed; retry after \(retryAfter) s",
+                            field: "Idempotency-Key", reason: "idempotency_key_in_use", retryAfterSeconds: retryAfter)
         case .claimed:
             break
         }
@@ -365,6 +365,13 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
     }
 
     static func requestHash(method: String, path: String, body: String) -> String {
+        MerchantRequestHash.compute(method: method, path: path, body: body)
+    }
+}
+
+/// What an `Idempotency-Key` is bound to: the method, path and body of its first request.
+public enum MerchantRequestHash {
+    public static func compute(method: String, path: String, body: String) -> String {
         var hasher = SHA256()
         hasher.update(data: Array(method.utf8))
         hasher.update(data: [0])
@@ -395,7 +402,8 @@ public enum KoshRouter {
                                                   metrics: (@Sendable () -> String)? = nil,
                                                   webhooks: WebhooksAPI? = nil) -> Router<KoshRequestContext> {
         let router = Router(context: KoshRequestContext.self)
-        router.add(middleware: ErrorMiddleware())
+        let routes = RouteTable()
+        router.add(middleware: ErrorMiddleware(routes: routes))
         // Request counts and durations per route, into whatever metrics backend `kosh` bootstrapped.
         router.add(middleware: MetricsMiddleware())
         if let metrics {
@@ -413,6 +421,7 @@ public enum KoshRouter {
         }
         api.register(on: router, authenticator: authenticator)
         webhooks?.register(on: router, authenticator: authenticator)
+        routes.load(router.routes.map { (path: $0.path.description, method: $0.method.rawValue) })
         return router
     }
 }

@@ -12,10 +12,14 @@ public struct IdempotencyStore: IdempotencyKeys {
 
     let db: any SQLDatabase
     let leaseMillis: Int64
+    /// A claim held by a process whose heartbeat is older than this is taken over (its
+    /// process is gone: killed, crashed, or cut off from the database).
+    let staleOwnerMillis: Int64
 
-    public init(db: any SQLDatabase, leaseMillis: Int64 = 60_000) {
+    public init(db: any SQLDatabase, leaseMillis: Int64 = 60_000, staleOwnerMillis: Int64 = NodeHeartbeat.staleAfterMillis) {
         self.db = db
         self.leaseMillis = leaseMillis
+        self.staleOwnerMillis = staleOwnerMillis
     }
 
     public func claim(merchantID: String, key: String, requestHash: String, now: Int64) async throws -> Claim {
@@ -29,31 +33,58 @@ public struct IdempotencyStore: IdempotencyKeys {
                     if try row.requireText("status") == "done" {
                         return .replay(status: Int(try row.requireInt("response_status")), body: try row.requireText("response_body"))
                     }
-                    if try row.requireInt("locked_at") + leaseMillis > now { return .inProgress }
+                    let lockedAt = try row.requireInt("locked_at")
+                    if lockedAt + leaseMillis > now {
+                        let owner = row.text("owner")
+                        let ownerAlive = try await Self.isAlive(owner, conn: conn, now: now, staleAfter: staleOwnerMillis)
+                        if ownerAlive {
+                            // A request normally finishes in milliseconds; one second is a fair wait.
+                            return .inProgress(retryAfterSeconds: 1)
+                        }
+                    }
                 }
-                // Expired, or an abandoned claim (no effect was committed with it): take it over.
+                // Expired, abandoned (its lease ran out) or held by a dead process: no effect
+                // was committed with it, so take it over.
                 try await conn.query("""
                     UPDATE idempotency_keys SET request_hash = ?, status = 'started', response_status = NULL, response_body = NULL,
-                        created_at = ?, locked_at = ? WHERE merchant_id = ? AND key = ?
-                    """, [.text(requestHash), .int(now), .int(now), .text(merchantID), .text(key)])
+                        created_at = ?, locked_at = ?, owner = ? WHERE merchant_id = ? AND key = ?
+                    """, [.text(requestHash), .int(now), .int(now), .text(NodeHeartbeat.node), .text(merchantID), .text(key)])
                 return .claimed
             }
             do {
                 try await conn.query("""
-                    INSERT INTO idempotency_keys (merchant_id, key, request_hash, status, created_at, locked_at) VALUES (?, ?, ?, 'started', ?, ?)
-                    """, [.text(merchantID), .text(key), .text(requestHash), .int(now), .int(now)])
+                    INSERT INTO idempotency_keys (merchant_id, key, request_hash, status, created_at, locked_at, owner) VALUES (?, ?, ?, 'started', ?, ?, ?)
+                    """, [.text(merchantID), .text(key), .text(requestHash), .int(now), .int(now), .text(NodeHeartbeat.node)])
             } catch StorageError.uniqueViolation {
-                return .inProgress  // a concurrent duplicate claimed it first (PostgreSQL)
+                return .inProgress(retryAfterSeconds: 1)  // a concurrent duplicate claimed it first (PostgreSQL)
             }
             return .claimed
         }
     }
 
+    /// Whether the process holding a claim still beats. A claim from before owners were
+    /// recorded (nil) is judged by its lease alone.
+    static func isAlive(_ owner: String?, conn: any SQLConnection, now: Int64, staleAfter: Int64) async throws -> Bool {
+        guard let owner else { return true }
+        if owner == NodeHeartbeat.node { return true }
+        let rows = try await conn.query("SELECT heartbeat_at FROM nodes WHERE id = ?", [.text(owner)])
+        guard let beat = try rows.first?.requireInt("heartbeat_at") else { return false }
+        return beat + staleAfter > now
+    }
+
     /// Records the response inside the caller's transaction.
+    /// Only while this process still holds the claim: if another process took it over (it
+    /// judged this one dead), the caller's transaction fails and its effect is rolled back,
+    /// so the request runs once.
     public static func complete(_ conn: any SQLConnection, merchantID: String, key: String, status: Int, body: String) async throws {
-        try await conn.query("""
-            UPDATE idempotency_keys SET status = 'done', response_status = ?, response_body = ? WHERE merchant_id = ? AND key = ?
-            """, [.int(Int64(status)), .text(body), .text(merchantID), .text(key)])
+        let updated = try await conn.query("""
+            UPDATE idempotency_keys SET status = 'done', response_status = ?, response_body = ?
+            WHERE merchant_id = ? AND key = ? AND (owner IS NULL OR owner = ?) RETURNING key
+            """, [.int(Int64(status)), .text(body), .text(merchantID), .text(key), .text(NodeHeartbeat.node)])
+        guard !updated.isEmpty else {
+            throw KoshError(.conflict, "Another server took over this Idempotency-Key; retry the request", field: "Idempotency-Key",
+                            source: "NA", step: "NA", reason: "idempotency_key_in_use", retryAfterSeconds: 1)
+        }
     }
 
     public func complete(merchantID: String, key: String, status: Int, body: String) async throws {
@@ -63,8 +94,8 @@ public struct IdempotencyStore: IdempotencyKeys {
     /// Forgets an unfinished claim (the request failed without effect), so a retry can run.
     public func release(merchantID: String, key: String) async throws {
         try await db.transaction { conn in
-            try await conn.query("DELETE FROM idempotency_keys WHERE merchant_id = ? AND key = ? AND status = 'started'",
-                                 [.text(merchantID), .text(key)])
+            try await conn.query("DELETE FROM idempotency_keys WHERE merchant_id = ? AND key = ? AND status = 'started' AND (owner IS NULL OR owner = ?)",
+                                 [.text(merchantID), .text(key), .text(NodeHeartbeat.node)])
         }
     }
 
@@ -79,5 +110,31 @@ public struct IdempotencyStore: IdempotencyKeys {
 extension SQLStoreTransaction: IdempotencyRecording {
     public func recordIdempotentResponse(merchantID: String, key: String, status: Int, body: String) async throws {
         try await IdempotencyStore.complete(conn, merchantID: merchantID, key: key, status: status, body: body)
+    }
+}
+
+/// This process's row in `nodes`: written at start and every second while it runs, so other
+/// processes sharing the database can tell that it is gone.
+public enum NodeHeartbeat {
+    /// This process's name among the nodes sharing a database.
+    public static let node = "node-" + String(UInt64.random(in: 1 ... .max), radix: 36)
+    public static let intervalMillis: Int64 = 1_000
+    /// Three missed beats and a margin.
+    public static let staleAfterMillis: Int64 = 5_000
+
+    public static func beat(_ db: any SQLDatabase, now: Int64) async throws {
+        try await db.transaction { conn in
+            try await conn.query("""
+                INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
+                """, [.text(node), .int(now), .int(now)])
+        }
+    }
+
+    /// Forgets nodes silent for a day.
+    public static func purge(_ db: any SQLDatabase, now: Int64) async throws {
+        try await db.transaction { conn in
+            try await conn.query("DELETE FROM nodes WHERE heartbeat_at < ?", [.int(now - 86_400_000)])
+        }
     }
 }

@@ -386,6 +386,14 @@ public enum Migrations {
                 "ALTER TABLE refunds ADD COLUMN last_error TEXT",
             ]
         },
+        Migration(version: 10, name: "node heartbeats") { _ in
+            [
+                // One row per running process; an idempotency claim names the process that
+                // holds it, so a claim whose process died is taken over within seconds.
+                "CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL)",
+                "ALTER TABLE idempotency_keys ADD COLUMN owner TEXT",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -269,6 +269,12 @@ final class SQLiteHandle: @unchecked Sendable {
     }
 
     static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+    /// A valid pointer for binding the empty text (SQLite needs a non-NULL pointer for a text).
+    nonisolated(unsafe) static let emptyText: UnsafePointer<CChar> = {
+        let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+        pointer.initialize(to: 0)
+        return UnsafePointer(pointer)
+    }()
 
     func query(_ sql: String, _ binds: [SQLValue]) throws -> [SQLRow] {
         let (statement, columns) = try prepared(sql)
@@ -282,7 +288,14 @@ final class SQLiteHandle: @unchecked Sendable {
             switch bind {
             case .null: rc = sqlite3_bind_null(statement, position)
             case .int(let value): rc = sqlite3_bind_int64(statement, position, value)
-            case .text(let value): rc = sqlite3_bind_text(statement, position, value, -1, Self.transient)
+            case .text(let value):
+                // Bound by its byte length, so a text is stored whole (a length of -1 would cut it at a NUL).
+                var text = value
+                rc = text.withUTF8 { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) { chars in
+                        sqlite3_bind_text(statement, position, chars.baseAddress ?? Self.emptyText, Int32(chars.count), Self.transient)
+                    }
+                }
             }
             guard rc == SQLITE_OK else { throw error(rc) }
         }

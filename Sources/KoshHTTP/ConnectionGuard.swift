@@ -1,0 +1,365 @@
+import Hummingbird
+import HummingbirdCore
+import KoshCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import Synchronization
+
+/// What one client connection may hold of the server, and for how long. Unauthenticated
+/// clients reach this code, so every wait has an end and the number of connections a cap.
+public struct ConnectionLimits: Sendable {
+    /// From the first byte of a request to the end of its head (`KOSH_HTTP_HEAD_TIMEOUT_MS`).
+    /// A head not complete by then is answered 408 and the connection closed (slowloris).
+    public var headTimeoutMillis: Int64 = 10_000
+    /// From the end of the head to the end of the body (`KOSH_HTTP_BODY_TIMEOUT_MS`): a body
+    /// that never arrives is answered 408.
+    public var bodyTimeoutMillis: Int64 = 30_000
+    /// A keep-alive connection with no request is closed after this (`KOSH_HTTP_IDLE_TIMEOUT_MS`).
+    public var idleTimeoutMillis: Int64 = 60_000
+    /// Open client connections at most (`KOSH_HTTP_MAX_CONNECTIONS`); `nil` takes the default
+    /// below, which stays under the process's descriptor limit.
+    public var maximumConnections: Int?
+    /// Largest request body; a declared `Content-Length` above it is refused with 413 when the
+    /// head arrives, without waiting for the body.
+    public var maximumBodyBytes: Int = APILimits.maximumBodyBytes
+
+    public init() {}
+
+    /// Connections the server accepts given the descriptor limit: what the database, the
+    /// rails' and webhooks' clients, the in-process sandbox and the listener need is kept back
+    /// (a quarter of the limit, at least 128), and never more than 10,000.
+    public static func defaultMaximumConnections(descriptorLimit: Int) -> Int {
+        let reserve = max(128, descriptorLimit / 4)
+        return max(16, min(10_000, descriptorLimit - reserve))
+    }
+}
+
+/// Every open client connection of one server: the cap, and which connections are idle, so
+/// that at the cap a new client can take the place of the connection idle the longest
+/// instead of waiting (a server full of idle keep-alive connections still answers /healthz).
+public final class ConnectionRegistry: Sendable {
+    struct Entry {
+        let channel: any Channel
+        /// When it went idle (no request in progress), or nil while it serves one.
+        var idleSince: NIODeadline?
+        var evicting = false
+    }
+
+    struct State {
+        var open = 0
+        var entries: [ObjectIdentifier: Entry] = [:]
+        var evicting = 0
+        var evicted = 0
+    }
+
+    public let maximum: Int
+    let state = Mutex(State())
+
+    public init(maximum: Int) {
+        precondition(maximum > 0)
+        self.maximum = maximum
+    }
+
+    /// Connections open now.
+    public var openConnections: Int { state.withLock { $0.open } }
+    /// Idle connections closed to make room for new ones, since start.
+    public var evictedConnections: Int { state.withLock { $0.evicted } }
+
+    func accepted() { state.withLock { $0.open += 1 } }
+    func released() { state.withLock { $0.open -= 1 } }
+
+    func register(_ channel: any Channel) {
+        state.withLock { $0.entries[ObjectIdentifier(channel)] = Entry(channel: channel, idleSince: .now()) }
+    }
+
+    func unregister(_ channel: any Channel) {
+        state.withLock { state in
+            if let entry = state.entries.removeValue(forKey: ObjectIdentifier(channel)), entry.evicting {
+                state.evicting -= 1
+                state.evicted += 1
+            }
+        }
+    }
+
+    func setIdle(_ channel: any Channel, _ idle: Bool) {
+        state.withLock { state in
+            let id = ObjectIdentifier(channel)
+            guard state.entries[id] != nil else { return }
+            state.entries[id]!.idleSince = idle ? .now() : nil
+        }
+    }
+
+    /// Whether to accept another connection now. At the cap, closes the connection idle the
+    /// longest (one at a time); the listener accepts again when it has closed.
+    func admit() -> Bool {
+        let victim: (any Channel)? = state.withLock { state in
+            if state.open < maximum { return nil }
+            guard state.evicting == 0 else { return nil }
+            var oldest: (ObjectIdentifier, NIODeadline)?
+            for (id, entry) in state.entries {
+                guard let since = entry.idleSince, !entry.evicting else { continue }
+                if oldest == nil || since < oldest!.1 { oldest = (id, since) }
+            }
+            guard let (id, _) = oldest else { return nil }
+            state.entries[id]!.evicting = true
+            state.evicting += 1
+            return state.entries[id]!.channel
+        }
+        if let victim { victim.close(promise: nil) }
+        return state.withLock { $0.open < maximum }
+    }
+}
+
+/// The listener's side of the cap: Hummingbird stops accepting while this says no.
+struct RegistryAdmission: AvailableConnectionsDelegate {
+    let registry: ConnectionRegistry
+    mutating func connectionOpened() { registry.accepted() }
+    mutating func connectionClosed() { registry.released() }
+    func isAcceptingNewConnections() -> Bool { registry.admit() }
+}
+
+/// A request whose body did not arrive in time; rendered as 408.
+public struct RequestBodyTimeout: Error, Sendable {}
+
+/// One connection's timers and phase, shared by its two guard handlers (same event loop).
+final class ConnectionPhase {
+    let limits: ConnectionLimits
+    let registry: ConnectionRegistry
+    /// Bytes of a request head arrived and the head is not complete yet.
+    var headPending = false
+    /// A head was read and its end not yet.
+    var requestOpen = false
+    /// Requests read whose response has not ended.
+    var responsesOpen = 0
+    /// A request refused at its head (413): everything else it sends is dropped.
+    var refusing = false
+    var idleTimer: Scheduled<Void>?
+    var headTimer: Scheduled<Void>?
+    var bodyTimer: Scheduled<Void>?
+    var rawContext: ChannelHandlerContext?
+
+    init(limits: ConnectionLimits, registry: ConnectionRegistry) {
+        self.limits = limits
+        self.registry = registry
+    }
+
+    var isIdle: Bool { !headPending && !requestOpen && responsesOpen == 0 }
+
+    func cancelTimers() {
+        idleTimer?.cancel(); idleTimer = nil
+        headTimer?.cancel(); headTimer = nil
+        bodyTimer?.cancel(); bodyTimer = nil
+    }
+
+    func enterIdle(_ context: ChannelHandlerContext) {
+        guard isIdle, idleTimer == nil else { return }
+        registry.setIdle(context.channel, true)
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(limits.idleTimeoutMillis)) { [self] in
+            idleTimer = nil
+            if isIdle { context.close(promise: nil) }
+        }
+    }
+
+    func leaveIdle(_ channel: any Channel) {
+        idleTimer?.cancel(); idleTimer = nil
+        registry.setIdle(channel, false)
+    }
+}
+
+/// First in the pipeline, on raw bytes: notices the first byte of a request head (which the
+/// HTTP decoder does not report until the head is complete) and answers a head that takes
+/// too long with 408.
+final class RawConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let phase: ConnectionPhase
+
+    init(phase: ConnectionPhase) { self.phase = phase }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        phase.rawContext = context
+        if context.channel.isActive { start(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context)
+        context.fireChannelActive()
+    }
+
+    private var started = false
+    private func start(_ context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        phase.registry.register(context.channel)
+        phase.enterIdle(context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        phase.cancelTimers()
+        phase.registry.unregister(context.channel)
+        phase.rawContext = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        phase.cancelTimers()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !phase.requestOpen && !phase.headPending && !phase.refusing {
+            phase.headPending = true
+            phase.leaveIdle(context.channel)
+            phase.headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(phase.limits.headTimeoutMillis)) { [self] in
+                phase.headTimer = nil
+                guard phase.headPending else { return }
+                if phase.responsesOpen == 0 {
+                    Self.answerAndClose(context, status: "408 Request Timeout", error: Self.headTimeoutError)
+                } else {
+                    context.close(promise: nil)
+                }
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    static let headTimeoutError = KoshError(.requestTimeout, "The request head was not received in time.", source: "NA", step: "NA",
+                                            reason: "request_timeout")
+
+    /// Writes a whole response below the HTTP encoder (only when no response is under way),
+    /// then closes: first the output, so the client reads the answer even while it is still
+    /// sending (closing both ways at once could reset the connection and lose the answer),
+    /// and the rest two seconds later.
+    static func answerAndClose(_ context: ChannelHandlerContext, status: String, error: KoshError) {
+        let body = ErrorRendering.json(error).serialized()
+        let text = "HTTP/1.1 \(status)\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n"
+            + "Connection: close\r\n\r\n" + body
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: text)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            context.close(mode: .output, promise: nil)
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
+        }
+    }
+}
+
+/// After the HTTP decoder, on request and response parts: refuses a declared body over the
+/// limit at once, bounds the time a body may take, and tells the phase when a connection is
+/// idle again.
+final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    var phase: ConnectionPhase?
+
+    init() {}
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        phase = (try? context.pipeline.syncOperations.handler(type: RawConnectionGuard.self))?.phase
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let phase else { return context.fireChannelRead(data) }
+        let part = unwrapInboundIn(data)
+        if phase.refusing { return }
+        switch part {
+        case .head(let head):
+            phase.headTimer?.cancel(); phase.headTimer = nil
+            phase.headPending = false
+            phase.leaveIdle(context.channel)
+            if let declared = head.headerFields[.contentLength], let length = Int(declared), length > phase.limits.maximumBodyBytes {
+                refuse(context, phase: phase)
+                return
+            }
+            phase.requestOpen = true
+            phase.responsesOpen += 1
+            phase.bodyTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(phase.limits.bodyTimeoutMillis)) { [self] in
+                phase.bodyTimer = nil
+                guard phase.requestOpen else { return }
+                // The handler reading the body gets this error and answers 408; the
+                // connection closes after that answer.
+                context.fireErrorCaught(RequestBodyTimeout())
+                context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) { context.close(promise: nil) }
+            }
+        case .body:
+            break
+        case .end:
+            phase.requestOpen = false
+            phase.bodyTimer?.cancel(); phase.bodyTimer = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        context.write(data, promise: promise)
+        guard let phase, case .end = unwrapOutboundIn(data) else { return }
+        phase.responsesOpen = max(0, phase.responsesOpen - 1)
+        phase.enterIdle(context)
+    }
+
+    /// 413 for a declared length over the limit, then close: the body is never read.
+    private func refuse(_ context: ChannelHandlerContext, phase: ConnectionPhase) {
+        phase.refusing = true
+        phase.cancelTimers()
+        let error = KoshError(.payloadTooLarge, "The request body must be at most \(phase.limits.maximumBodyBytes) bytes", source: "NA",
+                              step: "NA", reason: "payload_too_large")
+        if phase.responsesOpen == 0, let raw = phase.rawContext {
+            RawConnectionGuard.answerAndClose(raw, status: "413 Content Too Large", error: error)
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    /// A malformed head (no request under way) is answered 400 in Razorpay's shape here;
+    /// malformed framing inside a body reaches the handler reading it, which answers 400.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let phase, error is HTTPParserError, !phase.requestOpen, phase.responsesOpen == 0, !phase.refusing, let raw = phase.rawContext {
+            phase.refusing = true
+            phase.cancelTimers()
+            RawConnectionGuard.answerAndClose(raw, status: "400 Bad Request", error: KoshError(
+                .badRequest, "The request is not valid HTTP/1.1.", source: "NA", step: "NA", reason: "malformed_request"))
+            return
+        }
+        context.fireErrorCaught(error)
+    }
+}
+
+/// Hummingbird's HTTP/1 channel with the two guards in front.
+struct GuardedHTTP1Channel: ServerChildChannel {
+    typealias Value = HTTP1Channel.Value
+    let inner: HTTP1Channel
+    let limits: ConnectionLimits
+    let registry: ConnectionRegistry
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        do {
+            try channel.pipeline.syncOperations.addHandler(RawConnectionGuard(phase: ConnectionPhase(limits: limits, registry: registry)))
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        return inner.setup(channel: channel, logger: logger)
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
+    }
+}
+
+public enum GuardedServer {
+    /// The HTTP/1 server builder and server configuration with Kosh's connection guards.
+    public static func make(address: BindAddress, serverName: String, limits: ConnectionLimits, registry: ConnectionRegistry)
+        -> (HTTPServerBuilder, ApplicationConfiguration) {
+        let builder = HTTPServerBuilder { responder in
+            GuardedHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .init(additionalChannelHandlers: [RequestGuard()])),
+                                limits: limits, registry: registry)
+        }
+        let configuration = ApplicationConfiguration(address: address, serverName: serverName, backlog: 1_024,
+                                                     availableConnectionsDelegate: RegistryAdmission(registry: registry))
+        return (builder, configuration)
+    }
+}

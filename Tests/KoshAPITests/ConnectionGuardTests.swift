@@ -1,0 +1,171 @@
+import Foundation
+import Hummingbird
+import KoshApp
+import KoshCore
+import KoshHTTP
+import KoshTesting
+import Logging
+import Testing
+
+/// The HTTP server as an attacker meets it: half heads, bodies that never come, declared
+/// lengths over the limit, broken framing, and more connections than it should hold. Real
+/// sockets against the production server builder; timeouts are short so that each case
+/// waits on real time for about a second (the server's timers are what is under test).
+@Suite("HTTP connection guards", .serialized, .timeLimit(.minutes(3)))
+struct ConnectionGuardTests {
+    struct Server {
+        let port: Int
+        let registry: ConnectionRegistry
+        let task: Task<Void, any Error>
+        let services: KoshServices
+        func stop() async throws {
+            task.cancel()
+            _ = try? await task.value
+            try await services.db.close()
+        }
+    }
+
+    static func start(maximumConnections: Int? = nil) async throws -> Server {
+        let services = try await TestDatabases.services("sqlite")
+        var limits = ConnectionLimits()
+        limits.headTimeoutMillis = 700
+        limits.bodyTimeoutMillis = 700
+        limits.idleTimeoutMillis = 1_000
+        limits.maximumConnections = maximumConnections
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        var logger = Logger(label: "connection-guard-test")
+        logger.logLevel = .warning
+        let (app, registry) = KoshApplication.httpApplication(
+            router: services.router(), host: "127.0.0.1", port: 0, limits: limits, logger: logger,
+            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) })
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        var iterator = ports.makeAsyncIterator()
+        let port = try #require(await iterator.next())
+        return Server(port: port, registry: registry, task: task, services: services)
+    }
+
+    @Test("a head that never completes is answered 408 and closed (slowloris)")
+    func slowHead() async throws {
+        let server = try await Self.start()
+        let connection = try #require(RawConnection(port: server.port))
+        connection.send("POST /v1/orders HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        let (text, closed) = await connection.readAll(timeout: 5)
+        #expect(statusCode(text) == 408, "\(text)")
+        #expect(responseBody(text).contains("\"reason\":\"request_timeout\""), "\(text)")
+        #expect(closed)
+        try await server.stop()
+    }
+
+    @Test("an idle keep-alive connection is closed without an answer")
+    func idleClosed() async throws {
+        let server = try await Self.start()
+        let connection = try #require(RawConnection(port: server.port))
+        connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        let first = await connection.readResponse(timeout: 5)
+        #expect(statusCode(first) == 200, "\(first)")
+        let (rest, closed) = await connection.readAll(timeout: 5)
+        #expect(rest.isEmpty, "\(rest)")
+        #expect(closed)
+        try await server.stop()
+    }
+
+    @Test("a declared Content-Length over the limit is refused with 413 as soon as the head arrives")
+    func declaredLengthTooLarge() async throws {
+        let server = try await Self.start()
+        let connection = try #require(RawConnection(port: server.port))
+        connection.send("POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(APILimits.maximumBodyBytes + 1)\r\n\r\n{")
+        let (text, closed) = await connection.readAll(timeout: 0.6)  // sooner than the body timeout
+        #expect(statusCode(text) == 413, "\(text)")
+        #expect(responseBody(text).contains("payload_too_large"), "\(text)")
+        _ = closed
+        try await server.stop()
+    }
+
+    @Test("a body that stops coming is answered 408")
+    func slowBody() async throws {
+        let server = try await Self.start()
+        let merchant = try await server.services.merchants.create(name: "Slow body")
+        let auth = Data("\(merchant.keyID):\(merchant.keySecret)".utf8).base64EncodedString()
+        let connection = try #require(RawConnection(port: server.port))
+        connection.send("POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \(auth)\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"amo")
+        let (text, closed) = await connection.readAll(timeout: 8)
+        #expect(statusCode(text) == 408, "\(text)")
+        #expect(responseBody(text).contains("request_timeout"), "\(text)")
+        #expect(closed)
+        try await server.stop()
+    }
+
+    @Test("a body cut short, a chunk size zz, an overflowing chunk size: 400 with the error body, never 500",
+          arguments: [
+            "Content-Length: 50\r\n\r\n{\"amount\":",
+            "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+            "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffffff\r\n{}\r\n0\r\n\r\n",
+          ])
+    func brokenFraming(_ framing: String) async throws {
+        let server = try await Self.start()
+        let merchant = try await server.services.merchants.create(name: "Framing")
+        let auth = Data("\(merchant.keyID):\(merchant.keySecret)".utf8).base64EncodedString()
+        let connection = try #require(RawConnection(port: server.port))
+        connection.send("POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \(auth)\r\nContent-Type: application/json\r\n" + framing)
+        connection.finishSending()
+        let (text, _) = await connection.readAll(timeout: 5)
+        #expect(statusCode(text) == 400, "\(text)")
+        #expect(responseBody(text).contains("\"code\":\"BAD_REQUEST_ERROR\""), "\(text)")
+        try await server.stop()
+    }
+
+    @Test("a malformed request line is answered 400 in Razorpay's shape")
+    func malformedHead() async throws {
+        let server = try await Self.start()
+        let connection = try #require(RawConnection(port: server.port))
+        connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        let (text, closed) = await connection.readAll(timeout: 5)
+        #expect(statusCode(text) == 400, "\(text)")
+        #expect(responseBody(text).contains("malformed_request"), "\(text)")
+        #expect(closed)
+        try await server.stop()
+    }
+
+    @Test("at the connection cap, idle connections make room: /healthz still answers")
+    func capEvictsIdle() async throws {
+        let server = try await Self.start(maximumConnections: 8)
+        var idle: [RawConnection] = []
+        for _ in 0..<20 {
+            if let connection = RawConnection(port: server.port) { idle.append(connection) }
+        }
+        // Twenty connections against a cap of eight: the listener holds the rest in its backlog.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(server.registry.openConnections <= 8)
+        for _ in 0..<3 {
+            let probe = try #require(RawConnection(port: server.port))
+            probe.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            let reply = await probe.readResponse(timeout: 5)
+            #expect(statusCode(reply) == 200, "\(reply)")
+        }
+        #expect(server.registry.openConnections <= 8)
+        #expect(server.registry.evictedConnections > 0)
+        _ = idle
+        try await server.stop()
+    }
+
+    @Test("a wrong method on a known path is 405 with Allow")
+    func methodNotAllowed() async throws {
+        let server = try await Self.start()
+        let connection = try #require(RawConnection(port: server.port))
+        connection.send("DELETE /v1/orders HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let reply = await connection.readResponse(timeout: 5)
+        #expect(statusCode(reply) == 405, "\(reply)")
+        #expect(reply.lowercased().contains("allow: get, head, post"), "\(reply)")
+        let unknown = try #require(RawConnection(port: server.port))
+        unknown.send("GET /v1/nothing-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        #expect(statusCode(await unknown.readResponse(timeout: 5)) == 404)
+        try await server.stop()
+    }
+
+    @Test("the default cap stays under the descriptor limit", arguments: [256, 1_024, 20_000, 1_048_576])
+    func defaultCap(_ limit: Int) {
+        let cap = ConnectionLimits.defaultMaximumConnections(descriptorLimit: limit)
+        #expect(cap < limit - 100)
+        #expect(cap >= 16 && cap <= 10_000)
+    }
+}
