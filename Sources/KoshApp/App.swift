@@ -354,7 +354,12 @@ public enum KoshApplication {
                                        logger: Logger, onServerRunning: (@Sendable (any Channel) async -> Void)? = nil)
         -> (some ApplicationProtocol, ConnectionRegistry) {
         let descriptors = DescriptorLimit.raiseToHard()
-        let maximum = limits.maximumConnections ?? ConnectionLimits.defaultMaximumConnections(descriptorLimit: descriptors)
+        let maximum = limits.effectiveMaximumConnections(descriptorLimit: descriptors)
+        if let asked = limits.maximumConnections, asked > maximum {
+            logger.warning("KOSH_HTTP_MAX_CONNECTIONS lowered to stay under the open-file limit",
+                           metadata: ["http.max_connections.asked": "\(asked)", "http.max_connections": "\(maximum)",
+                                      "process.open_file_limit": "\(descriptors)"])
+        }
         let registry = ConnectionRegistry(maximum: maximum)
         let (server, configuration) = GuardedServer.make(address: .hostname(host, port: port), serverName: "kosh", limits: limits,
                                                          registry: registry)

@@ -27,12 +27,25 @@ public struct ConnectionLimits: Sendable {
 
     public init() {}
 
-    /// Connections the server accepts given the descriptor limit: what the database, the
-    /// rails' and webhooks' clients, the in-process sandbox and the listener need is kept back
-    /// (a quarter of the limit, at least 128), and never more than 10,000.
+    /// The most connections that leave room, under the descriptor limit, for what the
+    /// database, the rails' and webhooks' clients, the in-process sandbox and the runtime need
+    /// (a quarter of the limit, at least 128). A process that runs out of descriptors does not
+    /// just refuse connections: libdispatch's worker-pool monitor, which the Swift runtime uses
+    /// on Linux, traps (SIGILL) when it cannot open /proc, so the cap must hold even when an
+    /// operator asks for more.
+    public static func safeMaximumConnections(descriptorLimit: Int) -> Int {
+        max(16, descriptorLimit - max(128, descriptorLimit / 4))
+    }
+
+    /// The default cap: the safe maximum, and never more than 10,000.
     public static func defaultMaximumConnections(descriptorLimit: Int) -> Int {
-        let reserve = max(128, descriptorLimit / 4)
-        return max(16, min(10_000, descriptorLimit - reserve))
+        min(10_000, safeMaximumConnections(descriptorLimit: descriptorLimit))
+    }
+
+    /// The cap in force: what was configured (or the default), never above the safe maximum.
+    public func effectiveMaximumConnections(descriptorLimit: Int) -> Int {
+        min(maximumConnections ?? Self.defaultMaximumConnections(descriptorLimit: descriptorLimit),
+            Self.safeMaximumConnections(descriptorLimit: descriptorLimit))
     }
 }
 
