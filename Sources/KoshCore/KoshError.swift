@@ -11,6 +11,7 @@ public struct KoshError: Error, Sendable, Hashable, CustomStringConvertible {
             case conflict = "CONFLICT"
             case payloadTooLarge = "PAYLOAD_TOO_LARGE"
             case requestTimeout = "REQUEST_TIMEOUT"
+            case unsupportedMediaType = "UNSUPPORTED_MEDIA_TYPE"
             case gatewayError = "GATEWAY_ERROR"
             case serverError = "SERVER_ERROR"
         }
@@ -21,13 +22,14 @@ public struct KoshError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let conflict = Code(base: .conflict)
         public static let payloadTooLarge = Code(base: .payloadTooLarge)
         public static let requestTimeout = Code(base: .requestTimeout)
+        public static let unsupportedMediaType = Code(base: .unsupportedMediaType)
         public static let gatewayError = Code(base: .gatewayError)
         public static let serverError = Code(base: .serverError)
 
         /// The `code` string Razorpay uses in the error body.
         public var razorpayCode: String {
             switch base {
-            case .badRequest, .unauthorized, .notFound, .conflict, .payloadTooLarge, .requestTimeout: "BAD_REQUEST_ERROR"
+            case .badRequest, .unauthorized, .notFound, .conflict, .payloadTooLarge, .requestTimeout, .unsupportedMediaType: "BAD_REQUEST_ERROR"
             case .gatewayError: "GATEWAY_ERROR"
             case .serverError: "SERVER_ERROR"
             }
@@ -42,6 +44,7 @@ public struct KoshError: Error, Sendable, Hashable, CustomStringConvertible {
             case .conflict: 409
             case .payloadTooLarge: 413
             case .requestTimeout: 408
+            case .unsupportedMediaType: 415
             case .gatewayError: 502
             case .serverError: 500
             }

@@ -7,10 +7,43 @@ struct RequestBody {
     private(set) var used: Set<String> = []
 
     static func parse(_ request: Request, context: KoshRequestContext, allowEmpty: Bool = false) async throws -> (RequestBody, String) {
+        let mediaType = try MediaType(request.headers[.contentType])
         var request = request
         let buffer = try await request.collectBody(upTo: context.maxUploadSize)
         let bytes = Array(buffer.readableBytesView)
+        if mediaType == .form, let first = bytes.first(where: { !isJSONWhitespace($0) }), first != UInt8(ascii: "{") {
+            return try parseForm(bytes: bytes)
+        }
         return try parse(bytes: bytes, allowEmpty: allowEmpty)
+    }
+
+    /// What a body may be: JSON (also when no type is given), or a form as Razorpay's curl
+    /// examples send. A form whose text is a JSON object (`curl -d '{…}'` without a
+    /// Content-Type header, which curl labels as a form) is read as JSON. Anything else is 415.
+    enum MediaType {
+        case json, form
+
+        init(_ header: String?) throws {
+            guard let header else { self = .json; return }
+            let essence = header.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingCharacters(in: " \t").lowercased() } ?? ""
+            switch essence {
+            case "", "application/json", "text/json": self = .json
+            case "application/x-www-form-urlencoded": self = .form
+            default:
+                if essence.hasPrefix("application/"), essence.hasSuffix("+json") { self = .json; return }
+                throw KoshError(.unsupportedMediaType, "The request body must be application/json or application/x-www-form-urlencoded.",
+                                field: "Content-Type", source: "NA", step: "NA", reason: "unsupported_media_type")
+            }
+        }
+    }
+
+    static func parseForm(bytes: [UInt8]) throws -> (RequestBody, String) {
+        let parsed: Result<JSON, FormEncoding.Error> = Result { () throws(FormEncoding.Error) -> JSON in try FormEncoding.parse(bytes) }
+        switch parsed {
+        case .success(.object(let fields)): return (RequestBody(fields: fields), String(decoding: bytes, as: UTF8.self))
+        case .success: throw KoshError.badRequest("The request body must be a form or a JSON object")
+        case .failure(let error): throw KoshError.badRequest("The request body is not a valid form: \(error.description)")
+        }
     }
 
     static func parse(bytes: [UInt8], allowEmpty: Bool) throws -> (RequestBody, String) {

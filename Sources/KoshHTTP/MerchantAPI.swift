@@ -132,7 +132,8 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         let receipt = try body.string("receipt", maxLength: APILimits.maximumReceiptLength)
         let notes = try body.notes()
         if let partial = body["partial_payment"] {
-            guard partial == .bool(false) || partial == .int(0) else {
+            // A form body sends every value as text.
+            guard partial == .bool(false) || partial == .int(0) || partial == .string("0") || partial == .string("false") else {
                 throw KoshError.badRequest("Partial payments are not supported", field: "partial_payment")
             }
         }

@@ -149,4 +149,32 @@ struct HostileInputTests {
             Self.expectRazorpayError(reply, status: 400)
         }
     }
+
+    @Test("media types: JSON, a form as Razorpay's curl sends, JSON labelled as a form; anything else 415", arguments: TestDatabases.all)
+    func mediaTypes(_ kind: String) async throws {
+        try await Kosh.run(kind) { kosh in
+            let form = try await Self.send(kosh, path: "/v1/orders", bytes: Array("amount=50000&currency=INR&receipt=rcpt%2011&notes[sku]=tee+42".utf8),
+                                           headers: [.contentType: "application/x-www-form-urlencoded"])
+            #expect(form.status == 200, "\(form.body)")
+            #expect(form.json["amount"] == .int(50_000))
+            #expect(form.json["receipt"] == .string("rcpt 11"))
+            #expect(form.json["notes"]?["sku"] == .string("tee 42"))
+            let curlDefault = try await Self.send(kosh, path: "/v1/orders", bytes: Array(#"{"amount":5000,"currency":"INR"}"#.utf8),
+                                                  headers: [.contentType: "application/x-www-form-urlencoded"])
+            #expect(curlDefault.status == 200, "\(curlDefault.body)")
+            for bad in ["amount=5000&amount=6000", "amount=5000&receipt=%ZZ", "amount=5000&receipt=%C3%28", "notes[a][b]=1&amount=5000",
+                        "amount=5000&notes=x&notes[k]=v", "amount=5000&receipt=a%00b"] {
+                let reply = try await Self.send(kosh, path: "/v1/orders", bytes: Array(bad.utf8), headers: [.contentType: "application/x-www-form-urlencoded"])
+                Self.expectRazorpayError(reply, status: 400)
+            }
+            for type in ["text/xml", "multipart/form-data; boundary=x", "text/plain"] {
+                let reply = try await Self.send(kosh, path: "/v1/orders", bytes: Array(#"{"amount":5000}"#.utf8), headers: [.contentType: type])
+                #expect(reply.status == 415, "\(type): \(reply.body)")
+                #expect(reply.json["error"]?["reason"] == .string("unsupported_media_type"))
+            }
+            let charset = try await Self.send(kosh, path: "/v1/orders", bytes: Array(#"{"amount":5000}"#.utf8),
+                                              headers: [.contentType: "Application/JSON; charset=utf-8"])
+            #expect(charset.status == 200, "\(charset.body)")
+        }
+    }
 }
