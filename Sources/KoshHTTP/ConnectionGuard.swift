@@ -4,7 +4,7 @@ import KoshCore
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
 import Synchronization
 
 /// What one client connection may hold of the server, and for how long. Unauthenticated
@@ -19,7 +19,9 @@ public struct ConnectionLimits: Sendable {
     /// A keep-alive connection with no request is closed after this (`KOSH_HTTP_IDLE_TIMEOUT_MS`).
     public var idleTimeoutMillis: Int64 = 60_000
     /// Open client connections at most (`KOSH_HTTP_MAX_CONNECTIONS`); `nil` takes the default
-    /// below, which stays under the process's descriptor limit.
+    /// below, which stays under the process's descriptor limit. The listener stops accepting
+    /// at the cap; one wake-up of it accepts up to four connections (NIO's maxMessagesPerRead),
+    /// so the count can pass the cap by three, which the descriptor reserve absorbs.
     public var maximumConnections: Int?
     /// Largest request body; a declared `Content-Length` above it is refused with 413 when the
     /// head arrives, without waiting for the body.
@@ -263,10 +265,10 @@ final class RawConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
 /// limit at once, bounds the time a body may take, and tells the phase when a connection is
 /// idle again.
 final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
 
     var phase: ConnectionPhase?
 
@@ -285,8 +287,24 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
             phase.headTimer?.cancel(); phase.headTimer = nil
             phase.headPending = false
             phase.leaveIdle(context.channel)
-            if let declared = head.headerFields[.contentLength], let length = Int(declared), length > phase.limits.maximumBodyBytes {
-                refuse(context, phase: phase)
+            if let declared = head.headers.first(name: "content-length"), let length = Int(declared), length > phase.limits.maximumBodyBytes {
+                refuse(context, phase: phase, error: KoshError(.payloadTooLarge, "The request body must be at most \(phase.limits.maximumBodyBytes) bytes",
+                                                               source: "NA", step: "NA", reason: "payload_too_large"), status: "413 Content Too Large")
+                return
+            }
+            // Only chunked framing: with another coding (gzip, …) Kosh and a proxy in front of
+            // it would read different bodies from the same bytes.
+            let codings = head.headers["transfer-encoding"].flatMap { $0.split(separator: ",") }.map { String($0).trimmingCharacters(in: " \t").lowercased() }
+            if !codings.isEmpty && codings != ["chunked"] {
+                refuse(context, phase: phase, error: KoshError(.badRequest, "Transfer-Encoding must be chunked (no other coding is accepted).",
+                                                               field: "Transfer-Encoding", source: "NA", step: "NA", reason: "malformed_request"),
+                       status: "400 Bad Request")
+                return
+            }
+            // HTTP/1.1 requires Host (RFC 9112 §3.2).
+            if head.version == .http1_1 && head.headers["host"].count != 1 {
+                refuse(context, phase: phase, error: KoshError(.badRequest, "An HTTP/1.1 request needs exactly one Host header.", field: "Host",
+                                                               source: "NA", step: "NA", reason: "malformed_request"), status: "400 Bad Request")
                 return
             }
             phase.requestOpen = true
@@ -315,14 +333,12 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         phase.enterIdle(context)
     }
 
-    /// 413 for a declared length over the limit, then close: the body is never read.
-    private func refuse(_ context: ChannelHandlerContext, phase: ConnectionPhase) {
+    /// Answers a request refused at its head (413, 400), then closes: its body is never read.
+    private func refuse(_ context: ChannelHandlerContext, phase: ConnectionPhase, error: KoshError, status: String) {
         phase.refusing = true
         phase.cancelTimers()
-        let error = KoshError(.payloadTooLarge, "The request body must be at most \(phase.limits.maximumBodyBytes) bytes", source: "NA",
-                              step: "NA", reason: "payload_too_large")
         if phase.responsesOpen == 0, let raw = phase.rawContext {
-            RawConnectionGuard.answerAndClose(raw, status: "413 Content Too Large", error: error)
+            RawConnectionGuard.answerAndClose(raw, status: status, error: error)
         } else {
             context.close(promise: nil)
         }
@@ -355,7 +371,14 @@ struct GuardedHTTP1Channel: ServerChildChannel {
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
-        return inner.setup(channel: channel, logger: logger)
+        // The request guard reads NIO's HTTP/1 parts (framing headers such as
+        // Transfer-Encoding are gone once converted to HTTP types), so it sits just before
+        // the conversion.
+        return inner.setup(channel: channel, logger: logger).assumeIsolated().flatMapThrowing { value in
+            let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
+            try channel.pipeline.syncOperations.addHandler(RequestGuard(), position: .before(codec))
+            return value
+        }.nonisolated()
     }
 
     func handle(value: Value, logger: Logger) async {
@@ -368,7 +391,7 @@ public enum GuardedServer {
     public static func make(address: BindAddress, serverName: String, limits: ConnectionLimits, registry: ConnectionRegistry)
         -> (HTTPServerBuilder, ApplicationConfiguration) {
         let builder = HTTPServerBuilder { responder in
-            GuardedHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .init(additionalChannelHandlers: [RequestGuard()])),
+            GuardedHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: .init()),
                                 limits: limits, registry: registry)
         }
         let configuration = ApplicationConfiguration(address: address, serverName: serverName, backlog: 1_024,

@@ -99,7 +99,8 @@ struct RequestBody {
         }
         guard case .string(let s) = value else { throw KoshError.badRequest("The \(name) must be a string.", field: name) }
         if required && s.isEmpty { throw KoshError.badRequest("The \(name) field is required.", field: name) }
-        guard s.utf8.count <= maxLength * 4, s.count <= maxLength else {
+        // Lengths count Unicode scalars (code points), as JSON Schema's maxLength does.
+        guard s.unicodeScalars.count <= maxLength else {
             throw KoshError.badRequest("The \(name) may not be greater than \(maxLength) characters.", field: name)
         }
         try Self.refuseControlCharacters(s, field: name, allowLineBreaks: allowLineBreaks)
@@ -138,7 +139,7 @@ struct RequestBody {
                 throw KoshError.badRequest("Number of fields in notes should be less than or equal to \(Notes.maximumCount)", field: "notes")
             }
             for (key, item) in object {
-                guard !key.isEmpty, key.count <= Notes.maximumKeyLength else {
+                guard !key.isEmpty, key.unicodeScalars.count <= Notes.maximumKeyLength else {
                     throw KoshError.badRequest("notes keys must be 1 to \(Notes.maximumKeyLength) characters", field: "notes")
                 }
                 let text: String
@@ -150,7 +151,7 @@ struct RequestBody {
                 case .null: text = ""
                 default: throw KoshError.badRequest("notes values must be strings or numbers", field: "notes")
                 }
-                guard text.count <= Notes.maximumValueLength else {
+                guard text.unicodeScalars.count <= Notes.maximumValueLength else {
                     throw KoshError.badRequest("notes values may not be greater than \(Notes.maximumValueLength) characters", field: "notes")
                 }
                 try Self.refuseControlCharacters(key, field: "notes", allowLineBreaks: false)
@@ -188,8 +189,12 @@ func page(from request: Request) throws -> Page {
     let query = request.uri.queryParameters
     var page = Page()
     func int(_ name: String, _ range: ClosedRange<Int64>) throws -> Int64? {
-        guard let text = query[name[...]] else { return nil }
-        guard let value = Int64(text), range.contains(value) else {
+        let values = query[values: name[...]]
+        guard let text = values.first else { return nil }
+        guard values.count == 1 else { throw KoshError.badRequest("The \(name) parameter may be given once.", field: name) }
+        // Plain digits only: no sign, no spaces, at most 18 of them.
+        guard !text.isEmpty, text.utf8.count <= 18, text.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+              let value = Int64(text), range.contains(value) else {
             throw KoshError.badRequest("The \(name) must be an integer between \(range.lowerBound) and \(range.upperBound).", field: name)
         }
         return value

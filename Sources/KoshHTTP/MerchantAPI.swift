@@ -166,9 +166,10 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
                 flow = f
             }
             if let value = nested["vpa"] {
-                guard case .string(let s) = value, s.count <= APILimits.maximumVPALength else {
-                    throw KoshError.badRequest("The upi.vpa must be a string.", field: "upi.vpa")
+                guard case .string(let s) = value, s.unicodeScalars.count <= APILimits.maximumVPALength else {
+                    throw KoshError.badRequest("The upi.vpa must be a string of at most \(APILimits.maximumVPALength) characters.", field: "upi.vpa")
                 }
+                try RequestBody.refuseControlCharacters(s, field: "upi.vpa", allowLineBreaks: false)
                 vpa = s
             }
         }
@@ -181,7 +182,8 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         let email = try body.string("email", required: true, maxLength: APILimits.maximumEmailLength)!
         guard email.contains("@") else { throw KoshError.badRequest("The email must be a valid email address.", field: "email") }
         let contact = try body.string("contact", required: true, maxLength: APILimits.maximumContactLength)!
-        guard contact.count >= 8, contact.allSatisfy({ $0.isNumber || $0 == "+" || $0 == "-" || $0 == " " }) else {
+        guard contact.utf8.count >= 8, contact.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "+")
+                                                                || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: " ") }) else {
             throw KoshError.badRequest("The contact must be a valid phone number.", field: "contact")
         }
         let description = try body.string("description", maxLength: APILimits.maximumDescriptionLength, allowLineBreaks: true)
@@ -313,7 +315,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
             let mutation = try await store.transaction { tx in try await work(tx) }
             return try await finish(mutation, merchant: merchant, key: nil, logger: context.logger)
         }
-        guard !key.isEmpty, key.count <= 255 else {
+        guard !key.isEmpty, key.unicodeScalars.count <= 255 else {
             throw KoshError.badRequest("The Idempotency-Key header must be 1 to 255 characters", field: "Idempotency-Key")
         }
         let hash = Self.requestHash(method: request.method.rawValue, path: request.uri.path, body: body)

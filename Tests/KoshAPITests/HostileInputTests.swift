@@ -142,7 +142,10 @@ struct HostileInputTests {
         }
     }
 
-    @Test("query parameters out of range", arguments: ["count=0", "count=101", "count=abc", "skip=-1", "from=99999999999999999999", "count=1%00"])
+    @Test("query parameters out of range, signed or repeated", arguments: [
+        "count=0", "count=101", "count=abc", "skip=-1", "from=99999999999999999999", "count=1%00", "count=%2B5", "skip=-0",
+        "count=10&count=20", "skip=9&skip=&skip=abc", "from=", "count= 5",
+    ])
     func queryParameters(_ query: String) async throws {
         try await Kosh.run("sqlite") { kosh in
             let reply = try await kosh.call(.get, "/v1/orders?\(query)")
@@ -175,6 +178,25 @@ struct HostileInputTests {
             let charset = try await Self.send(kosh, path: "/v1/orders", bytes: Array(#"{"amount":5000}"#.utf8),
                                               headers: [.contentType: "Application/JSON; charset=utf-8"])
             #expect(charset.status == 200, "\(charset.body)")
+        }
+    }
+
+    @Test("lengths count code points (as JSON Schema does), not grapheme clusters; contact is ASCII digits")
+    func lengthsAndContact() async throws {
+        try await Kosh.run("sqlite") { kosh in
+            // 40 "é" written as e + U+0301: 40 graphemes, 80 code points, over the receipt's 40.
+            let combining = String(repeating: "e\u{301}", count: 40)
+            let long = try await kosh.call(.post, "/v1/orders", #"{"amount":5000,"currency":"INR","receipt":"\#(combining)"}"#)
+            Self.expectRazorpayError(long, status: 400, field: "receipt")
+            let order = try await kosh.createOrder()
+            let contact = try await kosh.call(.post, "/v1/payments/create/upi", #"""
+                {"order_id":"\#(order)","amount":50000,"currency":"INR","method":"upi","vpa":"success@razorpay","email":"a@b.co","contact":"½²³٣٣٣٣٣"}
+                """#)
+            Self.expectRazorpayError(contact, status: 400, field: "contact")
+            let nestedVPA = try await kosh.call(.post, "/v1/payments/create/upi", #"""
+                {"order_id":"\#(order)","amount":50000,"currency":"INR","method":"upi","upi":{"vpa":"succ\u0000ess@razorpay"},"email":"a@b.co","contact":"9123456789"}
+                """#)
+            Self.expectRazorpayError(nestedVPA, status: 400, field: "upi.vpa")
         }
     }
 }
