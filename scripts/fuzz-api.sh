@@ -11,7 +11,8 @@
 #
 # Knobs (environment): FUZZ_MAX_TIME (s, default 120), FUZZ_MAX_EXAMPLES (per operation and
 # round, default 50), FUZZ_REQUEST_TIMEOUT (s, default 10), FUZZ_SEED (reproduce a run),
-# FUZZ_WORKERS (default 2), FUZZ_REPORT_DIR (keep the reports there), FUZZ_STRICT.
+# FUZZ_WORKERS (default 2), FUZZ_PHASES (default examples,coverage,fuzzing,stateful),
+# FUZZ_REPORT_DIR (keep the reports there), FUZZ_STRICT.
 # schemathesis is installed with pip into .build/fuzz-venv when missing.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,6 +26,9 @@ MAX_TIME="${FUZZ_MAX_TIME:-120}"
 MAX_EXAMPLES="${FUZZ_MAX_EXAMPLES:-50}"
 REQUEST_TIMEOUT="${FUZZ_REQUEST_TIMEOUT:-10}"
 WORKERS="${FUZZ_WORKERS:-2}"
+# Stateful testing (links inferred from the responses: create an order, then read it) shares the
+# same time budget, so it costs no extra time.
+PHASES="${FUZZ_PHASES:-examples,coverage,fuzzing,stateful}"
 
 # --- schemathesis in a venv under the build folder
 if ! "$VENV/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
@@ -74,7 +78,7 @@ for _ in $(seq 1 200); do
     kill -0 "$SERVER" 2>/dev/null || { echo "fuzz-api: kosh serve exited at start" >&2; cat "$WORK/server.log" >&2; exit 1; }
     sleep 0.1
 done
-echo "fuzz-api: kosh serve (pid $SERVER) at $BASE; schemathesis for ${MAX_TIME}s, ≤$MAX_EXAMPLES examples per operation and round, ${REQUEST_TIMEOUT}s per request"
+echo "fuzz-api: kosh serve (pid $SERVER) at $BASE; schemathesis ($PHASES) for ${MAX_TIME}s, ≤$MAX_EXAMPLES examples per operation and round, ${REQUEST_TIMEOUT}s per request"
 
 # --- the run
 SEED_ARGS=()
@@ -84,7 +88,7 @@ PYTHONPATH="$ROOT/scripts/fuzz" SCHEMATHESIS_HOOKS=kosh_hooks \
 timeout --kill-after=10 "$((MAX_TIME + 120))" \
 "$VENV/bin/st" --config-file "$ROOT/scripts/fuzz/schemathesis.toml" run "$ROOT/openapi.json" \
     --url "$BASE" --auth "$CREDENTIALS" \
-    --checks all --phases examples,coverage,fuzzing \
+    --checks all --phases "$PHASES" \
     --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME" --workers "$WORKERS" \
     --request-timeout "$REQUEST_TIMEOUT" --max-response-time 5 --request-retries 0 \
     --generation-database none --no-color --output-truncate true \

@@ -38,6 +38,7 @@ failed_requests = collections.Counter()          # class -> failing requests
 unique = collections.defaultdict(set)            # class -> {(operation, detail)}
 examples = {}                                    # class -> one reproduction
 network = collections.Counter()
+no_response = 0                                  # requests that got no answer
 
 for line in open(ndjson_path, encoding="utf-8"):
     event = json.loads(line)
@@ -57,7 +58,7 @@ for line in open(ndjson_path, encoding="utf-8"):
         requests += 1
         response = interaction.get("response")
         if response is None:
-            network["network error / crash"] += 1
+            no_response += 1
             continue
         statuses[f"{response['status_code'] // 100}xx"] += 1
     for case_id, checks in recorder.get("checks", {}).items():
@@ -90,13 +91,16 @@ for line in open(ndjson_path, encoding="utf-8"):
 
 for cls, count in network.items():
     failed_requests[cls] += count
+if no_response and not network:
+    failed_requests["network error / crash"] += no_response
+    unique["network error / crash"].add(("?", f"{no_response} requests got no response"))
 
 report = json.load(open(json_path, encoding="utf-8"))
 ops = report.get("operations", {})
 for error in report.get("errors", []):
     text = json.dumps(error)
     cls = "hang / request timeout" if "imeout" in text or "timed out" in text else "network error / crash"
-    if not network[cls]:
+    if not network:
         failed_requests[cls] += 1
         unique[cls].add(("?", text[:200]))
 if not server_alive:
@@ -106,7 +110,7 @@ print("== Fuzzing summary ==")
 print(f"operations: {ops.get('tested', '?')} tested of {ops.get('selected', '?')} selected "
       f"({ops.get('errored', 0)} errored, {ops.get('skipped', 0)} skipped)")
 print(f"test cases generated: {report.get('test_cases', {}).get('generated', '?')}; "
-      f"requests sent: {requests} ({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))})")
+      f"requests sent: {requests} ({', '.join([f'{k} {v}' for k, v in sorted(statuses.items())] + ([f'no response {no_response}'] if no_response else []))})")
 print(f"seed: {report.get('seed')}; stop: {report.get('stop_reason')}; running time: {report.get('running_time', 0):.0f} s")
 all_classes = sorted(set(CLASSES.values()) | FATAL)
 print("failures by class (failing requests / unique operation+failure):")
