@@ -126,6 +126,10 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_WEBHOOK_TIMEOUT_MS", 100...60_000) { config.webhooks.timeoutMillis = value }
         if let value = try millis("KOSH_WEBHOOK_LEASE_MS", 500...3_600_000) { config.webhooks.leaseMillis = value }
         if let value = try millis("KOSH_EVENT_RETENTION_DAYS", 30...3_650) { config.eventRetentionDays = value }
+        if let flag = env["KOSH_WEBHOOK_ALLOW_PRIVATE"], !flag.isEmpty {
+            guard flag == "1" || flag == "0" else { throw StorageError.badURL("KOSH_WEBHOOK_ALLOW_PRIVATE must be 1 (development only) or 0") }
+            config.webhooks.allowPrivateDestinations = flag == "1"
+        }
         if let url = env["KOSH_SMTP_URL"], !url.isEmpty {
             do {
                 config.notifications.smtp = try SMTPConfiguration(url: url, from: env["KOSH_SMTP_FROM"].flatMap { $0.isEmpty ? nil : $0 } ?? "no-reply@kosh.localhost")
@@ -155,6 +159,8 @@ public struct KoshServices: Sendable {
     public let gateway: PaymentGateway<SQLStore>
     /// Webhook endpoints, events and deliveries.
     public let webhooks: WebhookStore
+    /// Where webhooks may point (the API checks it; dispatchers are given the same settings).
+    public let webhookSettings: WebhookSettings
     /// The notification queue and log.
     public let notifications: NotificationStore
     public let clock: any KoshClock
@@ -194,7 +200,7 @@ public struct KoshServices: Sendable {
             let gateway = PaymentGateway(store: store, rails: rails, clock: clock, settings: config.gateway,
                                          renderer: RazorpayEntityRenderer())
             return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway,
-                                webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock),
+                                webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), webhookSettings: config.webhooks,
                                 notifications: NotificationStore(db: db, clock: clock), clock: clock,
                                 live: live, upstream: upstream, metrics: metrics)
         } catch {
@@ -212,7 +218,8 @@ public struct KoshServices: Sendable {
     public func router(ready: @escaping @Sendable () -> Bool = { true }) -> Router<KoshRequestContext> {
         let registry = metrics
         return KoshRouter.build(api: MerchantAPI(gateway: gateway, idempotency: idempotency), authenticator: merchants, ready: ready,
-                                metrics: { registry.emitToString() }, webhooks: WebhooksAPI(registry: webhooks))
+                                metrics: { registry.emitToString() },
+                                webhooks: WebhooksAPI(registry: webhooks, destinations: webhookSettings.destinations))
     }
 }
 
