@@ -40,13 +40,13 @@ public struct WebhookDestinationPolicy: Sendable {
         return await withCheckedContinuation { (continuation: CheckedContinuation<[NetworkAddress], Never>) in
             let answer = FirstAnswer(continuation)
             let timer = Task {
-                try? await Task.sleep(for: .milliseconds(timeout))
+                do { try await Task.sleep(for: .milliseconds(timeout)) } catch { return }  // cancelled: the lookup answered
                 answer.resume([])
             }
             Task {
                 let found = (try? await resolver.addresses(of: name)) ?? []
-                timer.cancel()
                 answer.resume(found)
+                timer.cancel()
             }
         }
     }

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 @testable import KoshApp
 import KoshCore
+import KoshHTTP
 import KoshStorage
 import KoshTesting
 import Logging
@@ -220,6 +221,22 @@ struct WebhookDestinationTests {
         }
     }
 
+    @Test("a lookup gives the resolver's answer, or none once the timeout passes", .timeLimit(.minutes(1)))
+    func lookupTimeout() async throws {
+        let policy = WebhookDestinationPolicy(allowPrivate: false, resolver: ScriptedResolver(), lookupTimeoutMillis: 500)
+        // Many at once, so the answer and the (cancelled) timer race: the answer must win every time.
+        let misses = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<2_000 { group.addTask { await policy.addresses(of: "example.com") == [ScriptedResolver.publicAddress] ? 0 : 1 } }
+            return await group.reduce(0, +)
+        }
+        #expect(misses == 0)
+        let hanging = WebhookDestinationPolicy(allowPrivate: false, resolver: HangingResolver(), lookupTimeoutMillis: 100)
+        let started = ContinuousClock.now
+        #expect(await hanging.addresses(of: "example.com").isEmpty)
+        #expect(started.duration(to: .now) < .seconds(3))
+        await #expect(throws: KoshError.self) { try await hanging.checked("https://example.com/hook") }
+    }
+
     @Test("pinned clients are bounded; an evicted one is shut down once its request is done")
     func pinnedClientsAreBounded() async throws {
         let made = ClientLog()
@@ -249,6 +266,14 @@ struct WebhookDestinationTests {
         await pins.shutdown()
         #expect(pins.count == 0)
         #expect(pins.pin(host: "d.example.com", address: .ipv4(93, 184, 215, 5)) == nil)
+    }
+}
+
+/// A DNS server that never answers (within a test's patience).
+struct HangingResolver: HostResolver {
+    func addresses(of host: String) async throws -> [NetworkAddress] {
+        try await Task.sleep(for: .seconds(30))
+        return []
     }
 }
 
