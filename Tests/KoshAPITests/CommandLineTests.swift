@@ -199,10 +199,6 @@ struct CommandLineTests {
         let userInfo = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://me@93.184.215.14/",
                                  "--events", "payment.captured"])
         #expect(userInfo.status == 64 && userInfo.stderr.contains("user name"))
-        // A .invalid name never resolves (RFC 6761): refused, whatever DNS this machine has.
-        let unresolved = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://hooks.kosh.invalid/",
-                                   "--events", "payment.captured"])
-        #expect(unresolved.status == 64 && unresolved.stderr.contains("could not be resolved"), "\(unresolved.stderr)")
         // The development setting lets a local receiver in.
         let local = try Self.run(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "http://127.0.0.1:18090/hook",
                                   "--events", "payment.captured", "--database", database], in: dir, env: ["KOSH_WEBHOOK_ALLOW_PRIVATE": "1"])

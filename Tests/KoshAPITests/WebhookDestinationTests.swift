@@ -5,6 +5,7 @@ import Hummingbird
 @testable import KoshApp
 import KoshCore
 import KoshHTTP
+import KoshRails
 import KoshStorage
 import KoshTesting
 import Logging
@@ -235,6 +236,18 @@ struct WebhookDestinationTests {
         #expect(await hanging.addresses(of: "example.com").isEmpty)
         #expect(started.duration(to: .now) < .seconds(3))
         await #expect(throws: KoshError.self) { try await hanging.checked("https://example.com/hook") }
+    }
+
+    /// Only names this machine answers without DNS (tests send nothing off loopback).
+    @Test("the system resolver reads /etc/hosts and numeric forms, as the HTTP client's lookup would")
+    func systemResolver() async throws {
+        let resolver = SystemHostResolver()
+        #expect(try await resolver.addresses(of: "localhost").contains(.ipv4(127, 0, 0, 1)))
+        #expect(try await resolver.addresses(of: "127.0.0.1") == [.ipv4(127, 0, 0, 1)])
+        #expect(try await resolver.addresses(of: "::1") == [.v6(1)])
+        // getaddrinfo reads inet_aton's short and hex forms: why Kosh parses them the same way itself.
+        #expect(try await resolver.addresses(of: "127.1") == [.ipv4(127, 0, 0, 1)])
+        #expect(try await resolver.addresses(of: "0x7f000001") == [.ipv4(127, 0, 0, 1)])
     }
 
     @Test("pinned clients are bounded; an evicted one is shut down once its request is done")
