@@ -153,10 +153,11 @@ public struct WebhooksAPI: Sendable {
             let merchant = try context.requireMerchant()
             let (raw, _) = try await RequestBody.parse(request, context: context)
             var body = raw
-            let url = try await destinations.checked(try body.string("url", required: true, maxLength: WebhookLimits.maximumURLLength)!)
+            let given = try body.string("url", required: true, maxLength: WebhookLimits.maximumURLLength)!
             let events = try Self.events(&body, required: true)!
             let secret = try Self.secret(&body) ?? Self.generatedSecret()
             try body.rejectUnknown(ignoring: ["events"])
+            let url = try await destinations.checked(given)  // last: it may look the host up
             let endpoint = try await registry.createEndpoint(merchantID: merchant.id, url: url, events: events, secret: secret)
             // The secret is shown once, when Kosh made it up; it is never returned again.
             var json = Render.webhook(endpoint)
@@ -178,7 +179,7 @@ public struct WebhooksAPI: Sendable {
             var endpoint = try await self.endpoint(context)
             let (raw, _) = try await RequestBody.parse(request, context: context)
             var body = raw
-            if let url = try body.string("url", maxLength: WebhookLimits.maximumURLLength) { endpoint.url = try await destinations.checked(url) }
+            let url = try body.string("url", maxLength: WebhookLimits.maximumURLLength)
             if let events = try Self.events(&body, required: false) { endpoint.events = events }
             if let active = body["active"] {
                 guard case .bool(let flag) = active else { throw KoshError.badRequest("The active must be true or false.", field: "active") }
@@ -186,6 +187,7 @@ public struct WebhooksAPI: Sendable {
             }
             let secret = try Self.secret(&body)
             try body.rejectUnknown(ignoring: ["events", "active"])
+            if let url { endpoint.url = try await destinations.checked(url) }  // last: it may look the host up
             try await registry.updateEndpoint(endpoint, secret: secret)
             endpoint.failing = false
             return jsonResponse(Render.webhook(endpoint))

@@ -180,7 +180,7 @@ struct WebhookDestinationTests {
     /// The dispatcher connects to the address it checked, not to whatever the name resolves to
     /// later. Loopback stands in for a public receiver here (`permits` is widened to it, since
     /// no test may reach a real public address); real DNS cannot resolve the name at all.
-    @Test("the dispatcher connects only to the checked address, re-checks after the TTL, and keeps the name for the Host header")
+    @Test("the dispatcher connects only to the checked address, keeps it within the TTL when DNS changes, and keeps the name for the Host header")
     func pinnedAddressIsTheOneConnected() async throws {
         let resolver = ScriptedResolver()
         let host = "receiver.kosh-pinned.example"
@@ -192,33 +192,38 @@ struct WebhookDestinationTests {
                 merchantID: kosh.merchant.merchant.id, url: "http://\(host):\(receiver.port)/hook", events: [.paymentCaptured],
                 secret: "whsec_kosh_test_secret").id
             var settings = kosh.services.webhookSettings
-            settings.schedule = WebhookRetrySchedule(retryDelaysMillis: [0])
-            settings.resolutionTTLMillis = 300
-            let dispatcher = WebhookDispatcher(store: kosh.services.webhooks, settings: settings, logger: Logger(label: "pinned-test"),
-                                               owner: "pinned", permits: { $0 == .ipv4(127, 0, 0, 1) })
+            settings.schedule = WebhookRetrySchedule(retryDelaysMillis: [60_000])
+            func dispatcher() -> WebhookDispatcher {
+                WebhookDispatcher(store: kosh.services.webhooks, settings: settings, logger: Logger(label: "pinned-test"),
+                                  owner: "pinned", permits: { $0 == .ipv4(127, 0, 0, 1) })
+            }
+            let pinned = dispatcher()
             _ = try await kosh.capturedPayment(amount: 5_000)
             _ = try await kosh.capturedPayment(amount: 6_000)
-            #expect(try await dispatcher.runOnce() == 2)
+            #expect(try await pinned.runOnce() == 2)
             #expect(receiver.all.count == 2, "both reached the checked address")
             #expect(receiver.all.allSatisfy { $0.authority == "\(host):\(receiver.port)" }, "\(receiver.all.map(\.authority))")
             #expect(resolver.lookups(of: host) <= 2, "looked up once per TTL (two concurrent first sends may both look)")
             let lookupsBefore = resolver.lookups(of: host)
+
+            // DNS now answers an address that is not permitted: within the TTL the checked
+            // address is still the one connected to, and the name is not looked up again…
+            resolver.answer(host, with: [.ipv4(127, 0, 0, 2)])
             _ = try await kosh.capturedPayment(amount: 7_000)
-            #expect(try await dispatcher.runOnce() == 1)
+            #expect(try await pinned.runOnce() == 1)
             #expect(receiver.all.count == 3)
             #expect(resolver.lookups(of: host) == lookupsBefore, "the pin was reused within the TTL")
+            try await pinned.shutdown()
+            #expect(pinned.pins.count == 0)
 
-            // Rebound to an address that is not permitted: within the TTL the checked address is
-            // still the one used; after it, the new answer is checked and refused.
-            resolver.answer(host, with: [.ipv4(127, 0, 0, 2)])
-            try await Task.sleep(for: .milliseconds(400))
+            // …and a lookup (here a new node's first) checks the new answer and refuses it.
+            let fresh = dispatcher()
             _ = try await kosh.capturedPayment(amount: 8_000)
-            #expect(try await dispatcher.runOnce() == 1)
+            #expect(try await fresh.runOnce() == 1)
+            try await fresh.shutdown()
             #expect(receiver.all.count == 3)
             let deliveries = try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries").json["items"]
             #expect(deliveries?[0]?["last_error"] == .string("destination refused: private address"))
-            try await dispatcher.shutdown()
-            #expect(dispatcher.pins.count == 0)
         }
     }
 
@@ -279,6 +284,23 @@ struct WebhookDestinationTests {
         await pins.shutdown()
         #expect(pins.count == 0)
         #expect(pins.pin(host: "d.example.com", address: .ipv4(93, 184, 215, 5)) == nil)
+    }
+
+    @Test("a pin is fresh for its TTL, then the host must be looked up and pinned again")
+    func pinsExpire() async throws {
+        let pins = PinnedClients(capacity: 4, ttl: .milliseconds(300)) { _ in HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup) }
+        let first = try #require(pins.pin(host: "a.example.com", address: .ipv4(93, 184, 215, 1)))
+        pins.release(first)
+        let again = try #require(pins.fresh(host: "a.example.com"), "fresh right after the check")
+        pins.release(again)
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(pins.fresh(host: "a.example.com") == nil, "stale after the TTL")
+        // Checked again with the same answer: the same client, fresh once more.
+        let renewed = try #require(pins.pin(host: "a.example.com", address: .ipv4(93, 184, 215, 1)))
+        #expect(renewed.client === first.client)
+        pins.release(renewed)
+        #expect(pins.fresh(host: "a.example.com").map { pins.release($0); return true } == true)
+        await pins.shutdown()
     }
 }
 
