@@ -71,7 +71,13 @@ cd "$WORK"
 export KOSH_LOG_LEVEL="${KOSH_LOG_LEVEL:-warning}"
 MERCHANT="$("$KOSH" merchant create --name Fuzz 2>/dev/null)"
 CREDENTIALS="$("$VENV/bin/python" -c 'import json, sys; m = json.loads(sys.argv[1]); print(m["key_id"] + ":" + m["key_secret"])' "$MERCHANT")"
-"$KOSH" serve --host 127.0.0.1 --port "$PORT" >"$WORK/server.log" 2>&1 &
+# Webhooks the run creates point at a closed loopback port (the hooks replace every
+# well-formed URL the fuzzer makes up), so no delivery leaves this machine; private
+# destinations are allowed for that reason only. The SSRF guard itself is tested in
+# Tests/KoshAPITests/WebhookDestinationTests.swift.
+SINK_PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+export FUZZ_WEBHOOK_SINK="http://127.0.0.1:$SINK_PORT/fuzz-hook"
+KOSH_WEBHOOK_ALLOW_PRIVATE=1 "$KOSH" serve --host 127.0.0.1 --port "$PORT" >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 200); do
     "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/readyz", timeout=1)' "$BASE" 2>/dev/null && break

@@ -157,6 +157,10 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_HTTP_BODY_TIMEOUT_MS", 100...600_000) { config.connections.bodyTimeoutMillis = value }
         if let value = try millis("KOSH_HTTP_IDLE_TIMEOUT_MS", 100...3_600_000) { config.connections.idleTimeoutMillis = value }
         if let value = try millis("KOSH_HTTP_MAX_CONNECTIONS", 1...1_000_000) { config.connections.maximumConnections = Int(value) }
+        if let flag = env["KOSH_WEBHOOK_ALLOW_PRIVATE"], !flag.isEmpty {
+            guard flag == "1" || flag == "0" else { throw StorageError.badURL("KOSH_WEBHOOK_ALLOW_PRIVATE must be 1 (development only) or 0") }
+            config.webhooks.allowPrivateDestinations = flag == "1"
+        }
         if let url = env["KOSH_SMTP_URL"], !url.isEmpty {
             do {
                 config.notifications.smtp = try SMTPConfiguration(url: url, from: env["KOSH_SMTP_FROM"].flatMap { $0.isEmpty ? nil : $0 } ?? "no-reply@kosh.localhost")
@@ -186,6 +190,8 @@ public struct KoshServices: Sendable {
     public let gateway: PaymentGateway<SQLStore>
     /// Webhook endpoints, events and deliveries.
     public let webhooks: WebhookStore
+    /// Where webhooks may point (the API checks it; dispatchers are given the same settings).
+    public let webhookSettings: WebhookSettings
     /// The notification queue and log.
     public let notifications: NotificationStore
     public let clock: any KoshClock
@@ -226,7 +232,7 @@ public struct KoshServices: Sendable {
             let gateway = PaymentGateway(store: store, rails: rails, clock: clock, settings: config.gateway,
                                          renderer: RazorpayEntityRenderer())
             return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway,
-                                webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock),
+                                webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), webhookSettings: config.webhooks,
                                 notifications: NotificationStore(db: db, clock: clock), clock: clock,
                                 live: live, upstream: upstream, metrics: metrics)
         } catch {
@@ -244,7 +250,8 @@ public struct KoshServices: Sendable {
     public func router(ready: @escaping @Sendable () -> Bool = { true }) -> Router<KoshRequestContext> {
         let registry = metrics
         return KoshRouter.build(api: MerchantAPI(gateway: gateway, idempotency: idempotency), authenticator: merchants, ready: ready,
-                                metrics: { registry.emitToString() }, webhooks: WebhooksAPI(registry: webhooks))
+                                metrics: { registry.emitToString() },
+                                webhooks: WebhooksAPI(registry: webhooks, destinations: webhookSettings.destinations))
     }
 }
 

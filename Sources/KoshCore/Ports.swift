@@ -277,3 +277,10 @@ extension StoreTransaction {
 public protocol IdempotencyRecording {
     func recordIdempotentResponse(merchantID: String, key: String, status: Int, body: String) async throws
 }
+
+/// Looks up a host name's addresses (A and AAAA) as the system resolver does; webhook
+/// destinations are checked against every one (tests give a scripted resolver).
+public protocol HostResolver: Sendable {
+    /// Every address the name resolves to; empty when it does not resolve.
+    func addresses(of host: String) async throws -> [NetworkAddress]
+}

@@ -2,6 +2,62 @@ import Foundation
 import Crypto
 import Hummingbird
 import KoshCore
+import Synchronization
+
+/// Where a merchant's webhooks may point (issue 11 §3): http(s) to a public host. A literal
+/// host must be a public address and a name must not be a local one; a name must resolve, and
+/// to public addresses only. `allowPrivate` (`KOSH_WEBHOOK_ALLOW_PRIVATE=1`, development only)
+/// lifts the address and name checks and skips the lookup; the URL must still be well formed.
+public struct WebhookDestinationPolicy: Sendable {
+    public var allowPrivate: Bool
+    public var resolver: any HostResolver
+    /// A lookup slower than this counts as not resolving (the merchant's request waits for it).
+    public var lookupTimeoutMillis: Int64
+
+    public init(allowPrivate: Bool, resolver: any HostResolver, lookupTimeoutMillis: Int64 = 5_000) {
+        self.allowPrivate = allowPrivate
+        self.resolver = resolver
+        self.lookupTimeoutMillis = lookupTimeoutMillis
+    }
+
+    /// The URL as given when it may be used; else a 400 on the `url` field, in Razorpay's shape.
+    public func checked(_ text: String) async throws -> String {
+        do {
+            let url = try WebhookURL.parse(text)
+            if allowPrivate { return text }
+            if let refusal = url.hostRefusal { throw refusal }
+            if case .name(let name) = url.host, let refusal = WebhookURL.judge(resolved: await addresses(of: name)) { throw refusal }
+            return text
+        } catch let problem as WebhookURL.Problem {
+            throw KoshError.badRequest(problem.description, field: "url")
+        }
+    }
+
+    /// The name's addresses, or none when the lookup fails or takes longer than
+    /// `lookupTimeoutMillis` (a blocked lookup is left to finish on its own thread).
+    public func addresses(of name: String) async -> [NetworkAddress] {
+        let resolver = self.resolver, timeout = lookupTimeoutMillis
+        return await withCheckedContinuation { (continuation: CheckedContinuation<[NetworkAddress], Never>) in
+            let answer = FirstAnswer(continuation)
+            let timer = Task {
+                do { try await Task.sleep(for: .milliseconds(timeout)) } catch { return }  // cancelled: the lookup answered
+                answer.resume([])
+            }
+            Task {
+                let found = (try? await resolver.addresses(of: name)) ?? []
+                answer.resume(found)
+                timer.cancel()
+            }
+        }
+    }
+}
+
+/// Resumes a continuation with whichever answer comes first; later ones are dropped.
+final class FirstAnswer<Value: Sendable>: Sendable {
+    let continuation: Mutex<CheckedContinuation<Value, Never>?>
+    init(_ continuation: CheckedContinuation<Value, Never>) { self.continuation = Mutex(continuation) }
+    func resume(_ value: Value) { continuation.withLock { $0.take() }?.resume(returning: value) }
+}
 
 /// Renders webhook payload entities exactly as the API does.
 public struct RazorpayEntityRenderer: EntityRenderer {
@@ -12,7 +68,7 @@ public struct RazorpayEntityRenderer: EntityRenderer {
 }
 
 enum WebhookLimits {
-    static let maximumURLLength = 2048
+    static let maximumURLLength = WebhookURL.maximumLength
     static let minimumSecretLength = 8
     static let maximumSecretLength = 256
 }
@@ -84,9 +140,11 @@ extension Render {
 /// `/v1/webhooks` (a merchant's endpoints, their deliveries and re-delivery) and `/v1/events`.
 public struct WebhooksAPI: Sendable {
     let registry: any WebhookRegistry
+    let destinations: WebhookDestinationPolicy
 
-    public init(registry: any WebhookRegistry) {
+    public init(registry: any WebhookRegistry, destinations: WebhookDestinationPolicy) {
         self.registry = registry
+        self.destinations = destinations
     }
 
     func register(on router: Router<KoshRequestContext>, authenticator: any MerchantAuthenticator) {
@@ -95,10 +153,11 @@ public struct WebhooksAPI: Sendable {
             let merchant = try context.requireMerchant()
             let (raw, _) = try await RequestBody.parse(request, context: context)
             var body = raw
-            let url = try Self.url(try body.string("url", required: true, maxLength: WebhookLimits.maximumURLLength)!)
+            let given = try body.string("url", required: true, maxLength: WebhookLimits.maximumURLLength)!
             let events = try Self.events(&body, required: true)!
             let secret = try Self.secret(&body) ?? Self.generatedSecret()
             try body.rejectUnknown(ignoring: ["events"])
+            let url = try await destinations.checked(given)  // last: it may look the host up
             let endpoint = try await registry.createEndpoint(merchantID: merchant.id, url: url, events: events, secret: secret)
             // The secret is shown once, when Kosh made it up; it is never returned again.
             var json = Render.webhook(endpoint)
@@ -120,7 +179,7 @@ public struct WebhooksAPI: Sendable {
             var endpoint = try await self.endpoint(context)
             let (raw, _) = try await RequestBody.parse(request, context: context)
             var body = raw
-            if let url = try body.string("url", maxLength: WebhookLimits.maximumURLLength) { endpoint.url = try Self.url(url) }
+            let url = try body.string("url", maxLength: WebhookLimits.maximumURLLength)
             if let events = try Self.events(&body, required: false) { endpoint.events = events }
             if let active = body["active"] {
                 guard case .bool(let flag) = active else { throw KoshError.badRequest("The active must be true or false.", field: "active") }
@@ -128,6 +187,7 @@ public struct WebhooksAPI: Sendable {
             }
             let secret = try Self.secret(&body)
             try body.rejectUnknown(ignoring: ["events", "active"])
+            if let url { endpoint.url = try await destinations.checked(url) }  // last: it may look the host up
             try await registry.updateEndpoint(endpoint, secret: secret)
             endpoint.failing = false
             return jsonResponse(Render.webhook(endpoint))
@@ -179,20 +239,6 @@ public struct WebhooksAPI: Sendable {
         return endpoint
     }
 
-    static func url(_ text: String) throws -> String {
-        let lower = text.lowercased()
-        let rest: Substring
-        if lower.hasPrefix("https://") { rest = lower.dropFirst(8) } else if lower.hasPrefix("http://") { rest = lower.dropFirst(7) } else {
-            throw KoshError.badRequest("The url must be an http or https URL.", field: "url")
-        }
-        let host = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        guard !host.isEmpty, !host.hasPrefix(":"), !text.contains(where: { $0 == " " || $0.isNewline }),
-              text.unicodeScalars.allSatisfy({ $0.isASCII && $0.value >= 0x21 && $0.value != 0x7F }) else {
-            throw KoshError.badRequest("The url must be an http or https URL.", field: "url")
-        }
-        return text
-    }
-
     static func events(_ body: inout RequestBody, required: Bool) throws -> [WebhookEventName]? {
         let known = WebhookEventName.allCases.map(\.rawValue).joined(separator: ", ")
         guard let value = body["events"] else {
@@ -242,11 +288,11 @@ public struct WebhooksAPI: Sendable {
 
 /// What `kosh merchant webhook …` shares with the API: the same checks, the same JSON.
 public enum WebhookAdministration {
-    public static func checkedURL(_ text: String) throws -> String {
+    public static func checkedURL(_ text: String, destinations: WebhookDestinationPolicy) async throws -> String {
         guard text.utf8.count <= WebhookLimits.maximumURLLength else {
             throw KoshError.badRequest("The url may not be greater than \(WebhookLimits.maximumURLLength) characters.", field: "url")
         }
-        return try WebhooksAPI.url(text)
+        return try await destinations.checked(text)
     }
 
     /// `payment.captured,refund.processed` → the events, each known, none twice.

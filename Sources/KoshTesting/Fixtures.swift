@@ -19,6 +19,8 @@ public enum TestDatabases {
         config.masterKey = MasterKey.generate().base64
         config.testApprovalDelayMillis = 50
         config.gateway = GatewaySettings(firstCheckAfterMillis: 50, checkIntervalMillis: 50, submitGraceMillis: 1_000)
+        // Webhook hosts are looked up in a table, never in DNS (tests have no network).
+        config.webhooks.resolver = ScriptedResolver()
         switch kind {
         case "sqlite":
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("kosh-tests-\(UUID().uuidString)")

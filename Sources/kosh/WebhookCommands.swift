@@ -36,6 +36,14 @@ func checked<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as KoshError { throw ValidationError(error.message) }
 }
 
+/// The URL check the API makes (public destinations only unless `KOSH_WEBHOOK_ALLOW_PRIVATE=1`).
+func checkedURL(_ url: String, _ db: DatabaseOption) async throws -> String {
+    let settings = try db.configuration().webhooks
+    do { return try await WebhookAdministration.checkedURL(url, destinations: settings.destinations) } catch let error as KoshError {
+        throw ValidationError(error.message)
+    }
+}
+
 func endpointID(_ id: String) throws -> String {
     guard id.hasPrefix("wh_"), id.count <= 40 else { throw ValidationError("\(id.prefix(64)) is not a webhook id (wh_…)") }
     return id
@@ -55,7 +63,7 @@ struct MerchantWebhookCommand: AsyncParsableCommand {
         @Option(help: "The signing secret (8–256 characters); default: a random one, printed once.") var secret: String?
 
         func run() async throws {
-            let url = try checked { try WebhookAdministration.checkedURL(self.url) }
+            let url = try await checkedURL(self.url, target.db)
             let events = try checked { try WebhookAdministration.events(self.events) }
             let secret = try checked { try self.secret.map(WebhookAdministration.checkedSecret) }
             let json = try await target.with { services, merchant in
@@ -93,7 +101,8 @@ struct MerchantWebhookCommand: AsyncParsableCommand {
 
         func run() async throws {
             let id = try endpointID(self.id)
-            let url = try checked { try self.url.map(WebhookAdministration.checkedURL) }
+            let url: String?
+            if let given = self.url { url = try await checkedURL(given, target.db) } else { url = nil }
             let events = try checked { try self.events.map(WebhookAdministration.events) }
             let secret = try checked { try self.secret.map(WebhookAdministration.checkedSecret) }
             let json = try await target.with { services, merchant in

@@ -41,6 +41,7 @@ struct CommandLineTests {
         env["KOSH_MASTER_KEY"] = nil
         env["KOSH_MASTER_KEY_FILE"] = dir.appendingPathComponent("master.key").path
         env["KOSH_TEST_APPROVAL_DELAY_MS"] = "100"
+        env["KOSH_WEBHOOK_ALLOW_PRIVATE"] = nil  // as in production: tests that need a local receiver set it
         return env
     }
 
@@ -156,7 +157,8 @@ struct CommandLineTests {
         #expect(created.status == 0, "\(created.stderr)")
         let merchantID = try #require(Self.string(try object(created), "merchant_id"))
 
-        let made = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://hooks.example/kosh",
+        // A public address (names would need DNS, which tests do not have); nothing connects to it.
+        let made = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://93.184.215.14/kosh",
                              "--events", "payment.captured,refund.processed"])
         #expect(made.status == 0, "\(made.stderr)")
         let endpoint = try object(made)
@@ -181,11 +183,28 @@ struct CommandLineTests {
         // Bad input: the API's words, a usage error, nothing written.
         let badURL = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "ftp://x", "--events", "payment.captured"])
         #expect(badURL.status == 64 && badURL.stderr.contains("The url must be an http or https URL."))
-        let badEvent = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://x.example", "--events", "payment.exploded"])
+        let badEvent = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://93.184.215.14", "--events", "payment.exploded"])
         #expect(badEvent.status == 64 && badEvent.stderr.contains("payment.exploded is not a valid event"))
-        let shortSecret = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://x.example",
+        let shortSecret = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://93.184.215.14",
                                     "--events", "order.paid", "--secret", "short"])
         #expect(shortSecret.status == 64)
+        // The operator's own network is out of reach, as through the API (issue 11 §3).
+        for url in ["http://127.0.0.1:8080/v1/payments", "http://0x7f.1/", "http://[::ffff:169.254.169.254]/latest/meta-data",
+                    "http://localhost:8080/", "http://10.0.0.5/hook"] {
+            let refused = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", url, "--events", "payment.captured"])
+            #expect(refused.status == 64 && refused.stderr.contains("public"), "\(url): \(refused.stderr)")
+            let moved = try kosh(["merchant", "webhook", "update", webhookID, "--merchant", merchantID, "--url", url])
+            #expect(moved.status == 64 && moved.stderr.contains("public"), "\(url): \(moved.stderr)")
+        }
+        let userInfo = try kosh(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "https://me@93.184.215.14/",
+                                 "--events", "payment.captured"])
+        #expect(userInfo.status == 64 && userInfo.stderr.contains("user name"))
+        // The development setting lets a local receiver in.
+        let local = try Self.run(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "http://127.0.0.1:18090/hook",
+                                  "--events", "payment.captured", "--database", database], in: dir, env: ["KOSH_WEBHOOK_ALLOW_PRIVATE": "1"])
+        #expect(local.status == 0, "\(local.stderr)")
+        let localID = try #require(Self.string(try object(local), "id"))
+        #expect(try kosh(["merchant", "webhook", "delete", localID, "--merchant", merchantID]).status == 0)
         let noMerchant = try kosh(["merchant", "webhook", "list", "--merchant", "mer_nobody"])
         #expect(noMerchant.status == 64 && noMerchant.stderr.contains("no merchant mer_nobody"))
         let otherMerchant = try object(try kosh(["merchant", "create", "--name", "Other"]))

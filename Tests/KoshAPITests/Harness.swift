@@ -6,6 +6,7 @@ import KoshApp
 import KoshCore
 import KoshStorage
 import KoshTesting
+import Logging
 import Testing
 
 /// A running Kosh (the production router and services) on a fresh database, with a helper
@@ -29,8 +30,14 @@ struct Kosh: Sendable {
         }
     }
 
-    static func run(_ kind: String, _ body: @Sendable (Kosh) async throws -> Void) async throws {
-        let services = try await TestDatabases.services(kind)
+    /// `allowPrivateWebhooks`: webhooks may point at loopback receivers (`KOSH_WEBHOOK_ALLOW_PRIVATE=1`);
+    /// off, as in production. Host names are looked up in `resolver`, never in DNS.
+    static func run(_ kind: String, allowPrivateWebhooks: Bool = false, resolver: ScriptedResolver = ScriptedResolver(),
+                    _ body: @Sendable (Kosh) async throws -> Void) async throws {
+        var config = try await TestDatabases.configuration(kind)
+        config.webhooks.allowPrivateDestinations = allowPrivateWebhooks
+        config.webhooks.resolver = resolver
+        let services = try await KoshServices.open(config, logger: Logger(label: "kosh-test"))
         let merchant = try await services.merchants.create(name: "Test Merchant")
         let app = Application(router: services.router())
         try await app.test(.router) { client in

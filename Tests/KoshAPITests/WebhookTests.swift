@@ -17,6 +17,8 @@ struct Receiver: Sendable {
         let body: String
         let signature: String?
         let eventID: String?
+        /// The Host header (`authority`), as the sender wrote it.
+        let authority: String?
         let at: ContinuousClock.Instant
     }
 
@@ -37,7 +39,7 @@ struct Receiver: Sendable {
         router.post("hook") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
             let receipt = Receipt(body: String(buffer: body), signature: request.headers[.init("X-Razorpay-Signature")!],
-                                  eventID: request.headers[.init("X-Razorpay-Event-Id")!], at: .now)
+                                  eventID: request.headers[.init("X-Razorpay-Event-Id")!], authority: request.head.authority, at: .now)
             let n = log.receipts.withLock { $0.append(receipt); return $0.count }
             let status = await answer(n)
             return Response(status: .init(code: status), body: ResponseBody(byteBuffer: ByteBuffer(string: "answer \(n)")))
@@ -86,8 +88,10 @@ func unhexBytes(_ text: String) -> [UInt8] {
 }
 
 extension Kosh {
-    func dispatcher(schedule: [Int64] = [30, 60, 90], timeoutMillis: Int64 = 5_000, owner: String? = nil) -> WebhookDispatcher {
-        var settings = WebhookSettings()
+    func dispatcher(schedule: [Int64] = [30, 60, 90], timeoutMillis: Int64 = 5_000, owner: String? = nil,
+                    allowPrivate: Bool? = nil) -> WebhookDispatcher {
+        var settings = services.webhookSettings  // allow-private and the resolver, as the API has them
+        if let allowPrivate { settings.allowPrivateDestinations = allowPrivate }
         settings.schedule = WebhookRetrySchedule(retryDelaysMillis: schedule)
         settings.pollIntervalMillis = 5
         settings.timeoutMillis = timeoutMillis
@@ -126,7 +130,7 @@ func running<T>(_ dispatchers: [WebhookDispatcher], _ body: () async throws -> T
 struct WebhookTests {
     @Test("a capture through the API is delivered signed, as Razorpay sends it", arguments: TestDatabases.all)
     func capturedPaymentIsDeliveredSigned(db: String) async throws {
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let receiver = try await Receiver.start()
             defer { receiver.stop() }
             let secret = "whsec_kosh_test_secret"
@@ -186,7 +190,7 @@ struct WebhookTests {
 
     @Test("a receiver failing N times then answering gets exactly N+1 attempts on the schedule", arguments: TestDatabases.all)
     func retriesFollowTheSchedule(db: String) async throws {
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let failures = 3
             let receiver = try await Receiver.start { n in n <= failures ? 500 : 200 }
             defer { receiver.stop() }
@@ -220,7 +224,7 @@ struct WebhookTests {
 
     @Test("after the last attempt the delivery is dead and the endpoint flagged; redelivery works", arguments: TestDatabases.all)
     func deadThenRedelivered(db: String) async throws {
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let healthy = Flag()
             let receiver = try await Receiver.start { _ in healthy.on.withLock { $0 } ? 200 : 503 }
             defer { receiver.stop() }
@@ -257,7 +261,7 @@ struct WebhookTests {
 
     @Test("a dead delivery tells the merchant once by email; the notification log lists it masked", arguments: TestDatabases.all)
     func deadDeliveryNotifiesTheMerchantOnce(db: String) async throws {
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             try await kosh.services.notifications.setMerchantEmail(merchantID: kosh.merchant.merchant.id, email: "ops.team@merchant.example")
             let receiver = try await Receiver.start { _ in 500 }
             defer { receiver.stop() }
@@ -294,7 +298,7 @@ struct WebhookTests {
 
     @Test("events older than the retention are purged with their finished deliveries; pending ones wait", arguments: TestDatabases.all)
     func oldEventsArePurged(db: String) async throws {
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let receiver = try await Receiver.start()
             defer { receiver.stop() }
             _ = try await kosh.registerWebhook(receiver.url)
@@ -335,7 +339,7 @@ struct WebhookTests {
 
     @Test("a hanging receiver does not delay delivery to another endpoint", arguments: TestDatabases.all)
     func hangingReceiverDoesNotStallOthers(db: String) async throws {
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let hanging = try await Receiver.start { _ in
                 try? await Task.sleep(for: .seconds(10))
                 return 200
@@ -381,7 +385,7 @@ struct WebhookTests {
         let port = try #require(await iterator.next())
         let healthy = try await Receiver.start()
         defer { healthy.stop() }
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let redirect = try await kosh.registerWebhook("http://127.0.0.1:\(port)/redirect")
             let endless = try await kosh.registerWebhook("http://127.0.0.1:\(port)/endless")
             // TLS to a server that speaks plain HTTP: the handshake fails.
@@ -425,7 +429,7 @@ struct WebhookTests {
     @Test("two dispatchers on one database never deliver one delivery twice; a dead node's lease is taken over",
           arguments: TestDatabases.all)
     func twoDispatchersShareTheWork(db: String) async throws {
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let receiver = try await Receiver.start { _ in
                 try? await Task.sleep(for: .milliseconds(20))
                 return 200
@@ -467,7 +471,7 @@ struct WebhookTests {
 
     @Test("deliveries to a paused endpoint wait until it is active again", arguments: TestDatabases.all)
     func pausedEndpointWaits(db: String) async throws {
-        try await Kosh.run(db) { kosh in
+        try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let receiver = try await Receiver.start()
             defer { receiver.stop() }
             let webhookID = try await kosh.registerWebhook(receiver.url)
@@ -494,7 +498,7 @@ struct WebhookTests {
         let dir = try CommandLineTests.scratch()
         let database = "sqlite://\(dir.path)/kosh.sqlite"
         let port = CommandLineTests.freePort()
-        let env = ["KOSH_WEBHOOK_TIMEOUT_MS": "8000", "KOSH_WEBHOOK_LEASE_MS": "9000", "KOSH_SANDBOX": "off"]
+        let env = ["KOSH_WEBHOOK_TIMEOUT_MS": "8000", "KOSH_WEBHOOK_LEASE_MS": "9000", "KOSH_SANDBOX": "off", "KOSH_WEBHOOK_ALLOW_PRIVATE": "1"]
         var (server, _, _) = try CommandLineTests.start(["serve", "--port", "\(port)", "--database", database], in: dir, env: env)
         try await CommandLineTests.waitForHealth(port: port)
         let created = try CommandLineTests.run(["merchant", "create", "--name", "Hook Shop", "--database", database], in: dir)
@@ -676,7 +680,7 @@ struct WebhookTwoNodeTests {
 
         let dir = try CommandLineTests.scratch()
         let database = try await Self.databaseURL(in: dir)
-        let env = ["KOSH_WEBHOOK_TIMEOUT_MS": "2000", "KOSH_WEBHOOK_LEASE_MS": "3000", "KOSH_SANDBOX": "off"]
+        let env = ["KOSH_WEBHOOK_TIMEOUT_MS": "2000", "KOSH_WEBHOOK_LEASE_MS": "3000", "KOSH_SANDBOX": "off", "KOSH_WEBHOOK_ALLOW_PRIVATE": "1"]
         let portA = CommandLineTests.freePort(), portB = portA + 1
         let (nodeA, _, _) = try CommandLineTests.start(["serve", "--port", "\(portA)", "--database", database], in: dir, env: env)
         var aAlive = true
@@ -691,7 +695,7 @@ struct WebhookTwoNodeTests {
         let merchantID = try #require(CommandLineTests.string(creds, "merchant_id"))
         let auth = (CommandLineTests.string(creds, "key_id")!, CommandLineTests.string(creds, "key_secret")!)
         let hook = try CommandLineTests.run(["merchant", "webhook", "create", "--merchant", merchantID, "--url", "http://127.0.0.1:\(hookPort)/hook",
-                                             "--events", "payment.authorized,payment.captured,order.paid", "--database", database], in: dir)
+                                             "--events", "payment.authorized,payment.captured,order.paid", "--database", database], in: dir, env: env)
         #expect(hook.status == 0, "\(hook.stderr)")
         let webhookID = try #require(CommandLineTests.string(try JSON.parse(hook.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "id"))
 
