@@ -33,6 +33,20 @@ CLASSES = {
 FATAL = {"5xx server error", "hang / request timeout", "network error / crash", "server process died"}
 
 requests = 0
+# Errors inside the fuzzer itself (CPython's "AST constructor recursion depth mismatch"
+# SystemError in hypothesis' code generation was seen once in 8,000 cases): reported, not a
+# finding about Kosh, and not fatal, since the request was never sent.
+TOOL_ERRORS = ('"SystemError"', '"RecursionError"', "AST constructor", "hypothesis.errors")
+
+
+def classify(text):
+    if "imeout" in text or "timed out" in text:
+        return "hang / request timeout"
+    if any(marker in text for marker in TOOL_ERRORS):
+        return "fuzzer internal error"
+    return "network error / crash"
+
+
 statuses = collections.Counter()
 failed_requests = collections.Counter()          # class -> failing requests
 unique = collections.defaultdict(set)            # class -> {(operation, detail)}
@@ -45,7 +59,7 @@ for line in open(ndjson_path, encoding="utf-8"):
     name, body = next(iter(event.items()))
     if name in ("NonFatalError", "FatalError"):
         text = json.dumps(body)
-        cls = "hang / request timeout" if "imeout" in text or "timed out" in text else "network error / crash"
+        cls = classify(text)
         network[cls] += 1
         unique[cls].add((body.get("label", "?") if isinstance(body, dict) else "?", text[:200]))
         continue
@@ -99,7 +113,7 @@ report = json.load(open(json_path, encoding="utf-8"))
 ops = report.get("operations", {})
 for error in report.get("errors", []):
     text = json.dumps(error)
-    cls = "hang / request timeout" if "imeout" in text or "timed out" in text else "network error / crash"
+    cls = classify(text)
     if not network:
         failed_requests[cls] += 1
         unique[cls].add(("?", text[:200]))
@@ -112,7 +126,7 @@ print(f"operations: {ops.get('tested', '?')} tested of {ops.get('selected', '?')
 print(f"test cases generated: {report.get('test_cases', {}).get('generated', '?')}; "
       f"requests sent: {requests} ({', '.join([f'{k} {v}' for k, v in sorted(statuses.items())] + ([f'no response {no_response}'] if no_response else []))})")
 print(f"seed: {report.get('seed')}; stop: {report.get('stop_reason')}; running time: {report.get('running_time', 0):.0f} s")
-all_classes = sorted(set(CLASSES.values()) | FATAL)
+all_classes = sorted(set(CLASSES.values()) | FATAL | {"fuzzer internal error"})
 print("failures by class (failing requests / unique operation+failure):")
 for cls in all_classes:
     print(f"  {cls:38} {failed_requests.get(cls, 0):5d} / {len(unique.get(cls, ())):d}")
