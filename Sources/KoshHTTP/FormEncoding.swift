@@ -57,7 +57,7 @@ enum FormEncoding {
                 out.append(0x20)
             } else if byte == UInt8(ascii: "%") {
                 guard index + 2 < bytes.endIndex,
-                      let high = hex(bytes[index + 1]), let low = hex(bytes[index + 2]) else {
+                      let high = Hex.nibble(bytes[index + 1]), let low = Hex.nibble(bytes[index + 2]) else {
                     throw Error(description: "Invalid percent-encoding")
                 }
                 out.append(high << 4 | low)
@@ -69,14 +69,5 @@ enum FormEncoding {
         }
         guard let text = String(validating: out, as: UTF8.self) else { throw Error(description: "Invalid UTF-8") }
         return text
-    }
-
-    static func hex(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }
