@@ -55,16 +55,25 @@ public struct ConnectionLimits: Sendable {
 /// that at the cap a new client can take the place of the connection idle the longest
 /// instead of waiting (a server full of idle keep-alive connections still answers /healthz).
 public final class ConnectionRegistry: Sendable {
-    struct Entry {
+    /// One open connection. Its idle mark changes twice a request, so it is an atomic of its
+    /// own rather than a field behind the registry's lock (no lock shared by all connections
+    /// on the request path).
+    final class Slot: Sendable {
         let channel: any Channel
-        /// When it went idle (no request in progress), or nil while it serves one.
-        var idleSince: NIODeadline?
-        var evicting = false
+        /// Uptime in nanoseconds when the connection went idle; 0 while it serves a request.
+        let idleSince = Atomic<UInt64>(0)
+        let evicting = Atomic<Bool>(false)
+
+        init(channel: any Channel) { self.channel = channel }
+
+        func setIdle(_ idle: Bool) {
+            idleSince.store(idle ? max(1, NIODeadline.now().uptimeNanoseconds) : 0, ordering: .relaxed)
+        }
     }
 
     struct State {
         var open = 0
-        var entries: [ObjectIdentifier: Entry] = [:]
+        var slots: [ObjectIdentifier: Slot] = [:]
         var evicting = 0
         var evicted = 0
     }
@@ -85,42 +94,39 @@ public final class ConnectionRegistry: Sendable {
     func accepted() { state.withLock { $0.open += 1 } }
     func released() { state.withLock { $0.open -= 1 } }
 
-    func register(_ channel: any Channel) {
-        state.withLock { $0.entries[ObjectIdentifier(channel)] = Entry(channel: channel, idleSince: .now()) }
+    func register(_ channel: any Channel) -> Slot {
+        let slot = Slot(channel: channel)
+        slot.setIdle(true)
+        state.withLock { $0.slots[ObjectIdentifier(channel)] = slot }
+        return slot
     }
 
     func unregister(_ channel: any Channel) {
         state.withLock { state in
-            if let entry = state.entries.removeValue(forKey: ObjectIdentifier(channel)), entry.evicting {
+            if let slot = state.slots.removeValue(forKey: ObjectIdentifier(channel)), slot.evicting.load(ordering: .relaxed) {
                 state.evicting -= 1
                 state.evicted += 1
             }
         }
     }
 
-    func setIdle(_ channel: any Channel, _ idle: Bool) {
-        state.withLock { state in
-            let id = ObjectIdentifier(channel)
-            guard state.entries[id] != nil else { return }
-            state.entries[id]!.idleSince = idle ? .now() : nil
-        }
-    }
-
     /// Whether to accept another connection now. At the cap, closes the connection idle the
-    /// longest (one at a time); the listener accepts again when it has closed.
+    /// longest (one at a time); the listener accepts again when it has closed. Only at the
+    /// cap does this walk the connections.
     func admit() -> Bool {
         let victim: (any Channel)? = state.withLock { state in
             if state.open < maximum { return nil }
             guard state.evicting == 0 else { return nil }
-            var oldest: (ObjectIdentifier, NIODeadline)?
-            for (id, entry) in state.entries {
-                guard let since = entry.idleSince, !entry.evicting else { continue }
-                if oldest == nil || since < oldest!.1 { oldest = (id, since) }
+            var oldest: (slot: Slot, since: UInt64)?
+            for slot in state.slots.values {
+                let since = slot.idleSince.load(ordering: .relaxed)
+                guard since != 0, !slot.evicting.load(ordering: .relaxed) else { continue }
+                if oldest == nil || since < oldest!.since { oldest = (slot, since) }
             }
-            guard let (id, _) = oldest else { return nil }
-            state.entries[id]!.evicting = true
+            guard let oldest else { return nil }
+            oldest.slot.evicting.store(true, ordering: .relaxed)
             state.evicting += 1
-            return state.entries[id]!.channel
+            return oldest.slot.channel
         }
         if let victim { victim.close(promise: nil) }
         return state.withLock { $0.open < maximum }
@@ -150,10 +156,18 @@ final class ConnectionPhase {
     var responsesOpen = 0
     /// A request refused at its head (413): everything else it sends is dropped.
     var refusing = false
-    var idleTimer: Scheduled<Void>?
-    var headTimer: Scheduled<Void>?
-    var bodyTimer: Scheduled<Void>?
+    /// When the current wait began: the first byte of a head, the end of a head, the end of
+    /// the last response. Each is nil when not waiting for it.
+    var headStarted: NIODeadline?
+    var bodyStarted: NIODeadline?
+    var idleStarted: NIODeadline?
+    /// One timer per connection, set for the earliest deadline and moved only when it fires
+    /// (a busy keep-alive connection does not schedule and cancel timers on every request).
+    var timer: Scheduled<Void>?
+    var timerDeadline: NIODeadline?
+    var bodyTimedOut = false
     var rawContext: ChannelHandlerContext?
+    var slot: ConnectionRegistry.Slot?
 
     init(limits: ConnectionLimits, registry: ConnectionRegistry) {
         self.limits = limits
@@ -163,23 +177,79 @@ final class ConnectionPhase {
     var isIdle: Bool { !headPending && !requestOpen && responsesOpen == 0 }
 
     func cancelTimers() {
-        idleTimer?.cancel(); idleTimer = nil
-        headTimer?.cancel(); headTimer = nil
-        bodyTimer?.cancel(); bodyTimer = nil
+        timer?.cancel(); timer = nil; timerDeadline = nil
+        headStarted = nil; bodyStarted = nil; idleStarted = nil
     }
 
-    func enterIdle(_ context: ChannelHandlerContext) {
-        guard isIdle, idleTimer == nil else { return }
-        registry.setIdle(context.channel, true)
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(limits.idleTimeoutMillis)) { [self] in
-            idleTimer = nil
-            if isIdle { context.close(promise: nil) }
+    /// The earliest deadline of what the connection waits for now.
+    var nextDeadline: NIODeadline? {
+        var next: NIODeadline?
+        func consider(_ start: NIODeadline?, _ millis: Int64) {
+            guard let start else { return }
+            let deadline = start + .milliseconds(millis)
+            if next == nil || deadline < next! { next = deadline }
+        }
+        if headPending { consider(headStarted, limits.headTimeoutMillis) }
+        if requestOpen && !bodyTimedOut { consider(bodyStarted, limits.bodyTimeoutMillis) }
+        if isIdle { consider(idleStarted, limits.idleTimeoutMillis) }
+        return next
+    }
+
+    /// Makes sure a timer fires no later than the next deadline.
+    func arm() {
+        guard let context = rawContext, let deadline = nextDeadline else { return }
+        if let current = timerDeadline, current <= deadline { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            timer = nil
+            timerDeadline = nil
+            expire(context)
         }
     }
 
-    func leaveIdle(_ channel: any Channel) {
-        idleTimer?.cancel(); idleTimer = nil
-        registry.setIdle(channel, false)
+    /// What a fired timer finds: a head or a body over its time, an idle connection over its
+    /// time, or nothing yet (then the timer is set again).
+    func expire(_ context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        if headPending, let started = headStarted, now >= started + .milliseconds(limits.headTimeoutMillis) {
+            headPending = false
+            refusing = true
+            if responsesOpen == 0 {
+                RawConnectionGuard.answerAndClose(context, status: "408 Request Timeout", error: RawConnectionGuard.headTimeoutError)
+            } else {
+                context.close(promise: nil)
+            }
+            return
+        }
+        if requestOpen, !bodyTimedOut, let started = bodyStarted, now >= started + .milliseconds(limits.bodyTimeoutMillis) {
+            bodyTimedOut = true
+            // The handler reading the body gets this error and answers 408; the connection
+            // closes after that answer (and at the latest five seconds later).
+            codecContext?.fireErrorCaught(RequestBodyTimeout())
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) { context.close(promise: nil) }
+            return
+        }
+        if isIdle, let started = idleStarted, now >= started + .milliseconds(limits.idleTimeoutMillis) {
+            context.close(promise: nil)
+            return
+        }
+        arm()
+    }
+
+    /// The request guard's context: errors fired from it reach the handler reading the body.
+    var codecContext: ChannelHandlerContext?
+
+    func enterIdle() {
+        guard isIdle, idleStarted == nil else { return }
+        idleStarted = .now()
+        slot?.setIdle(true)
+        arm()
+    }
+
+    func leaveIdle() {
+        idleStarted = nil
+        slot?.setIdle(false)
     }
 }
 
@@ -209,14 +279,15 @@ final class RawConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     private func start(_ context: ChannelHandlerContext) {
         guard !started else { return }
         started = true
-        phase.registry.register(context.channel)
-        phase.enterIdle(context)
+        phase.slot = phase.registry.register(context.channel)
+        phase.enterIdle()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         phase.cancelTimers()
         phase.registry.unregister(context.channel)
         phase.rawContext = nil
+        phase.codecContext = nil
         context.fireChannelInactive()
     }
 
@@ -227,18 +298,17 @@ final class RawConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if !phase.requestOpen && !phase.headPending && !phase.refusing {
             phase.headPending = true
-            phase.leaveIdle(context.channel)
-            phase.headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(phase.limits.headTimeoutMillis)) { [self] in
-                phase.headTimer = nil
-                guard phase.headPending else { return }
-                if phase.responsesOpen == 0 {
-                    Self.answerAndClose(context, status: "408 Request Timeout", error: Self.headTimeoutError)
-                } else {
-                    context.close(promise: nil)
-                }
-            }
+            phase.headStarted = .now()
+            phase.leaveIdle()
         }
         context.fireChannelRead(data)
+    }
+
+    /// Every part decoded from this read has passed the request guard by now: set the timer
+    /// for what the connection still waits for.
+    func channelReadComplete(context: ChannelHandlerContext) {
+        phase.arm()
+        context.fireChannelReadComplete()
     }
 
     static let headTimeoutError = KoshError(.requestTimeout, "The request head was not received in time.", source: "NA", step: "NA",
@@ -276,6 +346,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         phase = (try? context.pipeline.syncOperations.handler(type: RawConnectionGuard.self))?.phase
+        phase?.codecContext = context
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -284,9 +355,9 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         if phase.refusing { return }
         switch part {
         case .head(let head):
-            phase.headTimer?.cancel(); phase.headTimer = nil
             phase.headPending = false
-            phase.leaveIdle(context.channel)
+            phase.headStarted = nil
+            phase.leaveIdle()
             if let declared = head.headers.first(name: "content-length"), let length = Int(declared), length > phase.limits.maximumBodyBytes {
                 refuse(context, phase: phase, error: KoshError(.payloadTooLarge, "The request body must be at most \(phase.limits.maximumBodyBytes) bytes",
                                                                source: "NA", step: "NA", reason: "payload_too_large"), status: "413 Content Too Large")
@@ -309,19 +380,13 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
             }
             phase.requestOpen = true
             phase.responsesOpen += 1
-            phase.bodyTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(phase.limits.bodyTimeoutMillis)) { [self] in
-                phase.bodyTimer = nil
-                guard phase.requestOpen else { return }
-                // The handler reading the body gets this error and answers 408; the
-                // connection closes after that answer.
-                context.fireErrorCaught(RequestBodyTimeout())
-                context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) { context.close(promise: nil) }
-            }
+            phase.bodyStarted = .now()
+            phase.bodyTimedOut = false
         case .body:
             break
         case .end:
             phase.requestOpen = false
-            phase.bodyTimer?.cancel(); phase.bodyTimer = nil
+            phase.bodyStarted = nil
         }
         context.fireChannelRead(data)
     }
@@ -330,7 +395,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(data, promise: promise)
         guard let phase, case .end = unwrapOutboundIn(data) else { return }
         phase.responsesOpen = max(0, phase.responsesOpen - 1)
-        phase.enterIdle(context)
+        phase.enterIdle()
     }
 
     /// Answers a request refused at its head (413, 400), then closes: its body is never read.

@@ -56,6 +56,26 @@ struct ConnectionGuardTests {
         try await server.stop()
     }
 
+    @Test("a keep-alive connection in use outlives the idle timeout; a slow head after it still gets 408")
+    func keepAliveInUse() async throws {
+        let server = try await Self.start()
+        let connection = try #require(RawConnection(port: server.port))
+        // Five requests 400 ms apart: 2 s in all, twice the idle timeout, never idle for 1 s.
+        for _ in 0..<5 {
+            connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            let reply = await connection.readResponse(timeout: 5)
+            #expect(statusCode(reply) == 200, "\(reply)")
+            try await Task.sleep(for: .milliseconds(400))
+        }
+        connection.send("GET /healthz HTTP/1.1\r\nHo")
+        let started = ContinuousClock.now
+        let (text, closed) = await connection.readAll(timeout: 5)
+        #expect(statusCode(text) == 408, "\(text)")
+        #expect(closed)
+        #expect(started.duration(to: .now) < .seconds(3))  // the head timeout (0.7 s), not the idle one
+        try await server.stop()
+    }
+
     @Test("an idle keep-alive connection is closed without an answer")
     func idleClosed() async throws {
         let server = try await Self.start()
