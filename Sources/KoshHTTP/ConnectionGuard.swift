@@ -2,6 +2,7 @@ import Hummingbird
 import HummingbirdCore
 import KoshCore
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypesHTTP1
@@ -91,8 +92,8 @@ public final class ConnectionRegistry: Sendable {
     /// Idle connections closed to make room for new ones, since start.
     public var evictedConnections: Int { state.withLock { $0.evicted } }
 
-    func accepted() { state.withLock { $0.open += 1 } }
-    func released() { state.withLock { $0.open -= 1 } }
+    func accepted() { ConnectionMetrics.open.record(state.withLock { $0.open += 1; return $0.open }) }
+    func released() { ConnectionMetrics.open.record(state.withLock { $0.open -= 1; return $0.open }) }
 
     func register(_ channel: any Channel) -> Slot {
         let slot = Slot(channel: channel)
@@ -106,6 +107,7 @@ public final class ConnectionRegistry: Sendable {
             if let slot = state.slots.removeValue(forKey: ObjectIdentifier(channel)), slot.evicting.load(ordering: .relaxed) {
                 state.evicting -= 1
                 state.evicted += 1
+                ConnectionMetrics.evicted.increment()
             }
         }
     }
@@ -131,6 +133,17 @@ public final class ConnectionRegistry: Sendable {
         if let victim { victim.close(promise: nil) }
         return state.withLock { $0.open < maximum }
     }
+}
+
+/// What the guards count, for `/metrics` (created once, fixed dimensions).
+enum ConnectionMetrics {
+    static let open = Gauge(label: "kosh_http_open_connections")
+    static let evicted = Counter(label: "kosh_http_connections_evicted_total")
+    static let headTimeouts = Counter(label: "kosh_http_request_timeouts_total", dimensions: [("phase", "head")])
+    static let bodyTimeouts = Counter(label: "kosh_http_request_timeouts_total", dimensions: [("phase", "body")])
+    static let idleClosed = Counter(label: "kosh_http_idle_connections_closed_total")
+    static let refusedTooLarge = Counter(label: "kosh_http_requests_refused_total", dimensions: [("reason", "payload_too_large")])
+    static let refusedMalformed = Counter(label: "kosh_http_requests_refused_total", dimensions: [("reason", "malformed_request")])
 }
 
 /// The listener's side of the cap: Hummingbird stops accepting while this says no.
@@ -215,6 +228,7 @@ final class ConnectionPhase {
         if headPending, let started = headStarted, now >= started + .milliseconds(limits.headTimeoutMillis) {
             headPending = false
             refusing = true
+            ConnectionMetrics.headTimeouts.increment()
             if responsesOpen == 0 {
                 RawConnectionGuard.answerAndClose(context, status: "408 Request Timeout", error: RawConnectionGuard.headTimeoutError)
             } else {
@@ -224,6 +238,7 @@ final class ConnectionPhase {
         }
         if requestOpen, !bodyTimedOut, let started = bodyStarted, now >= started + .milliseconds(limits.bodyTimeoutMillis) {
             bodyTimedOut = true
+            ConnectionMetrics.bodyTimeouts.increment()
             // The handler reading the body gets this error and answers 408; the connection
             // closes after that answer (and at the latest five seconds later).
             codecContext?.fireErrorCaught(RequestBodyTimeout())
@@ -231,6 +246,7 @@ final class ConnectionPhase {
             return
         }
         if isIdle, let started = idleStarted, now >= started + .milliseconds(limits.idleTimeoutMillis) {
+            ConnectionMetrics.idleClosed.increment()
             context.close(promise: nil)
             return
         }
@@ -400,6 +416,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Answers a request refused at its head (413, 400), then closes: its body is never read.
     private func refuse(_ context: ChannelHandlerContext, phase: ConnectionPhase, error: KoshError, status: String) {
+        (error.code == .payloadTooLarge ? ConnectionMetrics.refusedTooLarge : ConnectionMetrics.refusedMalformed).increment()
         phase.refusing = true
         phase.cancelTimers()
         if phase.responsesOpen == 0, let raw = phase.rawContext {
@@ -415,6 +432,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         if let phase, error is HTTPParserError, !phase.requestOpen, phase.responsesOpen == 0, !phase.refusing, let raw = phase.rawContext {
             phase.refusing = true
             phase.cancelTimers()
+            ConnectionMetrics.refusedMalformed.increment()
             RawConnectionGuard.answerAndClose(raw, status: "400 Bad Request", error: KoshError(
                 .badRequest, "The request is not valid HTTP/1.1.", source: "NA", step: "NA", reason: "malformed_request"))
             return
