@@ -13,9 +13,12 @@ public enum Masking {
     /// An email address: the first two characters of the local part, then `***`, then the
     /// domain (`gaurav.kumar@example.com` → `ga***@example.com`). No `@`: `***`.
     public static func email(_ value: String) -> String {
-        guard let at = value.lastIndex(of: "@") else { return "***" }
-        let local = value[..<at]
-        return String(local.prefix(local.count > 2 ? 2 : 1)) + "***" + String(value[at...])
+        // By code point, not by character: an "@" followed by a combining mark or a skin-tone
+        // modifier is one character, and must still split the address.
+        let scalars = value.unicodeScalars
+        guard let at = scalars.lastIndex(of: "@") else { return "***" }
+        let local = scalars[..<at]
+        return String(String.UnicodeScalarView(local.prefix(local.count > 2 ? 2 : 1))) + "***" + String(String.UnicodeScalarView(scalars[at...]))
     }
 
     /// A one-time password: never shown.
@@ -24,7 +27,7 @@ public enum Masking {
     /// A recipient of any channel: an email when it has an `@`, else a phone number when it is
     /// digits, else a device token (its last four characters).
     public static func recipient(_ value: String) -> String {
-        if value.contains("@") { return email(value) }
+        if value.unicodeScalars.contains("@") { return email(value) }
         if !value.isEmpty && value.allSatisfy({ $0.isASCIIDigit || $0 == "+" || $0 == "-" || $0 == " " }) { return phone(value) }
         return value.count > 4 ? "***" + String(value.suffix(4)) : "***"
     }
@@ -35,7 +38,7 @@ public enum Masking {
         value.split(separator: " ", omittingEmptySubsequences: false).map { word -> String in
             let token = String(word)
             let trimmed = token.trimming("<>,;:()[]\"'.")
-            if trimmed.contains("@") && trimmed.count > 2 {
+            if trimmed.unicodeScalars.contains("@") && trimmed.count > 2 {
                 return token.replacing(trimmed, with: email(trimmed), maxReplacements: 1)
             }
             if trimmed.count >= 4 && trimmed.allSatisfy({ $0.isASCIIDigit || $0 == "+" }) {

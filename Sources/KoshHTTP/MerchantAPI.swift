@@ -180,7 +180,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
             guard isPlausibleVPA(vpa) else { throw KoshError.badRequest("Invalid VPA. Please enter a valid Virtual Payment Address", field: "vpa", reason: "invalid_vpa") }
         }
         let email = try body.string("email", required: true, maxLength: APILimits.maximumEmailLength)!
-        guard email.contains("@") else { throw KoshError.badRequest("The email must be a valid email address.", field: "email") }
+        guard email.unicodeScalars.contains("@") else { throw KoshError.badRequest("The email must be a valid email address.", field: "email") }
         let contact = try body.string("contact", required: true, maxLength: APILimits.maximumContactLength)!
         guard contact.utf8.count >= 8, contact.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "+")
                                                                 || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: " ") }) else {

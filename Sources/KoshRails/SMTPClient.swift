@@ -73,7 +73,7 @@ public struct SMTPClient: Sendable {
     }
 
     static func checkAddress(_ address: String) throws(SMTPError) {
-        guard address.contains("@"), !address.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "<" || $0 == ">" || $0 == " " }) else {
+        guard address.unicodeScalars.contains("@"), !address.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "<" || $0 == ">" || $0 == " " }) else {
             throw SMTPError(code: nil, message: "bad address \(address)")
         }
     }

@@ -126,7 +126,7 @@ struct MerchantCommand: AsyncParsableCommand {
             guard LateAuthorizationPolicy(rawValue: lateAuthorization) != nil else {
                 throw ValidationError("--late-authorization must be capture or refund")
             }
-            if let email, !(email.contains("@") && email.count <= 254 && !email.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" })) {
+            if let email, !(email.unicodeScalars.contains("@") && email.count <= 254 && !email.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" })) {
                 throw ValidationError("--email must be an email address")
             }
             let known = Set(["upi_switch", "alphapay", "betapay"])

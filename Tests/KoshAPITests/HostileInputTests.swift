@@ -197,6 +197,11 @@ struct HostileInputTests {
                 {"order_id":"\#(order)","amount":50000,"currency":"INR","method":"upi","upi":{"vpa":"succ\u0000ess@razorpay"},"email":"a@b.co","contact":"9123456789"}
                 """#)
             Self.expectRazorpayError(nestedVPA, status: 400, field: "upi.vpa")
+            // An "@" joined to a modifier (one character, two code points) is still an "@".
+            let joined = try await kosh.call(.post, "/v1/payments/create/upi", #"""
+                {"order_id":"\#(order)","amount":50000,"currency":"INR","method":"upi","vpa":"success@razorpay","email":"asha@\ud83c\udffbexample.com","contact":"9123456789"}
+                """#)
+            #expect(joined.status == 200, "\(joined.body)")
         }
     }
 }

@@ -59,4 +59,11 @@ struct MaskingTests {
         let authorized = OutboxEvent(id: "evt_2", merchantID: "mer_1", name: .paymentAuthorized, body: body, createdAt: 1)
         #expect(NotificationTemplates.plan(authorized, merchantEmail: "ops@merchant.example").isEmpty)
     }
+
+    @Test("an @ that a modifier joins to the next character still splits an address")
+    func joinedAt() {
+        let address = "asha@\u{1F3FB}example.com"
+        #expect(Masking.recipient(address) == "as***@\u{1F3FB}example.com")
+        #expect(!Masking.text("mail to \(address) failed").contains("asha"))
+    }
 }
