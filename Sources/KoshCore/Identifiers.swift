@@ -1,3 +1,4 @@
+import Synchronization
 /// Public identifiers look like Razorpay's: a prefix, an underscore and 14 base62 characters.
 public enum IDPrefix: String, Sendable, CaseIterable {
     case merchant = "mer"
@@ -95,11 +96,10 @@ public enum Identifiers {
 }
 
 /// The last ordered ID's millisecond and random part, behind a lock.
-final class OrderedIDState: @unchecked Sendable {
-    private let lock = NSLockLike()
-    private var state: (millis: Int64, random: UInt64) = (-1, 0)
+final class OrderedIDState: Sendable {
+    private let state = Mutex<(millis: Int64, random: UInt64)>((-1, 0))
 
     func withLock<T>(_ body: (inout (millis: Int64, random: UInt64)) -> T) -> T {
-        lock.withLock { body(&state) }
+        state.withLock { body(&$0) }
     }
 }

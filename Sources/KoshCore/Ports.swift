@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -22,24 +23,11 @@ public struct SystemClock: KoshClock {
 }
 
 /// A clock tests move by hand.
-public final class ManualClock: KoshClock, @unchecked Sendable {
-    private let lock = NSLockLike()
-    private var millis: Int64
-    public init(millis: Int64 = 1_750_000_000_000) { self.millis = millis }
-    public func nowMillis() -> Int64 { lock.withLock { millis } }
-    public func advance(byMillis delta: Int64) { lock.withLock { millis += delta } }
-}
-
-/// A tiny mutex over pthread, so KoshCore needs no Foundation.
-final class NSLockLike: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
+public final class ManualClock: KoshClock, Sendable {
+    private let millis: Mutex<Int64>
+    public init(millis: Int64 = 1_750_000_000_000) { self.millis = Mutex(millis) }
+    public func nowMillis() -> Int64 { millis.withLock { $0 } }
+    public func advance(byMillis delta: Int64) { millis.withLock { $0 += delta } }
 }
 
 // MARK: - Rails
