@@ -211,7 +211,7 @@ public struct KoshServices: Sendable {
             }
             let merchants = MerchantDirectory(db: db, masterKey: masterKey, clock: clock)
             try await merchants.checkMasterKey()
-            try await NodeHeartbeat.beat(db, now: clock.nowMillis())
+            try await NodeHeartbeat.beat(db)
             let store = SQLStore(db: db)
             var upstream: UpstreamHTTP?
             var live: LiveRails?
@@ -289,7 +289,7 @@ public struct Janitor: Service {
             if purge {
                 _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
                 let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400
-                try await NodeHeartbeat.purge(services.db, now: services.clock.nowMillis())
+                try await NodeHeartbeat.purge(services.db)
                 let purged = try await services.webhooks.purgeEvents(createdBefore: cutoff)
                 if purged > 0 { logger.info("purged old events", metadata: ["events": "\(purged)", "retention_days": "\(eventRetentionDays)"]) }
             }
@@ -309,7 +309,7 @@ struct HeartbeatService: Service {
     func run() async throws {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
-                try await NodeHeartbeat.beat(db, now: clock.nowMillis())
+                try await NodeHeartbeat.beat(db)
             } catch {
                 logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }

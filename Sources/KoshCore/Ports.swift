@@ -235,8 +235,10 @@ public protocol MerchantAuthenticator: Sendable {
 }
 
 public enum IdempotencyClaim: Sendable, Equatable {
-    /// The key is ours: run the request and record its response.
-    case claimed
+    /// The key is ours: run the request and record its response with this claim's token
+    /// (only the claim that holds the key can record it, so a request whose claim was taken
+    /// over can never commit its effect).
+    case claimed(token: String)
     /// The same request ran before: send its response again.
     case replay(status: Int, body: String)
     /// The key was used with a different request.
@@ -248,22 +250,22 @@ public enum IdempotencyClaim: Sendable, Equatable {
 public protocol IdempotencyKeys: Sendable {
     func claim(merchantID: String, key: String, requestHash: String, now: Int64) async throws -> IdempotencyClaim
     /// Records (or replaces) the response outside any other transaction.
-    func complete(merchantID: String, key: String, status: Int, body: String) async throws
-    func release(merchantID: String, key: String) async throws
+    func complete(merchantID: String, key: String, token: String, status: Int, body: String) async throws
+    func release(merchantID: String, key: String, token: String) async throws
 }
 
 extension StoreTransaction {
     /// Records the response of an idempotent request in this transaction, atomically with its effect.
-    public func completeIdempotency(merchantID: String, key: String, status: Int, body: String) async throws {
+    public func completeIdempotency(merchantID: String, key: String, token: String, status: Int, body: String) async throws {
         guard let recorder = self as? any IdempotencyRecording else {
             preconditionFailure("store transaction cannot record idempotent responses")
         }
-        try await recorder.recordIdempotentResponse(merchantID: merchantID, key: key, status: status, body: body)
+        try await recorder.recordIdempotentResponse(merchantID: merchantID, key: key, token: token, status: status, body: body)
     }
 }
 
 public protocol IdempotencyRecording {
-    func recordIdempotentResponse(merchantID: String, key: String, status: Int, body: String) async throws
+    func recordIdempotentResponse(merchantID: String, key: String, token: String, status: Int, body: String) async throws
 }
 
 /// Looks up a host name's addresses (A and AAAA) as the system resolver does; webhook

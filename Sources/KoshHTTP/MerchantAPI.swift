@@ -313,12 +313,13 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
                     _ work: @escaping (any StoreTransaction) async throws -> Mutation) async throws -> Response {
         guard let key = request.headers[.init("Idempotency-Key")!] else {
             let mutation = try await store.transaction { tx in try await work(tx) }
-            return try await finish(mutation, merchant: merchant, key: nil, logger: context.logger)
+            return try await finish(mutation, merchant: merchant, claim: nil, logger: context.logger)
         }
         guard !key.isEmpty, key.unicodeScalars.count <= 255 else {
             throw KoshError.badRequest("The Idempotency-Key header must be 1 to 255 characters", field: "Idempotency-Key")
         }
         let hash = Self.requestHash(method: request.method.rawValue, path: request.uri.path, body: body)
+        let token: String
         switch try await idempotency.claim(merchantID: merchant.id, key: key, requestHash: hash, now: clock.nowMillis()) {
         case .replay(let status, let body):
             var response = jsonResponse(body: body, status: HTTPResponse.Status(code: status))
@@ -330,28 +331,29 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         case .inProgress(let retryAfter):
             throw KoshError(.conflict, "A request with this Idempotency-Key is still being processed; retry after \(retryAfter) s",
                             field: "Idempotency-Key", reason: "idempotency_key_in_use", retryAfterSeconds: retryAfter)
-        case .claimed:
-            break
+        case .claimed(let claimToken):
+            token = claimToken
         }
         do {
             let mutation = try await store.transaction { tx in
                 let mutation = try await work(tx)
-                try await tx.completeIdempotency(merchantID: merchant.id, key: key, status: Int(mutation.status.code), body: mutation.json.serialized())
+                try await tx.completeIdempotency(merchantID: merchant.id, key: key, token: token, status: Int(mutation.status.code),
+                                                 body: mutation.json.serialized())
                 return mutation
             }
-            return try await finish(mutation, merchant: merchant, key: key, logger: context.logger)
+            return try await finish(mutation, merchant: merchant, claim: (key, token), logger: context.logger)
         } catch let error as KoshError where error.code.httpStatus < 500 && error.code != .conflict {
             // The request was refused with no effect: the refusal is its response.
-            try await idempotency.complete(merchantID: merchant.id, key: key, status: error.code.httpStatus,
+            try await idempotency.complete(merchantID: merchant.id, key: key, token: token, status: error.code.httpStatus,
                                            body: ErrorRendering.json(error).serialized())
             throw error
         } catch {
-            try? await idempotency.release(merchantID: merchant.id, key: key)
+            try? await idempotency.release(merchantID: merchant.id, key: key, token: token)
             throw error
         }
     }
 
-    func finish(_ mutation: Mutation, merchant: Merchant, key: String?, logger: Logger) async throws -> Response {
+    func finish(_ mutation: Mutation, merchant: Merchant, claim: (key: String, token: String)?, logger: Logger) async throws -> Response {
         guard let afterCommit = mutation.afterCommit else { return jsonResponse(mutation.json, status: mutation.status) }
         let final: JSON
         do {
@@ -361,8 +363,9 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
             logger.warning("post-commit work failed; left to the janitor", metadata: ["error": "\(error)"])
             return jsonResponse(mutation.json, status: mutation.status)
         }
-        if let key, final != mutation.json {
-            try await idempotency.complete(merchantID: merchant.id, key: key, status: Int(mutation.status.code), body: final.serialized())
+        if let claim, final != mutation.json {
+            try await idempotency.complete(merchantID: merchant.id, key: claim.key, token: claim.token, status: Int(mutation.status.code),
+                                           body: final.serialized())
         }
         return jsonResponse(final, status: mutation.status)
     }

@@ -23,7 +23,8 @@ public struct IdempotencyStore: IdempotencyKeys {
     }
 
     public func claim(merchantID: String, key: String, requestHash: String, now: Int64) async throws -> Claim {
-        try await db.transaction { conn in
+        let token = NodeHeartbeat.newClaimToken()
+        return try await db.transaction { conn in
             let rows = try await conn.query("SELECT * FROM idempotency_keys WHERE merchant_id = ? AND key = ?\(conn.dialect.forUpdate)",
                                             [.text(merchantID), .text(key)])
             if let row = rows.first {
@@ -35,8 +36,7 @@ public struct IdempotencyStore: IdempotencyKeys {
                     }
                     let lockedAt = try row.requireInt("locked_at")
                     if lockedAt + leaseMillis > now {
-                        let owner = row.text("owner")
-                        let ownerAlive = try await Self.isAlive(owner, conn: conn, now: now, staleAfter: staleOwnerMillis)
+                        let ownerAlive = try await NodeHeartbeat.isAlive(row.text("owner"), conn: conn, staleAfter: staleOwnerMillis)
                         if ownerAlive {
                             // A request normally finishes in milliseconds; one second is a fair wait.
                             return .inProgress(retryAfterSeconds: 1)
@@ -44,58 +44,51 @@ public struct IdempotencyStore: IdempotencyKeys {
                     }
                 }
                 // Expired, abandoned (its lease ran out) or held by a dead process: no effect
-                // was committed with it, so take it over.
+                // was committed with it, so take it over with a new token (the old claim, if it
+                // is still running somewhere, can no longer record its response).
                 try await conn.query("""
                     UPDATE idempotency_keys SET request_hash = ?, status = 'started', response_status = NULL, response_body = NULL,
-                        created_at = ?, locked_at = ?, owner = ? WHERE merchant_id = ? AND key = ?
-                    """, [.text(requestHash), .int(now), .int(now), .text(NodeHeartbeat.node), .text(merchantID), .text(key)])
-                return .claimed
+                        created_at = ?, locked_at = ?, owner = ?, claim_token = ? WHERE merchant_id = ? AND key = ?
+                    """, [.text(requestHash), .int(now), .int(now), .text(NodeHeartbeat.node), .text(token), .text(merchantID), .text(key)])
+                return .claimed(token: token)
             }
             do {
                 try await conn.query("""
-                    INSERT INTO idempotency_keys (merchant_id, key, request_hash, status, created_at, locked_at, owner) VALUES (?, ?, ?, 'started', ?, ?, ?)
-                    """, [.text(merchantID), .text(key), .text(requestHash), .int(now), .int(now), .text(NodeHeartbeat.node)])
+                    INSERT INTO idempotency_keys (merchant_id, key, request_hash, status, created_at, locked_at, owner, claim_token)
+                    VALUES (?, ?, ?, 'started', ?, ?, ?, ?)
+                    """, [.text(merchantID), .text(key), .text(requestHash), .int(now), .int(now), .text(NodeHeartbeat.node), .text(token)])
             } catch StorageError.uniqueViolation {
                 return .inProgress(retryAfterSeconds: 1)  // a concurrent duplicate claimed it first (PostgreSQL)
             }
-            return .claimed
+            return .claimed(token: token)
         }
     }
 
-    /// Whether the process holding a claim still beats. A claim from before owners were
-    /// recorded (nil) is judged by its lease alone.
-    static func isAlive(_ owner: String?, conn: any SQLConnection, now: Int64, staleAfter: Int64) async throws -> Bool {
-        guard let owner else { return true }
-        if owner == NodeHeartbeat.node { return true }
-        let rows = try await conn.query("SELECT heartbeat_at FROM nodes WHERE id = ?", [.text(owner)])
-        guard let beat = try rows.first?.requireInt("heartbeat_at") else { return false }
-        return beat + staleAfter > now
-    }
-
-    /// Records the response inside the caller's transaction.
-    /// Only while this process still holds the claim: if another process took it over (it
-    /// judged this one dead), the caller's transaction fails and its effect is rolled back,
-    /// so the request runs once.
-    public static func complete(_ conn: any SQLConnection, merchantID: String, key: String, status: Int, body: String) async throws {
+    /// Records the response inside the caller's transaction, only while `token`'s claim
+    /// still holds the key: if it was taken over, the caller's transaction fails and its
+    /// effect is rolled back, so the request runs once.
+    public static func complete(_ conn: any SQLConnection, merchantID: String, key: String, token: String, status: Int, body: String) async throws {
         let updated = try await conn.query("""
             UPDATE idempotency_keys SET status = 'done', response_status = ?, response_body = ?
-            WHERE merchant_id = ? AND key = ? AND (owner IS NULL OR owner = ?) RETURNING key
-            """, [.int(Int64(status)), .text(body), .text(merchantID), .text(key), .text(NodeHeartbeat.node)])
+            WHERE merchant_id = ? AND key = ? AND claim_token = ? RETURNING key
+            """, [.int(Int64(status)), .text(body), .text(merchantID), .text(key), .text(token)])
         guard !updated.isEmpty else {
-            throw KoshError(.conflict, "Another server took over this Idempotency-Key; retry the request", field: "Idempotency-Key",
+            throw KoshError(.conflict, "Another request took over this Idempotency-Key; retry the request", field: "Idempotency-Key",
                             source: "NA", step: "NA", reason: "idempotency_key_in_use", retryAfterSeconds: 1)
         }
     }
 
-    public func complete(merchantID: String, key: String, status: Int, body: String) async throws {
-        try await db.transaction { conn in try await Self.complete(conn, merchantID: merchantID, key: key, status: status, body: body) }
+    public func complete(merchantID: String, key: String, token: String, status: Int, body: String) async throws {
+        try await db.transaction { conn in
+            try await Self.complete(conn, merchantID: merchantID, key: key, token: token, status: status, body: body)
+        }
     }
 
     /// Forgets an unfinished claim (the request failed without effect), so a retry can run.
-    public func release(merchantID: String, key: String) async throws {
+    public func release(merchantID: String, key: String, token: String) async throws {
         try await db.transaction { conn in
-            try await conn.query("DELETE FROM idempotency_keys WHERE merchant_id = ? AND key = ? AND status = 'started' AND (owner IS NULL OR owner = ?)",
-                                 [.text(merchantID), .text(key), .text(NodeHeartbeat.node)])
+            try await conn.query("DELETE FROM idempotency_keys WHERE merchant_id = ? AND key = ? AND status = 'started' AND claim_token = ?",
+                                 [.text(merchantID), .text(key), .text(token)])
         }
     }
 
@@ -108,33 +101,51 @@ public struct IdempotencyStore: IdempotencyKeys {
 }
 
 extension SQLStoreTransaction: IdempotencyRecording {
-    public func recordIdempotentResponse(merchantID: String, key: String, status: Int, body: String) async throws {
-        try await IdempotencyStore.complete(conn, merchantID: merchantID, key: key, status: status, body: body)
+    public func recordIdempotentResponse(merchantID: String, key: String, token: String, status: Int, body: String) async throws {
+        try await IdempotencyStore.complete(conn, merchantID: merchantID, key: key, token: token, status: status, body: body)
     }
 }
 
 /// This process's row in `nodes`: written at start and every second while it runs, so other
-/// processes sharing the database can tell that it is gone.
+/// processes sharing the database can tell that it is gone. Beats are stamped and judged with
+/// the database's clock, so the clocks of the nodes never need to agree.
 public enum NodeHeartbeat {
     /// This process's name among the nodes sharing a database.
     public static let node = "node-" + String(UInt64.random(in: 1 ... .max), radix: 36)
     public static let intervalMillis: Int64 = 1_000
-    /// Three missed beats and a margin.
-    public static let staleAfterMillis: Int64 = 5_000
+    /// Fifteen missed beats: longer than SQLite's busy timeout (10 s), so a node whose beat
+    /// waits behind a busy writer is not declared dead; a node that is gone is found within
+    /// seconds all the same.
+    public static let staleAfterMillis: Int64 = 15_000
 
-    public static func beat(_ db: any SQLDatabase, now: Int64) async throws {
+    static func newClaimToken() -> String {
+        String(UInt64.random(in: 1 ... .max), radix: 36) + String(UInt64.random(in: 1 ... .max), radix: 36)
+    }
+
+    public static func beat(_ db: any SQLDatabase) async throws {
         try await db.transaction { conn in
+            let now = conn.dialect.nowMillis
             try await conn.query("""
-                INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, ?, ?)
+                INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, \(now), \(now))
                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
-                """, [.text(node), .int(now), .int(now)])
+                """, [.text(node)])
         }
     }
 
+    /// Whether the process holding a claim still beats (by the database's clock). A claim
+    /// from before owners were recorded (nil) is judged by its lease alone.
+    static func isAlive(_ owner: String?, conn: any SQLConnection, staleAfter: Int64) async throws -> Bool {
+        guard let owner else { return true }
+        if owner == node { return true }
+        let rows = try await conn.query("SELECT heartbeat_at, \(conn.dialect.nowMillis) AS db_now FROM nodes WHERE id = ?", [.text(owner)])
+        guard let row = rows.first else { return false }
+        return try row.requireInt("heartbeat_at") + staleAfter > row.requireInt("db_now")
+    }
+
     /// Forgets nodes silent for a day.
-    public static func purge(_ db: any SQLDatabase, now: Int64) async throws {
+    public static func purge(_ db: any SQLDatabase) async throws {
         try await db.transaction { conn in
-            try await conn.query("DELETE FROM nodes WHERE heartbeat_at < ?", [.int(now - 86_400_000)])
+            try await conn.query("DELETE FROM nodes WHERE heartbeat_at < \(conn.dialect.nowMillis) - 86400000", [])
         }
     }
 }

@@ -392,6 +392,9 @@ public enum Migrations {
                 // holds it, so a claim whose process died is taken over within seconds.
                 "CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL)",
                 "ALTER TABLE idempotency_keys ADD COLUMN owner TEXT",
+                // Each claim's own token: a claim taken over (its lease ran out, its node died)
+                // can no longer record a response, even on the same node.
+                "ALTER TABLE idempotency_keys ADD COLUMN claim_token TEXT",
             ]
         },
     ]

@@ -7,6 +7,12 @@ public enum SQLDialect: String, Sendable {
     /// Row lock for a read in a transaction. SQLite serialises writers with `BEGIN IMMEDIATE`
     /// (one writer at a time), so it needs none.
     var forUpdate: String { self == .postgres ? " FOR UPDATE" : "" }
+    /// The database's own clock in unix milliseconds, as an SQL expression (for what several
+    /// nodes must judge by one clock).
+    var nowMillis: String {
+        self == .postgres ? "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
+            : "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+    }
 
     /// Row lock that passes over rows other transactions hold (work queues across nodes).
     /// SQLite's single writer makes a claim atomic without it.

@@ -36,7 +36,7 @@ struct IdempotencyTakeoverTests {
         try await Kosh.run(kind) { kosh in
             let body = #"{"amount":2500,"currency":"INR"}"#
             let now = kosh.services.clock.nowMillis()
-            try await Self.plantClaim(kosh, key: "crashed-1", owner: "node-dead", heartbeatAt: now - 10_000, body: body)
+            try await Self.plantClaim(kosh, key: "crashed-1", owner: "node-dead", heartbeatAt: now - 60_000, body: body)
             let reply = try await kosh.call(.post, "/v1/orders", body, idempotencyKey: "crashed-1")
             #expect(reply.status == 200, "\(reply.body)")
             #expect(try await kosh.call(.post, "/v1/orders", body, idempotencyKey: "crashed-1").body == reply.body)
@@ -56,22 +56,37 @@ struct IdempotencyTakeoverTests {
         }
     }
 
-    @Test("a process whose claim was taken over cannot record its response: its effect rolls back", arguments: TestDatabases.all)
+    @Test("a claim taken over cannot record its response, on another node or on the same one: its effect rolls back",
+          arguments: TestDatabases.all)
     func takenOver(_ kind: String) async throws {
         try await Kosh.run(kind) { kosh in
-            let store = IdempotencyStore(db: kosh.services.db)
+            let store = IdempotencyStore(db: kosh.services.db, leaseMillis: 60_000)
             let merchant = kosh.merchant.merchant.id
             let now = kosh.services.clock.nowMillis()
-            #expect(try await store.claim(merchantID: merchant, key: "k", requestHash: "h", now: now) == .claimed)
-            // Another node judged this one dead and took the key.
-            try await kosh.services.db.transaction { conn in
-                try await conn.query("UPDATE idempotency_keys SET owner = 'node-other' WHERE key = 'k'", [])
+            guard case .claimed(let first) = try await store.claim(merchantID: merchant, key: "k", requestHash: "h", now: now) else {
+                Issue.record("not claimed"); return
             }
+            // The first request runs past its lease (a refund stuck behind a lock); its client
+            // retries on this same node and the retry takes the key over.
+            guard case .claimed(let second) = try await store.claim(merchantID: merchant, key: "k", requestHash: "h", now: now + 60_001) else {
+                Issue.record("the retry did not take over an expired claim"); return
+            }
+            #expect(first != second)
+            // The first request now tries to commit its effect with its response: refused, and
+            // the effect (a marker row written in the same transaction) is rolled back.
             await #expect(throws: KoshError.self) {
                 try await kosh.services.db.transaction { conn in
-                    try await IdempotencyStore.complete(conn, merchantID: merchant, key: "k", status: 200, body: "{}")
+                    try await conn.query("INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ('effect-marker', 0, 0)", [])
+                    try await IdempotencyStore.complete(conn, merchantID: merchant, key: "k", token: first, status: 200, body: "{}")
                 }
             }
+            let marker = try await kosh.services.db.transaction { conn in
+                try await conn.query("SELECT id FROM nodes WHERE id = 'effect-marker'", [])
+            }
+            #expect(marker.isEmpty)
+            // The retry records its response; the key then replays it.
+            try await store.complete(merchantID: merchant, key: "k", token: second, status: 200, body: "{\"ok\":true}")
+            #expect(try await store.claim(merchantID: merchant, key: "k", requestHash: "h", now: now + 60_002) == .replay(status: 200, body: "{\"ok\":true}"))
         }
     }
 }
