@@ -156,6 +156,7 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_HTTP_HEAD_TIMEOUT_MS", 100...600_000) { config.connections.headTimeoutMillis = value }
         if let value = try millis("KOSH_HTTP_BODY_TIMEOUT_MS", 100...600_000) { config.connections.bodyTimeoutMillis = value }
         if let value = try millis("KOSH_HTTP_IDLE_TIMEOUT_MS", 100...3_600_000) { config.connections.idleTimeoutMillis = value }
+        if let value = try millis("KOSH_HTTP_SEND_TIMEOUT_MS", 100...600_000) { config.connections.sendTimeoutMillis = value }
         if let value = try millis("KOSH_HTTP_MAX_CONNECTIONS", 1...1_000_000) { config.connections.maximumConnections = Int(value) }
         if let flag = env["KOSH_WEBHOOK_ALLOW_PRIVATE"], !flag.isEmpty {
             guard flag == "1" || flag == "0" else { throw StorageError.badURL("KOSH_WEBHOOK_ALLOW_PRIVATE must be 1 (development only) or 0") }
@@ -370,8 +371,10 @@ public enum KoshApplication {
         let registry = ConnectionRegistry(maximum: maximum)
         let (server, configuration) = GuardedServer.make(address: .hostname(host, port: port), serverName: "kosh", limits: limits,
                                                          registry: registry)
-        let app = Application(router: router, server: server, configuration: configuration, onServerRunning: onServerRunning ?? { _ in },
-                              logger: logger)
+        let app = Application(router: router, server: server, configuration: configuration, onServerRunning: { listener in
+            registry.watch(listener: listener)
+            await onServerRunning?(listener)
+        }, logger: logger)
         return (app, registry)
     }
 

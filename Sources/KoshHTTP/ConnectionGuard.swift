@@ -19,6 +19,9 @@ public struct ConnectionLimits: Sendable {
     public var bodyTimeoutMillis: Int64 = 30_000
     /// A keep-alive connection with no request is closed after this (`KOSH_HTTP_IDLE_TIMEOUT_MS`).
     public var idleTimeoutMillis: Int64 = 60_000
+    /// A client that stops taking a response (its unread bytes fill the server's buffer) is
+    /// disconnected after this (`KOSH_HTTP_SEND_TIMEOUT_MS`).
+    public var sendTimeoutMillis: Int64 = 30_000
     /// Open client connections at most (`KOSH_HTTP_MAX_CONNECTIONS`); `nil` takes the default
     /// below, which stays under the process's descriptor limit. The listener stops accepting
     /// at the cap; one wake-up of it accepts up to four connections (NIO's maxMessagesPerRead),
@@ -64,6 +67,7 @@ public final class ConnectionRegistry: Sendable {
         /// Uptime in nanoseconds when the connection went idle; 0 while it serves a request.
         let idleSince = Atomic<UInt64>(0)
         let evicting = Atomic<Bool>(false)
+        let openedAt = NIODeadline.now().uptimeNanoseconds
 
         init(channel: any Channel) { self.channel = channel }
 
@@ -81,6 +85,10 @@ public final class ConnectionRegistry: Sendable {
 
     public let maximum: Int
     let state = Mutex(State())
+    /// The listener is parked at the cap with no idle connection to close: the next
+    /// connection to go idle is closed at once to make room (the listener is asked again
+    /// only when a connection closes).
+    let starving = Atomic<Bool>(false)
 
     public init(maximum: Int) {
         precondition(maximum > 0)
@@ -116,22 +124,68 @@ public final class ConnectionRegistry: Sendable {
     /// longest (one at a time); the listener accepts again when it has closed. Only at the
     /// cap does this walk the connections.
     func admit() -> Bool {
-        let victim: (any Channel)? = state.withLock { state in
+        let victim: Slot? = state.withLock { state in
             if state.open < maximum { return nil }
             guard state.evicting == 0 else { return nil }
             var oldest: (slot: Slot, since: UInt64)?
+            // A connection accepted within the last second counts as idle only after that:
+            // its first request may not have been read yet (the listener asks again right
+            // after every accept, and would otherwise close the newcomer it just let in).
+            let newborn = NIODeadline.now().uptimeNanoseconds &- 1_000_000_000
             for slot in state.slots.values {
                 let since = slot.idleSince.load(ordering: .relaxed)
-                guard since != 0, !slot.evicting.load(ordering: .relaxed) else { continue }
+                guard since != 0, slot.openedAt < newborn, !slot.evicting.load(ordering: .relaxed) else { continue }
                 if oldest == nil || since < oldest!.since { oldest = (slot, since) }
             }
             guard let oldest else { return nil }
             oldest.slot.evicting.store(true, ordering: .relaxed)
             state.evicting += 1
-            return oldest.slot.channel
+            return oldest.slot
         }
-        if let victim { victim.close(promise: nil) }
-        return state.withLock { $0.open < maximum }
+        if let victim { evict(victim) }
+        let admitted = state.withLock { $0.open < maximum }
+        starving.store(!admitted && victim == nil, ordering: .relaxed)
+        return admitted
+    }
+
+    /// Closes an idle connection on its own event loop, after checking there that it is
+    /// still idle (a request may have arrived since it was chosen); if not, the eviction is
+    /// called off and the next connection to go idle makes room instead.
+    func evict(_ slot: Slot) {
+        slot.channel.eventLoop.execute { [self] in
+            if slot.idleSince.load(ordering: .relaxed) != 0 {
+                slot.channel.close(promise: nil)
+            } else {
+                slot.evicting.store(false, ordering: .relaxed)
+                state.withLock { $0.evicting -= 1 }
+                starving.store(true, ordering: .relaxed)
+            }
+        }
+    }
+
+    /// While the listener is parked at the cap, asks it again four times a second: a
+    /// connection that was too new to close, or busy, may be idle by now (otherwise the
+    /// listener is asked only when a connection closes). Called once the server listens.
+    public func watch(listener: any Channel) {
+        listener.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [self] task in
+            guard listener.isActive else { task.cancel(); return }
+            if starving.load(ordering: .relaxed) { listener.read() }
+        }
+    }
+
+    /// A connection went idle: if the listener is parked at the cap, this one makes room.
+    func wentIdle(_ slot: Slot) {
+        guard starving.load(ordering: .relaxed), slot.openedAt < NIODeadline.now().uptimeNanoseconds &- 1_000_000_000 else { return }
+        let chosen = state.withLock { state -> Bool in
+            guard state.evicting == 0, !slot.evicting.load(ordering: .relaxed) else { return false }
+            slot.evicting.store(true, ordering: .relaxed)
+            state.evicting += 1
+            return true
+        }
+        if chosen {
+            starving.store(false, ordering: .relaxed)
+            slot.channel.close(promise: nil)
+        }
     }
 }
 
@@ -142,6 +196,7 @@ enum ConnectionMetrics {
     static let headTimeouts = Counter(label: "kosh_http_request_timeouts_total", dimensions: [("phase", "head")])
     static let bodyTimeouts = Counter(label: "kosh_http_request_timeouts_total", dimensions: [("phase", "body")])
     static let idleClosed = Counter(label: "kosh_http_idle_connections_closed_total")
+    static let sendTimeouts = Counter(label: "kosh_http_request_timeouts_total", dimensions: [("phase", "send")])
     static let refusedTooLarge = Counter(label: "kosh_http_requests_refused_total", dimensions: [("reason", "payload_too_large")])
     static let refusedMalformed = Counter(label: "kosh_http_requests_refused_total", dimensions: [("reason", "malformed_request")])
 }
@@ -179,6 +234,12 @@ final class ConnectionPhase {
     var timer: Scheduled<Void>?
     var timerDeadline: NIODeadline?
     var bodyTimedOut = false
+    /// Since when the client has not been taking the response (the channel's outbound buffer
+    /// is over its high-water mark); nil while it reads.
+    var stalledSince: NIODeadline?
+    /// A response ended while its bytes were still queued: the connection goes idle once
+    /// they drain, not before.
+    var idleAfterDrain = false
     var rawContext: ChannelHandlerContext?
     var slot: ConnectionRegistry.Slot?
 
@@ -205,6 +266,7 @@ final class ConnectionPhase {
         if headPending { consider(headStarted, limits.headTimeoutMillis) }
         if requestOpen && !bodyTimedOut { consider(bodyStarted, limits.bodyTimeoutMillis) }
         if isIdle { consider(idleStarted, limits.idleTimeoutMillis) }
+        consider(stalledSince, limits.sendTimeoutMillis)
         return next
     }
 
@@ -245,6 +307,13 @@ final class ConnectionPhase {
             context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(5)) { context.close(promise: nil) }
             return
         }
+        if let stalled = stalledSince, now >= stalled + .milliseconds(limits.sendTimeoutMillis) {
+            // A client that does not read what it asked for holds the connection and the
+            // queued response; it gets no more time than a slow body does.
+            ConnectionMetrics.sendTimeouts.increment()
+            context.close(promise: nil)
+            return
+        }
         if isIdle, let started = idleStarted, now >= started + .milliseconds(limits.idleTimeoutMillis) {
             ConnectionMetrics.idleClosed.increment()
             context.close(promise: nil)
@@ -260,7 +329,23 @@ final class ConnectionPhase {
         guard isIdle, idleStarted == nil else { return }
         idleStarted = .now()
         slot?.setIdle(true)
+        if let slot { registry.wentIdle(slot) }
         arm()
+    }
+
+    /// The channel's outbound buffer crossed its high-water mark (the client stopped taking
+    /// the response) or drained below the low one.
+    func writabilityChanged(writable: Bool) {
+        if writable {
+            stalledSince = nil
+            if idleAfterDrain {
+                idleAfterDrain = false
+                enterIdle()
+            }
+        } else if stalledSince == nil {
+            stalledSince = .now()
+            arm()
+        }
     }
 
     func leaveIdle() {
@@ -311,8 +396,15 @@ final class RawConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         phase.cancelTimers()
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        phase.writabilityChanged(writable: context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if !phase.requestOpen && !phase.headPending && !phase.refusing {
+        // Line breaks between requests are ignored (RFC 9112 §2.2), so they start no head.
+        let onlyLineBreaks = unwrapInboundIn(data).readableBytesView.allSatisfy { $0 == 0x0D || $0 == 0x0A }
+        if !onlyLineBreaks && !phase.requestOpen && !phase.headPending && !phase.refusing {
             phase.headPending = true
             phase.headStarted = .now()
             phase.leaveIdle()
@@ -340,10 +432,10 @@ final class RawConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
             + "Connection: close\r\n\r\n" + body
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: text)), promise: written)
-        written.futureResult.assumeIsolated().whenComplete { _ in
-            context.close(mode: .output, promise: nil)
-            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
-        }
+        written.futureResult.assumeIsolated().whenComplete { _ in context.close(mode: .output, promise: nil) }
+        // Closed in two seconds whether or not the answer was taken (a client that reads
+        // nothing would otherwise hold the connection).
+        context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
     }
 }
 
@@ -411,7 +503,11 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(data, promise: promise)
         guard let phase, case .end = unwrapOutboundIn(data) else { return }
         phase.responsesOpen = max(0, phase.responsesOpen - 1)
-        phase.enterIdle()
+        if context.channel.isWritable {
+            phase.enterIdle()
+        } else {
+            phase.idleAfterDrain = true
+        }
     }
 
     /// Answers a request refused at its head (413, 400), then closes: its body is never read.

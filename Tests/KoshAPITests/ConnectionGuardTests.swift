@@ -25,12 +25,14 @@ struct ConnectionGuardTests {
         }
     }
 
-    static func start(maximumConnections: Int? = nil) async throws -> Server {
+    static func start(maximumConnections: Int? = nil, headMillis: Int64 = 700, idleMillis: Int64 = 1_000,
+                      sendMillis: Int64 = 30_000) async throws -> Server {
         let services = try await TestDatabases.services("sqlite")
         var limits = ConnectionLimits()
-        limits.headTimeoutMillis = 700
+        limits.headTimeoutMillis = headMillis
         limits.bodyTimeoutMillis = 700
-        limits.idleTimeoutMillis = 1_000
+        limits.idleTimeoutMillis = idleMillis
+        limits.sendTimeoutMillis = sendMillis
         limits.maximumConnections = maximumConnections
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         var logger = Logger(label: "connection-guard-test")
@@ -60,12 +62,12 @@ struct ConnectionGuardTests {
     func keepAliveInUse() async throws {
         let server = try await Self.start()
         let connection = try #require(RawConnection(port: server.port))
-        // Five requests 400 ms apart: 2 s in all, twice the idle timeout, never idle for 1 s.
-        for _ in 0..<5 {
+        // Ten requests 200 ms apart: 2 s in all, twice the idle timeout, never idle for 1 s.
+        for _ in 0..<10 {
             connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             let reply = await connection.readResponse(timeout: 5)
             #expect(statusCode(reply) == 200, "\(reply)")
-            try await Task.sleep(for: .milliseconds(400))
+            try await Task.sleep(for: .milliseconds(200))
         }
         connection.send("GET /healthz HTTP/1.1\r\nHo")
         let started = ContinuousClock.now
@@ -73,6 +75,64 @@ struct ConnectionGuardTests {
         #expect(statusCode(text) == 408, "\(text)")
         #expect(closed)
         #expect(started.duration(to: .now) < .seconds(3))  // the head timeout (0.7 s), not the idle one
+        try await server.stop()
+    }
+
+    @Test("a client that pipelines requests and never reads the answers is disconnected after the send timeout")
+    func clientThatDoesNotRead() async throws {
+        let server = try await Self.start(sendMillis: 700)
+        let connection = try #require(RawConnection(port: server.port, receiveBuffer: 4_096))
+        let request = Array("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        var pipelined: [UInt8] = []
+        for _ in 0..<2_000 { pipelined += request }
+        var accepted = false
+        for _ in 0..<100 where !accepted {
+            accepted = server.registry.openConnections == 1
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(accepted)
+        // Keep the server's input full for a while, reading nothing back.
+        let deadline = ContinuousClock.now + .seconds(8)
+        var closed = false
+        while ContinuousClock.now < deadline {
+            _ = connection.sendWithoutWaiting(pipelined)
+            if server.registry.openConnections == 0 { closed = true; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(closed, "the connection of a client that reads nothing was still open after 8 s")
+        try await server.stop()
+    }
+
+    @Test("at the cap with no idle connection, the next connection to go idle makes room for a waiting one")
+    func capWithBusyConnections() async throws {
+        // Heads may take 10 s here: only making room can let the probe in within the test.
+        let server = try await Self.start(maximumConnections: 2, headMillis: 10_000, idleMillis: 60_000)
+        let first = try #require(RawConnection(port: server.port))
+        let second = try #require(RawConnection(port: server.port))
+        first.send("GET /healthz HTTP/1.1\r\nHo")
+        second.send("GET /healthz HTTP/1.1\r\nHo")
+        try await Task.sleep(for: .milliseconds(200))
+        let probe = try #require(RawConnection(port: server.port))  // waits in the backlog
+        probe.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        try await Task.sleep(for: .milliseconds(200))
+        first.send("st: x\r\n\r\n")
+        second.send("st: x\r\n\r\n")
+        let started = ContinuousClock.now
+        let reply = await probe.readResponse(timeout: 5)
+        #expect(statusCode(reply) == 200, "\(reply)")
+        #expect(started.duration(to: .now) < .seconds(5))
+        try await server.stop()
+    }
+
+    @Test("line breaks between requests start no head: an idle connection gets no unasked 408")
+    func lineBreaksAreNoHead() async throws {
+        let server = try await Self.start(headMillis: 300, idleMillis: 5_000)
+        let connection = try #require(RawConnection(port: server.port))
+        connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n\r\n")
+        let reply = await connection.readResponse(timeout: 3)
+        #expect(statusCode(reply) == 200, "\(reply)")
+        let (rest, _) = await connection.readAll(timeout: 1)
+        #expect(rest.isEmpty, "\(rest)")
         try await server.stop()
     }
 
@@ -94,10 +154,11 @@ struct ConnectionGuardTests {
         let server = try await Self.start()
         let connection = try #require(RawConnection(port: server.port))
         connection.send("POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(APILimits.maximumBodyBytes + 1)\r\n\r\n{")
-        let (text, closed) = await connection.readAll(timeout: 0.6)  // sooner than the body timeout
+        let (text, closed) = await connection.readAll(timeout: 4)
+        // 413, not the body timeout's 408: refused at the head, before any body was awaited.
         #expect(statusCode(text) == 413, "\(text)")
         #expect(responseBody(text).contains("payload_too_large"), "\(text)")
-        _ = closed
+        #expect(closed)
         try await server.stop()
     }
 
@@ -180,7 +241,8 @@ struct ConnectionGuardTests {
 
     @Test("at the connection cap, idle connections make room: /healthz still answers")
     func capEvictsIdle() async throws {
-        let server = try await Self.start(maximumConnections: 8)
+        // Idle connections would stay a minute: only eviction can make room within the test.
+        let server = try await Self.start(maximumConnections: 8, idleMillis: 60_000)
         var idle: [RawConnection] = []
         for _ in 0..<20 {
             if let connection = RawConnection(port: server.port) { idle.append(connection) }

@@ -6,10 +6,14 @@ import Foundation
 final class RawConnection: @unchecked Sendable {
     let fd: Int32
 
-    /// Connects to 127.0.0.1:`port`; nil if the connection could not be made.
-    init?(port: Int) {
+    /// Connects to 127.0.0.1:`port`; nil if the connection could not be made. A small
+    /// `receiveBuffer` makes a client that does not read fill up quickly.
+    init?(port: Int, receiveBuffer: Int32? = nil) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return nil }
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -35,6 +39,17 @@ final class RawConnection: @unchecked Sendable {
             sent += n
         }
         return true
+    }
+
+    /// Sends what the socket takes now without waiting; returns how many bytes went.
+    func sendWithoutWaiting(_ bytes: [UInt8]) -> Int {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n <= 0 { break }
+            sent += n
+        }
+        return sent
     }
 
     /// Shuts the sending half: the server sees the end of the input.
