@@ -244,6 +244,10 @@ public enum JSON: Sendable, Hashable {
             var isInteger = true
             if bytes[index] == UInt8(ascii: "-") { index += 1 }
             guard index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) else { throw error("Invalid number") }
+            // RFC 8259: no leading zeros (`01` is not a number; some parsers read it as octal).
+            if bytes[index] == UInt8(ascii: "0"), index + 1 < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index + 1]) {
+                throw error("Leading zeros in a number")
+            }
             while index < bytes.count {
                 let byte = bytes[index]
                 if (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) {

@@ -42,6 +42,17 @@ struct JSONLimitsTests {
         #expect(throws: JSON.ParseError.self) { try JSON.parse("[\(nested)]") }  // 30,061 values
     }
 
+    @Test("numbers with leading zeros are refused; zero, fractions and exponents are not")
+    func leadingZeros() throws {
+        for bad in ["01", "-01", "[00]", "{\"a\":0123}"] {
+            #expect(throws: JSON.ParseError.self) { try JSON.parse(bad) }
+        }
+        #expect(try JSON.parse("0") == .int(0))
+        #expect(try JSON.parse("-0") == .int(0))
+        #expect(try JSON.parse("0.5") == .number("0.5"))
+        #expect(try JSON.parse("[0,10]") == .array([.int(0), .int(10)]))
+    }
+
     @Test("an error quoting input is bounded")
     func boundedMessage() {
         let key = String(repeating: "x", count: 10_000)
