@@ -195,8 +195,21 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         writer.unlock()
     }
 
+    /// Closes the connection once the transactions before it are done. A transaction that
+    /// finished while `close` waited for the lock left its batch open for the next holder (here,
+    /// `close`) and waits for the commit: `close` commits that batch first, or it would wait forever.
+    /// Transactions after `close` fail ("database is closed").
     public func close() async throws {
         await writer.lock()
+        if writer.batchOpen {
+            do {
+                try await blocking("COMMIT")
+                writer.finishBatch(error: nil)
+            } catch {
+                try? await blocking("ROLLBACK")
+                writer.finishBatch(error: error)
+            }
+        }
         connection.close()
         writer.unlock()
     }
