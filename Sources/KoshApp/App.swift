@@ -318,17 +318,6 @@ struct HeartbeatService: Service {
     }
 }
 
-/// Closes the database (and the rails' HTTP client) after everything else stopped.
-struct DatabaseService: Service {
-    let db: any SQLDatabase
-    let upstream: UpstreamHTTP?
-    func run() async throws {
-        try? await gracefulShutdown()
-        try? await upstream?.shutdown()
-        try await db.close()
-    }
-}
-
 /// The sandbox started in-process for `kosh serve`, on a free loopback port.
 public struct InProcessSandbox: Sendable {
     public let url: String
@@ -375,8 +364,11 @@ public enum KoshApplication {
         return (app, registry)
     }
 
-    /// The server: HTTP, the janitor and the database, started in dependency order and
-    /// stopped in reverse on SIGTERM / SIGINT (HTTP stops accepting and drains in-flight requests first).
+    /// The server: HTTP, the janitor and the dispatchers over the database, and the in-process
+    /// sandbox. SIGTERM / SIGINT stop the services in reverse order (HTTP stops accepting and
+    /// drains in-flight requests first); if one fails (the port is taken), the others are
+    /// cancelled and its error is thrown. Either way the database closes only after every
+    /// service has returned, then the sandbox stops.
     public static func run(_ config: KoshConfiguration, logger: Logger,
                            metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws {
         var config = config
@@ -391,17 +383,37 @@ public enum KoshApplication {
             }
             logger.notice("Started the payment rails sandbox in-process", metadata: ["sandbox": "\(started.0.url)"])
         }
-        defer { if let sandbox { Task { await sandbox.0.stop() } } }
+        let outcome: Result<Void, any Error>
+        do {
+            try await serve(config, logger: logger, metrics: metrics)
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        if let sandbox {
+            await sandbox.0.stop()
+            _ = try? await sandbox.1.value
+        }
+        try outcome.get()
+    }
+
+    static func serve(_ config: KoshConfiguration, logger: Logger, metrics: PrometheusCollectorRegistry) async throws {
         let services = try await KoshServices.open(config, logger: logger, metrics: metrics)
         let (app, registry) = httpApplication(router: services.router(), host: config.host, port: config.port, limits: config.connections,
-                                              logger: logger)
+                                              logger: logger) { channel in
+            // Only once the socket is bound: a taken port is an error, never "listening".
+            logger.info("Kosh listening", metadata: ["address": "\(config.host):\(channel.localAddress?.port ?? config.port)",
+                                                     "database": "\(config.database.redacted)"])
+        }
         logger.info("HTTP connection limits", metadata: [
             "http.max_connections": "\(registry.maximum)", "http.head_timeout_ms": "\(config.connections.headTimeoutMillis)",
             "http.body_timeout_ms": "\(config.connections.bodyTimeoutMillis)", "http.idle_timeout_ms": "\(config.connections.idleTimeoutMillis)",
         ])
+        // The database is not a service of the group: when a service fails, the group cancels
+        // the others all at once, and a database closed among them would race their last
+        // transactions. It closes after the group has returned, whichever way.
         let group = ServiceGroup(configuration: .init(
             services: [
-                .init(service: DatabaseService(db: services.db, upstream: services.upstream)),
                 .init(service: HeartbeatService(db: services.db, clock: services.clock, logger: logger)),
                 .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger,
                                           eventRetentionDays: config.eventRetentionDays)),
@@ -411,11 +423,12 @@ public enum KoshApplication {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        logger.info("Kosh listening", metadata: ["address": "\(config.host):\(config.port)", "database": "\(config.database.redacted)"])
-        try await group.run()
-        if let sandbox {
-            await sandbox.0.stop()
-            _ = try? await sandbox.1.value
+        do {
+            try await group.run()
+        } catch {
+            try? await services.close()
+            throw error
         }
+        try await services.close()
     }
 }

@@ -342,4 +342,44 @@ struct CommandLineTests {
         let verify = try Self.run(["ledger", "verify", "--database", database], in: dir)
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
     }
+
+    /// Waits for `process` to exit for up to `seconds`; kills it (SIGKILL) if it does not.
+    static func exited(_ process: Process, within seconds: Double) async throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1_000))
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        guard process.isRunning else { return true }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return false
+    }
+
+    /// Issue 12 §6.1: a second server on a taken port used to log "Kosh listening", never
+    /// report the bind error, and (about one try in three) hang with SIGTERM ignored: the
+    /// failed HTTP service made the group cancel the others at once, the database closed
+    /// among them took the writer lock from a transaction waiting for its batch's commit, and
+    /// that transaction waited forever. Every try must fail fast and say why.
+    @Test func secondServeOnATakenPortFailsAtOnceWithTheBindError() async throws {
+        let dir = try Self.scratch()
+        let port = Self.freePort()
+        let (first, _, _) = try Self.start(["serve", "--port", "\(port)", "--database", "sqlite://\(dir.path)/kosh.sqlite"], in: dir)
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        try await Self.waitForHealth(port: port)
+        for attempt in 1...10 {
+            let other = try Self.scratch()
+            let (second, _, err) = try Self.start(["serve", "--port", "\(port)", "--database", "sqlite://\(other.path)/kosh.sqlite"], in: other)
+            let exited = try await Self.exited(second, within: 10)
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(exited, "try \(attempt): still running after 10 s\n\(stderr)")
+            guard exited else { break }
+            #expect(second.terminationStatus != 0, "try \(attempt)")
+            #expect(stderr.contains("Address already in use"), "try \(attempt): \(stderr)")
+            #expect(!stderr.contains("Kosh listening"), "try \(attempt): \(stderr)")
+        }
+        // The first server still serves, and SIGINT ends it as SIGTERM would.
+        let (status, _) = try await Self.http("GET", "http://127.0.0.1:\(port)/healthz")
+        #expect(status == 200)
+        kill(first.processIdentifier, SIGINT)
+        #expect(try await Self.exited(first, within: 10))
+        #expect(first.terminationStatus == 0)
+    }
 }
