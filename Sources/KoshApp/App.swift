@@ -44,9 +44,23 @@ public struct KoshConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     public var port: Int = 8080
     public var database: DatabaseURL = .default
-    /// Base64 master key (`KOSH_MASTER_KEY`); when absent, `masterKeyPath` is used (and created).
+    /// Whether opening the database may create it (a new, empty SQLite file). Only `kosh serve`
+    /// and `kosh migrate` do; every other command needs an existing database.
+    public var createsDatabase = true
+    /// Base64 master key (`KOSH_MASTER_KEY`); when absent, `masterKeyPath` is used (and created
+    /// for a database that has no key yet).
     public var masterKey: String?
-    public var masterKeyPath: String = "./kosh-master.key"
+    /// The master key file (`KOSH_MASTER_KEY_FILE`); nil: the default, see `masterKeyPath`.
+    public var masterKeyFile: String?
+    /// Where the master key file is: `masterKeyFile` if set, else `kosh-master.key` beside the
+    /// SQLite file (so every command run against that file finds the same key, whatever its
+    /// working directory), or `./kosh-master.key` for PostgreSQL.
+    public var masterKeyPath: String {
+        if let masterKeyFile { return masterKeyFile }
+        guard case .sqlite(let path) = database else { return "./kosh-master.key" }
+        let directory = (path as NSString).deletingLastPathComponent
+        return ((directory.isEmpty ? "." : directory) as NSString).appendingPathComponent("kosh-master.key")
+    }
     /// Test rail: how long the simulated payer takes to approve a collect request.
     public var testApprovalDelayMillis: Int64 = 1_500
     /// How often the janitor looks for payments to submit or check.
@@ -106,7 +120,7 @@ public struct KoshConfiguration: Sendable {
         var config = KoshConfiguration()
         if let url = env["DATABASE_URL"], !url.isEmpty { config.database = try DatabaseURL(url) }
         config.masterKey = env["KOSH_MASTER_KEY"]
-        if let path = env["KOSH_MASTER_KEY_FILE"], !path.isEmpty { config.masterKeyPath = path }
+        if let path = env["KOSH_MASTER_KEY_FILE"], !path.isEmpty { config.masterKeyFile = path }
         if let delay = env["KOSH_TEST_APPROVAL_DELAY_MS"] {
             guard let value = Int64(delay), (0...600_000).contains(value) else {
                 throw StorageError.badURL("KOSH_TEST_APPROVAL_DELAY_MS must be 0…600000")
@@ -203,9 +217,12 @@ public struct KoshServices: Sendable {
 
     public static func open(_ config: KoshConfiguration, logger: Logger, clock: any KoshClock = SystemClock(),
                             metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws -> KoshServices {
-        let db = try await Databases.open(config.database, logger: logger)
+        let db = try await Databases.open(config.database, logger: logger, create: config.createsDatabase)
         do {
-            let (masterKey, created) = try MasterKey.load(environmentValue: config.masterKey, path: config.masterKeyPath)
+            // A database that already has a key never gets a new one: a missing key file is an error.
+            let keyed = try await MerchantDirectory.recordedKeyFingerprint(db) != nil
+            let (masterKey, created) = try MasterKey.load(environmentValue: config.masterKey, path: config.masterKeyPath,
+                                                          create: !keyed)
             if created {
                 logger.notice("Generated a new master key; keep it safe and back it up", metadata: ["master_key.path": "\(config.masterKeyPath)"])
             }

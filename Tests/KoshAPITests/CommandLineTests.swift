@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import KoshApp
 import KoshCore
 import KoshStorage
 import KoshTesting
@@ -117,6 +118,7 @@ struct CommandLineTests {
 
     @Test func merchantCreatePrintsExactlyOneJSONObject() throws {
         let dir = try Self.scratch()
+        #expect(try Self.run(["migrate", "--database", "sqlite://\(dir.path)/k.sqlite"], in: dir).status == 0)
         let run = try Self.run(["merchant", "create", "--name", "Acme Stores", "--database", "sqlite://\(dir.path)/k.sqlite"], in: dir)
         #expect(run.status == 0, "\(run.stderr)")
         let json = try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -134,6 +136,7 @@ struct CommandLineTests {
     @Test func merchantCreateSetsTheNotificationEmail() async throws {
         let dir = try Self.scratch()
         let database = "sqlite://\(dir.path)/k.sqlite"
+        #expect(try Self.run(["migrate", "--database", database], in: dir).status == 0)
         let run = try Self.run(["merchant", "create", "--name", "Acme Stores", "--email", "ops@acme.example", "--database", database], in: dir)
         #expect(run.status == 0, "\(run.stderr)")
         let merchantID = try #require(Self.string(try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "merchant_id"))
@@ -153,6 +156,7 @@ struct CommandLineTests {
         let database = "sqlite://\(dir.path)/k.sqlite"
         func kosh(_ args: [String]) throws -> Run { try Self.run(args + ["--database", database], in: dir) }
         func object(_ run: Run) throws -> JSON { try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(try Self.run(["migrate", "--database", database], in: dir).status == 0)
         let created = try kosh(["merchant", "create", "--name", "Hooks Ltd"])
         #expect(created.status == 0, "\(created.stderr)")
         let merchantID = try #require(Self.string(try object(created), "merchant_id"))
@@ -381,5 +385,73 @@ struct CommandLineTests {
         kill(first.processIdentifier, SIGINT)
         #expect(try await Self.exited(first, within: 10))
         #expect(first.terminationStatus == 0)
+    }
+
+    /// Issue 12 §6.2: only `serve` and `migrate` create a database; every other command
+    /// pointed at a missing SQLite file names it and fails, leaving no file (nor key) behind.
+    @Test func onlyServeAndMigrateCreateADatabase() throws {
+        let dir = try Self.scratch()
+        let path = dir.appendingPathComponent("missing.sqlite").path
+        let database = "sqlite://\(path)"
+        let commands: [[String]] = [
+            ["ledger", "verify"],
+            ["merchant", "create", "--name", "Nobody"],
+            ["merchant", "webhook", "list", "--merchant", "mer_nobody"],
+            ["merchant", "notifications", "--merchant", "mer_nobody"],
+            ["refunds", "stuck"],
+            ["bench", "ledger", "--entries", "1", "--batch", "1"],
+        ]
+        for command in commands {
+            let run = try Self.run(command + ["--database", database], in: dir)
+            #expect(run.status != 0, "\(command): \(run.stdout)")
+            #expect(run.stderr.contains("No database at \(path)"), "\(command): \(run.stderr)")
+            #expect(!run.stdout.contains("ledger OK"))
+            #expect(!FileManager.default.fileExists(atPath: path), "\(command) created the database")
+            #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("master.key").path), "\(command) wrote a master key")
+        }
+        let migrated = try Self.run(["migrate", "--database", database], in: dir)
+        #expect(migrated.status == 0, "\(migrated.stderr)")
+        let verify = try Self.run(["ledger", "verify", "--database", database], in: dir)
+        #expect(verify.status == 0 && verify.stdout.contains("ledger OK"), "\(verify.stdout) \(verify.stderr)")
+    }
+
+    /// Issue 12 §6.3: the master key file sits beside the SQLite file by default, so a command
+    /// run from another directory finds it; a database that has a key never gets a new one.
+    @Test func masterKeyFileSitsBesideTheDatabase() throws {
+        let data = try Self.scratch(), elsewhere = try Self.scratch()
+        let database = "sqlite://\(data.path)/kosh.sqlite"
+        let defaults = ["KOSH_MASTER_KEY_FILE": ""]  // unset (empty counts as unset)
+        let keyFile = data.appendingPathComponent("kosh-master.key").path
+        #expect(try Self.run(["migrate", "--database", database], in: elsewhere, env: defaults).status == 0)
+        let created = try Self.run(["merchant", "create", "--name", "First", "--database", database], in: elsewhere, env: defaults)
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(FileManager.default.fileExists(atPath: keyFile))
+        #expect(!FileManager.default.fileExists(atPath: elsewhere.appendingPathComponent("kosh-master.key").path))
+        // Another working directory, the same database: the same key.
+        let third = try Self.scratch()
+        let again = try Self.run(["merchant", "create", "--name", "Second", "--database", database], in: third, env: defaults)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: third.appendingPathComponent("kosh-master.key").path))
+
+        // The key file gone: the clear refusal, and no fresh key written in its place.
+        let saved = data.appendingPathComponent("saved.key").path
+        try FileManager.default.moveItem(atPath: keyFile, toPath: saved)
+        let refused = try Self.run(["merchant", "create", "--name", "Third", "--database", database], in: third, env: defaults)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("This database was set up with a different master key"), "\(refused.stderr)")
+        #expect(refused.stderr.contains(keyFile), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: keyFile))
+        // KOSH_MASTER_KEY_FILE and KOSH_MASTER_KEY still choose the key.
+        let byFile = try Self.run(["merchant", "create", "--name", "Fourth", "--database", database], in: third,
+                                  env: ["KOSH_MASTER_KEY_FILE": saved])
+        #expect(byFile.status == 0, "\(byFile.stderr)")
+        let key = try String(contentsOfFile: saved, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let byValue = try Self.run(["merchant", "create", "--name", "Fifth", "--database", database], in: third,
+                                   env: defaults.merging(["KOSH_MASTER_KEY": key]) { _, new in new })
+        #expect(byValue.status == 0, "\(byValue.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: keyFile))
+
+        let help = try Self.run(["merchant", "create", "--help"], in: third)
+        #expect(help.stdout.replacingOccurrences(of: "\n", with: " ").contains("beside the SQLite file"), "\(help.stdout)")
     }
 }

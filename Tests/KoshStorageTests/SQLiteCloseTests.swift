@@ -63,4 +63,15 @@ struct SQLiteCloseTests {
             try await db.transaction { conn in _ = try await conn.query("SELECT 1", []) }
         }
     }
+
+    @Test("opening a missing file without create names it and creates nothing")
+    func missingFileIsNotCreated() async throws {
+        let path = try Self.path()
+        await #expect {
+            _ = try await Databases.open(.sqlite(path: path), logger: Logger(label: "t"), create: false)
+        } throws: { error in
+            "\(error)".contains("No database at \(path)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
 }
