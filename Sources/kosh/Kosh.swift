@@ -38,11 +38,13 @@ struct Kosh: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kosh",
         abstract: "Kosh: a self-hosted, Razorpay-compatible payment gateway.",
+        version: KoshVersion.current,
         subcommands: [Serve.self, SandboxCommand.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, RefundsCommand.self, BenchCommand.self])
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the API server (migrates the database first).")
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the API server (migrates the database first).",
+                                                    discussion: environmentHelp)
     @Option var host: String = "127.0.0.1"
     @Option var port: Int = 8080
     @Option(name: .customLong("sandbox-port"),

@@ -454,4 +454,27 @@ struct CommandLineTests {
         let help = try Self.run(["merchant", "create", "--help"], in: third)
         #expect(help.stdout.replacingOccurrences(of: "\n", with: " ").contains("beside the SQLite file"), "\(help.stdout)")
     }
+
+    /// Issue 12 §6.4: `kosh --version`, and `kosh serve --help` lists every environment variable
+    /// the server reads (every name in the configuration code, so a new one cannot be forgotten).
+    @Test func versionAndTheEnvironmentInServeHelp() throws {
+        let dir = try Self.scratch()
+        let version = try Self.run(["--version"], in: dir)
+        #expect(version.status == 0)
+        #expect(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == KoshVersion.current)
+
+        let help = try Self.run(["serve", "--help"], in: dir)
+        #expect(help.status == 0)
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources")
+        var names = Set<String>()
+        for file in ["KoshApp/App.swift", "kosh/Kosh.swift"] {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for match in text.matches(of: /"((?:KOSH|DATABASE)_[A-Z0-9_]+)"/) { names.insert(String(match.output.1)) }
+        }
+        #expect(names.count > 20 && names.contains("DATABASE_URL") && names.contains("KOSH_LOG_LEVEL"))
+        for name in names.sorted() {
+            #expect(help.stdout.contains(name), "kosh serve --help does not mention \(name)")
+        }
+    }
 }
