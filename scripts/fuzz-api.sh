@@ -69,6 +69,7 @@ PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.
 BASE="http://127.0.0.1:$PORT"
 cd "$WORK"
 export KOSH_LOG_LEVEL="${KOSH_LOG_LEVEL:-warning}"
+"$KOSH" migrate >/dev/null 2>&1  # only serve and migrate create the database
 MERCHANT="$("$KOSH" merchant create --name Fuzz 2>/dev/null)"
 CREDENTIALS="$("$VENV/bin/python" -c 'import json, sys; m = json.loads(sys.argv[1]); print(m["key_id"] + ":" + m["key_secret"])' "$MERCHANT")"
 # Webhooks the run creates point at a closed loopback port (the hooks replace every

@@ -44,9 +44,23 @@ public struct KoshConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     public var port: Int = 8080
     public var database: DatabaseURL = .default
-    /// Base64 master key (`KOSH_MASTER_KEY`); when absent, `masterKeyPath` is used (and created).
+    /// Whether opening the database may create it (a new, empty SQLite file). Only `kosh serve`
+    /// and `kosh migrate` do; every other command needs an existing database.
+    public var createsDatabase = true
+    /// Base64 master key (`KOSH_MASTER_KEY`); when absent, `masterKeyPath` is used (and created
+    /// for a database that has no key yet).
     public var masterKey: String?
-    public var masterKeyPath: String = "./kosh-master.key"
+    /// The master key file (`KOSH_MASTER_KEY_FILE`); nil: the default, see `masterKeyPath`.
+    public var masterKeyFile: String?
+    /// Where the master key file is: `masterKeyFile` if set, else `kosh-master.key` beside the
+    /// SQLite file (so every command run against that file finds the same key, whatever its
+    /// working directory), or `./kosh-master.key` for PostgreSQL.
+    public var masterKeyPath: String {
+        if let masterKeyFile { return masterKeyFile }
+        guard case .sqlite(let path) = database else { return "./kosh-master.key" }
+        let directory = (path as NSString).deletingLastPathComponent
+        return ((directory.isEmpty ? "." : directory) as NSString).appendingPathComponent("kosh-master.key")
+    }
     /// Test rail: how long the simulated payer takes to approve a collect request.
     public var testApprovalDelayMillis: Int64 = 1_500
     /// How often the janitor looks for payments to submit or check.
@@ -106,7 +120,7 @@ public struct KoshConfiguration: Sendable {
         var config = KoshConfiguration()
         if let url = env["DATABASE_URL"], !url.isEmpty { config.database = try DatabaseURL(url) }
         config.masterKey = env["KOSH_MASTER_KEY"]
-        if let path = env["KOSH_MASTER_KEY_FILE"], !path.isEmpty { config.masterKeyPath = path }
+        if let path = env["KOSH_MASTER_KEY_FILE"], !path.isEmpty { config.masterKeyFile = path }
         if let delay = env["KOSH_TEST_APPROVAL_DELAY_MS"] {
             guard let value = Int64(delay), (0...600_000).contains(value) else {
                 throw StorageError.badURL("KOSH_TEST_APPROVAL_DELAY_MS must be 0…600000")
@@ -204,9 +218,12 @@ public struct KoshServices: Sendable {
 
     public static func open(_ config: KoshConfiguration, logger: Logger, clock: any KoshClock = SystemClock(),
                             metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws -> KoshServices {
-        let db = try await Databases.open(config.database, logger: logger)
+        let db = try await Databases.open(config.database, logger: logger, create: config.createsDatabase)
         do {
-            let (masterKey, created) = try MasterKey.load(environmentValue: config.masterKey, path: config.masterKeyPath)
+            // A database that already has a key never gets a new one: a missing key file is an error.
+            let keyed = try await MerchantDirectory.recordedKeyFingerprint(db) != nil
+            let (masterKey, created) = try MasterKey.load(environmentValue: config.masterKey, path: config.masterKeyPath,
+                                                          create: !keyed)
             if created {
                 logger.notice("Generated a new master key; keep it safe and back it up", metadata: ["master_key.path": "\(config.masterKeyPath)"])
             }
@@ -319,17 +336,6 @@ struct HeartbeatService: Service {
     }
 }
 
-/// Closes the database (and the rails' HTTP client) after everything else stopped.
-struct DatabaseService: Service {
-    let db: any SQLDatabase
-    let upstream: UpstreamHTTP?
-    func run() async throws {
-        try? await gracefulShutdown()
-        try? await upstream?.shutdown()
-        try await db.close()
-    }
-}
-
 /// The sandbox started in-process for `kosh serve`, on a free loopback port.
 public struct InProcessSandbox: Sendable {
     public let url: String
@@ -378,8 +384,11 @@ public enum KoshApplication {
         return (app, registry)
     }
 
-    /// The server: HTTP, the janitor and the database, started in dependency order and
-    /// stopped in reverse on SIGTERM / SIGINT (HTTP stops accepting and drains in-flight requests first).
+    /// The server: HTTP, the janitor and the dispatchers over the database, and the in-process
+    /// sandbox. SIGTERM / SIGINT stop the services in reverse order (HTTP stops accepting and
+    /// drains in-flight requests first); if one fails (the port is taken), the others are
+    /// cancelled and its error is thrown. Either way the database closes only after every
+    /// service has returned, then the sandbox stops.
     public static func run(_ config: KoshConfiguration, logger: Logger,
                            metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws {
         var config = config
@@ -394,17 +403,37 @@ public enum KoshApplication {
             }
             logger.notice("Started the payment rails sandbox in-process", metadata: ["sandbox": "\(started.0.url)"])
         }
-        defer { if let sandbox { Task { await sandbox.0.stop() } } }
+        let outcome: Result<Void, any Error>
+        do {
+            try await serve(config, logger: logger, metrics: metrics)
+            outcome = .success(())
+        } catch {
+            outcome = .failure(error)
+        }
+        if let sandbox {
+            await sandbox.0.stop()
+            _ = try? await sandbox.1.value
+        }
+        try outcome.get()
+    }
+
+    static func serve(_ config: KoshConfiguration, logger: Logger, metrics: PrometheusCollectorRegistry) async throws {
         let services = try await KoshServices.open(config, logger: logger, metrics: metrics)
         let (app, registry) = httpApplication(router: services.router(), host: config.host, port: config.port, limits: config.connections,
-                                              logger: logger)
+                                              logger: logger) { channel in
+            // Only once the socket is bound: a taken port is an error, never "listening".
+            logger.info("Kosh listening", metadata: ["address": "\(config.host):\(channel.localAddress?.port ?? config.port)",
+                                                     "database": "\(config.database.redacted)"])
+        }
         logger.info("HTTP connection limits", metadata: [
             "http.max_connections": "\(registry.maximum)", "http.head_timeout_ms": "\(config.connections.headTimeoutMillis)",
             "http.body_timeout_ms": "\(config.connections.bodyTimeoutMillis)", "http.idle_timeout_ms": "\(config.connections.idleTimeoutMillis)",
         ])
+        // The database is not a service of the group: when a service fails, the group cancels
+        // the others all at once, and a database closed among them would race their last
+        // transactions. It closes after the group has returned, whichever way.
         let group = ServiceGroup(configuration: .init(
             services: [
-                .init(service: DatabaseService(db: services.db, upstream: services.upstream)),
                 .init(service: HeartbeatService(db: services.db, clock: services.clock, logger: logger)),
                 .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger,
                                           eventRetentionDays: config.eventRetentionDays)),
@@ -414,11 +443,12 @@ public enum KoshApplication {
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        logger.info("Kosh listening", metadata: ["address": "\(config.host):\(config.port)", "database": "\(config.database.redacted)"])
-        try await group.run()
-        if let sandbox {
-            await sandbox.0.stop()
-            _ = try? await sandbox.1.value
+        do {
+            try await group.run()
+        } catch {
+            try? await services.close()
+            throw error
         }
+        try await services.close()
     }
 }

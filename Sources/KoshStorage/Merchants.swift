@@ -33,8 +33,9 @@ public struct MasterKey: Sendable {
     }
 
     /// Loads the key from `KOSH_MASTER_KEY` (base64) if given, else from `path`, creating the
-    /// file (mode 0600) with a fresh random key when it does not exist.
-    public static func load(environmentValue: String?, path: String) throws -> (MasterKey, created: Bool) {
+    /// file (mode 0600) with a fresh random key when it does not exist and `create` is true.
+    /// With `create` false (the database already has a key), a missing file is an error.
+    public static func load(environmentValue: String?, path: String, create: Bool = true) throws -> (MasterKey, created: Bool) {
         if let environmentValue, !environmentValue.isEmpty {
             guard let data = Data(base64Encoded: environmentValue.trimmingCharacters(in: .whitespacesAndNewlines)) else {
                 throw StorageError.masterKeyMismatch("KOSH_MASTER_KEY must be base64 of 32 bytes")
@@ -47,6 +48,10 @@ public struct MasterKey: Sendable {
                 throw StorageError.masterKeyMismatch("The master key file \(path) does not hold base64 of 32 bytes")
             }
             return (try MasterKey(rawBytes: data), false)
+        }
+        guard create else {
+            throw StorageError.masterKeyMismatch(
+                "\(MerchantDirectory.wrongKeyMessage) (no master key file at \(path); set KOSH_MASTER_KEY_FILE or KOSH_MASTER_KEY)")
         }
         let key = MasterKey.generate()
         let created = FileManager.default.createFile(atPath: path, contents: Data((key.base64 + "\n").utf8),
@@ -92,16 +97,23 @@ public final class MerchantDirectory: MerchantAuthenticator {
         self.macKey = masterKey.macKey
     }
 
+    /// What a server started with the wrong master key (or none) is told.
+    public static let wrongKeyMessage = "This database was set up with a different master key; start Kosh with the key it was created with"
+
+    /// The fingerprint of the master key the database was set up with, if it has one yet.
+    public static func recordedKeyFingerprint(_ db: any SQLDatabase) async throws -> String? {
+        try await db.transaction { conn in
+            try await conn.query("SELECT value FROM settings WHERE key = 'master_key_fingerprint'", []).first?.text("value")
+        }
+    }
+
     /// Records the master key's fingerprint on first use and refuses a different key later.
     public func checkMasterKey() async throws {
         let fingerprint = masterKey.fingerprint
         try await db.transaction { conn in
             let rows = try await conn.query("SELECT value FROM settings WHERE key = 'master_key_fingerprint'", [])
             if let stored = rows.first?.text("value") {
-                guard stored == fingerprint else {
-                    throw StorageError.masterKeyMismatch(
-                        "This database was set up with a different master key; start Kosh with the key it was created with")
-                }
+                guard stored == fingerprint else { throw StorageError.masterKeyMismatch(Self.wrongKeyMessage) }
             } else {
                 try await conn.query("INSERT INTO settings (key, value) VALUES ('master_key_fingerprint', ?)", [.text(fingerprint)])
             }

@@ -91,6 +91,8 @@ public enum StorageError: Error, Sendable, CustomStringConvertible {
     case uniqueViolation(String)
     case concurrentUpdate(String)
     case masterKeyMismatch(String)
+    /// No SQLite database at this path, for a command that must not create one.
+    case missingDatabase(String)
 
     public var description: String {
         switch self {
@@ -99,6 +101,8 @@ public enum StorageError: Error, Sendable, CustomStringConvertible {
         case .uniqueViolation(let s): "Unique constraint violated: \(s)"
         case .concurrentUpdate(let s): "Row changed concurrently: \(s)"
         case .masterKeyMismatch(let s): s
+        case .missingDatabase(let path):
+            "No database at \(path); create it with kosh migrate (or kosh serve) with the same --database, or point --database at an existing one"
         }
     }
 }

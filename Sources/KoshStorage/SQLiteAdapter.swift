@@ -1,4 +1,5 @@
 import CSQLite3
+import Foundation
 import Dispatch
 import KoshCore
 import Logging
@@ -103,8 +104,10 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
     /// Most transactions one fsync may cover.
     public static let maximumBatch = 256
 
-    public static func open(path: String, logger: Logger) async throws -> SQLiteDatabase {
-        let handle = try SQLiteHandle(path: path)
+    /// Opens the database file at `path`; when `create` is false, a missing file is
+    /// `StorageError.missingDatabase` rather than a new empty database.
+    public static func open(path: String, logger: Logger, create: Bool = true) async throws -> SQLiteDatabase {
+        let handle = try SQLiteHandle(path: path, create: create)
         try handle.execute("PRAGMA busy_timeout = 10000")
         try handle.execute("PRAGMA journal_mode = WAL")
         try handle.execute("PRAGMA synchronous = FULL")
@@ -195,8 +198,21 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         writer.unlock()
     }
 
+    /// Closes the connection once the transactions before it are done. A transaction that
+    /// finished while `close` waited for the lock left its batch open for the next holder (here,
+    /// `close`) and waits for the commit: `close` commits that batch first, or it would wait forever.
+    /// Transactions after `close` fail ("database is closed").
     public func close() async throws {
         await writer.lock()
+        if writer.batchOpen {
+            do {
+                try await blocking("COMMIT")
+                writer.finishBatch(error: nil)
+            } catch {
+                try? await blocking("ROLLBACK")
+                writer.finishBatch(error: error)
+            }
+        }
         connection.close()
         writer.unlock()
     }
@@ -215,10 +231,15 @@ final class SQLiteHandle: @unchecked Sendable {
     private var statements: [String: (statement: OpaquePointer, columns: SQLColumns)] = [:]
     static let maximumCachedStatements = 512
 
-    init(path: String) throws {
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
+    init(path: String, create: Bool) throws {
+        let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK else {
+            if rc == SQLITE_CANTOPEN && !create && !FileManager.default.fileExists(atPath: path) {
+                sqlite3_close_v2(db)
+                db = nil
+                throw StorageError.missingDatabase(path)
+            }
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             sqlite3_close_v2(db)
             db = nil

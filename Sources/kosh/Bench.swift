@@ -163,7 +163,8 @@ struct BenchCommand: AsyncParsableCommand {
 
         func run() async throws {
             LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-            let database = try await Databases.open(try db.configuration().database, logger: makeLogger())
+            let config = try db.configuration()
+            let database = try await Databases.open(config.database, logger: makeLogger(), create: config.createsDatabase)
             for size in batch {
                 let result = try await LedgerBenchmark.run(db: database, entries: entries, batch: size)
                 print(String(format: "batch %4d: %6d entries in %6.2f s = %8.0f entries/s, %8.0f postings/s",

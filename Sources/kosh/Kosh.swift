@@ -10,12 +10,19 @@ import Prometheus
 import ServiceLifecycle
 
 struct DatabaseOption: ParsableArguments {
-    @Option(name: .long, help: "sqlite://PATH (default sqlite://./kosh.sqlite) or postgres://user:pass@host:port/db; overrides DATABASE_URL")
+    @Option(name: .long, help: """
+        sqlite://PATH (default sqlite://./kosh.sqlite) or postgres://user:pass@host:port/db; overrides DATABASE_URL. \
+        The master key file is kosh-master.key beside the SQLite file (./kosh-master.key for PostgreSQL) \
+        unless KOSH_MASTER_KEY or KOSH_MASTER_KEY_FILE is set.
+        """)
     var database: String?
 
-    func configuration() throws -> KoshConfiguration {
+    /// The configuration from the environment and `--database`. Only `serve` and `migrate` pass
+    /// `createsDatabase: true`: any other command names a missing SQLite file and fails.
+    func configuration(createsDatabase: Bool = false) throws -> KoshConfiguration {
         var config = try KoshConfiguration.fromEnvironment()
         if let database { config.database = try DatabaseURL(database) }
+        config.createsDatabase = createsDatabase
         return config
     }
 }
@@ -31,11 +38,13 @@ struct Kosh: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kosh",
         abstract: "Kosh: a self-hosted, Razorpay-compatible payment gateway.",
+        version: KoshVersion.current,
         subcommands: [Serve.self, SandboxCommand.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, RefundsCommand.self, BenchCommand.self])
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the API server (migrates the database first).")
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the API server (migrates the database first).",
+                                                    discussion: environmentHelp)
     @Option var host: String = "127.0.0.1"
     @Option var port: Int = 8080
     @Option(name: .customLong("sandbox-port"),
@@ -45,7 +54,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var config = try db.configuration()
+        var config = try db.configuration(createsDatabase: true)
         config.host = host
         config.port = port
         if let sandboxPort { config.sandboxPort = sandboxPort }
@@ -90,7 +99,7 @@ struct Migrate: AsyncParsableCommand {
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        let config = try db.configuration()
+        let config = try db.configuration(createsDatabase: true)
         let database = try await Databases.open(config.database, logger: makeLogger(), migrate: false)
         let applied = try await Migrations.migrate(database)
         try await database.close()
@@ -173,7 +182,7 @@ struct LedgerCommand: AsyncParsableCommand {
         func run() async throws {
             LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
             let config = try db.configuration()
-            let database = try await Databases.open(config.database, logger: makeLogger())
+            let database = try await Databases.open(config.database, logger: makeLogger(), create: config.createsDatabase)
             let report = try await LedgerVerifier.verify(database)
             try await database.close()
             print("entries: \(report.entries)  postings: \(report.postings)  accounts: \(report.accounts)  payments: \(report.payments)")
@@ -205,7 +214,8 @@ struct RefundsCommand: AsyncParsableCommand {
 
         func run() async throws {
             LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-            let database = try await Databases.open(try db.configuration().database, logger: makeLogger())
+            let config = try db.configuration()
+            let database = try await Databases.open(config.database, logger: makeLogger(), create: config.createsDatabase)
             let stuck = try await SQLStore(db: database).stuckRefunds(minimumAttempts: attempts, limit: limit)
             try await database.close()
             guard !stuck.isEmpty else {

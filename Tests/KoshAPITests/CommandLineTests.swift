@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import KoshApp
 import KoshCore
 import KoshStorage
 import KoshTesting
@@ -117,6 +118,7 @@ struct CommandLineTests {
 
     @Test func merchantCreatePrintsExactlyOneJSONObject() throws {
         let dir = try Self.scratch()
+        #expect(try Self.run(["migrate", "--database", "sqlite://\(dir.path)/k.sqlite"], in: dir).status == 0)
         let run = try Self.run(["merchant", "create", "--name", "Acme Stores", "--database", "sqlite://\(dir.path)/k.sqlite"], in: dir)
         #expect(run.status == 0, "\(run.stderr)")
         let json = try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
@@ -134,6 +136,7 @@ struct CommandLineTests {
     @Test func merchantCreateSetsTheNotificationEmail() async throws {
         let dir = try Self.scratch()
         let database = "sqlite://\(dir.path)/k.sqlite"
+        #expect(try Self.run(["migrate", "--database", database], in: dir).status == 0)
         let run = try Self.run(["merchant", "create", "--name", "Acme Stores", "--email", "ops@acme.example", "--database", database], in: dir)
         #expect(run.status == 0, "\(run.stderr)")
         let merchantID = try #require(Self.string(try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "merchant_id"))
@@ -153,6 +156,7 @@ struct CommandLineTests {
         let database = "sqlite://\(dir.path)/k.sqlite"
         func kosh(_ args: [String]) throws -> Run { try Self.run(args + ["--database", database], in: dir) }
         func object(_ run: Run) throws -> JSON { try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(try Self.run(["migrate", "--database", database], in: dir).status == 0)
         let created = try kosh(["merchant", "create", "--name", "Hooks Ltd"])
         #expect(created.status == 0, "\(created.stderr)")
         let merchantID = try #require(Self.string(try object(created), "merchant_id"))
@@ -341,5 +345,136 @@ struct CommandLineTests {
         #expect(server.terminationStatus == 0)
         let verify = try Self.run(["ledger", "verify", "--database", database], in: dir)
         #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+    }
+
+    /// Waits for `process` to exit for up to `seconds`; kills it (SIGKILL) if it does not.
+    static func exited(_ process: Process, within seconds: Double) async throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1_000))
+        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        guard process.isRunning else { return true }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return false
+    }
+
+    /// Issue 12 §6.1: a second server on a taken port used to log "Kosh listening", never
+    /// report the bind error, and (about one try in three) hang with SIGTERM ignored: the
+    /// failed HTTP service made the group cancel the others at once, the database closed
+    /// among them took the writer lock from a transaction waiting for its batch's commit, and
+    /// that transaction waited forever. Every try must fail fast and say why.
+    @Test func secondServeOnATakenPortFailsAtOnceWithTheBindError() async throws {
+        let dir = try Self.scratch()
+        let port = Self.freePort()
+        let (first, _, _) = try Self.start(["serve", "--port", "\(port)", "--database", "sqlite://\(dir.path)/kosh.sqlite"], in: dir)
+        defer { if first.isRunning { kill(first.processIdentifier, SIGKILL) } }
+        try await Self.waitForHealth(port: port)
+        for attempt in 1...10 {
+            let other = try Self.scratch()
+            let (second, _, err) = try Self.start(["serve", "--port", "\(port)", "--database", "sqlite://\(other.path)/kosh.sqlite"], in: other)
+            let exited = try await Self.exited(second, within: 10)
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(exited, "try \(attempt): still running after 10 s\n\(stderr)")
+            guard exited else { break }
+            #expect(second.terminationStatus != 0, "try \(attempt)")
+            #expect(stderr.contains("Address already in use"), "try \(attempt): \(stderr)")
+            #expect(!stderr.contains("Kosh listening"), "try \(attempt): \(stderr)")
+        }
+        // The first server still serves, and SIGINT ends it as SIGTERM would.
+        let (status, _) = try await Self.http("GET", "http://127.0.0.1:\(port)/healthz")
+        #expect(status == 200)
+        kill(first.processIdentifier, SIGINT)
+        #expect(try await Self.exited(first, within: 10))
+        #expect(first.terminationStatus == 0)
+    }
+
+    /// Issue 12 §6.2: only `serve` and `migrate` create a database; every other command
+    /// pointed at a missing SQLite file names it and fails, leaving no file (nor key) behind.
+    @Test func onlyServeAndMigrateCreateADatabase() throws {
+        let dir = try Self.scratch()
+        let path = dir.appendingPathComponent("missing.sqlite").path
+        let database = "sqlite://\(path)"
+        let commands: [[String]] = [
+            ["ledger", "verify"],
+            ["merchant", "create", "--name", "Nobody"],
+            ["merchant", "webhook", "list", "--merchant", "mer_nobody"],
+            ["merchant", "notifications", "--merchant", "mer_nobody"],
+            ["refunds", "stuck"],
+            ["bench", "ledger", "--entries", "1", "--batch", "1"],
+        ]
+        for command in commands {
+            let run = try Self.run(command + ["--database", database], in: dir)
+            #expect(run.status != 0, "\(command): \(run.stdout)")
+            #expect(run.stderr.contains("No database at \(path)"), "\(command): \(run.stderr)")
+            #expect(!run.stdout.contains("ledger OK"))
+            #expect(!FileManager.default.fileExists(atPath: path), "\(command) created the database")
+            #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("master.key").path), "\(command) wrote a master key")
+        }
+        let migrated = try Self.run(["migrate", "--database", database], in: dir)
+        #expect(migrated.status == 0, "\(migrated.stderr)")
+        let verify = try Self.run(["ledger", "verify", "--database", database], in: dir)
+        #expect(verify.status == 0 && verify.stdout.contains("ledger OK"), "\(verify.stdout) \(verify.stderr)")
+    }
+
+    /// Issue 12 §6.3: the master key file sits beside the SQLite file by default, so a command
+    /// run from another directory finds it; a database that has a key never gets a new one.
+    @Test func masterKeyFileSitsBesideTheDatabase() throws {
+        let data = try Self.scratch(), elsewhere = try Self.scratch()
+        let database = "sqlite://\(data.path)/kosh.sqlite"
+        let defaults = ["KOSH_MASTER_KEY_FILE": ""]  // unset (empty counts as unset)
+        let keyFile = data.appendingPathComponent("kosh-master.key").path
+        #expect(try Self.run(["migrate", "--database", database], in: elsewhere, env: defaults).status == 0)
+        let created = try Self.run(["merchant", "create", "--name", "First", "--database", database], in: elsewhere, env: defaults)
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(FileManager.default.fileExists(atPath: keyFile))
+        #expect(!FileManager.default.fileExists(atPath: elsewhere.appendingPathComponent("kosh-master.key").path))
+        // Another working directory, the same database: the same key.
+        let third = try Self.scratch()
+        let again = try Self.run(["merchant", "create", "--name", "Second", "--database", database], in: third, env: defaults)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: third.appendingPathComponent("kosh-master.key").path))
+
+        // The key file gone: the clear refusal, and no fresh key written in its place.
+        let saved = data.appendingPathComponent("saved.key").path
+        try FileManager.default.moveItem(atPath: keyFile, toPath: saved)
+        let refused = try Self.run(["merchant", "create", "--name", "Third", "--database", database], in: third, env: defaults)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("This database was set up with a different master key"), "\(refused.stderr)")
+        #expect(refused.stderr.contains(keyFile), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: keyFile))
+        // KOSH_MASTER_KEY_FILE and KOSH_MASTER_KEY still choose the key.
+        let byFile = try Self.run(["merchant", "create", "--name", "Fourth", "--database", database], in: third,
+                                  env: ["KOSH_MASTER_KEY_FILE": saved])
+        #expect(byFile.status == 0, "\(byFile.stderr)")
+        let key = try String(contentsOfFile: saved, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let byValue = try Self.run(["merchant", "create", "--name", "Fifth", "--database", database], in: third,
+                                   env: defaults.merging(["KOSH_MASTER_KEY": key]) { _, new in new })
+        #expect(byValue.status == 0, "\(byValue.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: keyFile))
+
+        let help = try Self.run(["merchant", "create", "--help"], in: third)
+        #expect(help.stdout.replacingOccurrences(of: "\n", with: " ").contains("beside the SQLite file"), "\(help.stdout)")
+    }
+
+    /// Issue 12 §6.4: `kosh --version`, and `kosh serve --help` lists every environment variable
+    /// the server reads (every name in the configuration code, so a new one cannot be forgotten).
+    @Test func versionAndTheEnvironmentInServeHelp() throws {
+        let dir = try Self.scratch()
+        let version = try Self.run(["--version"], in: dir)
+        #expect(version.status == 0)
+        #expect(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == KoshVersion.current)
+
+        let help = try Self.run(["serve", "--help"], in: dir)
+        #expect(help.status == 0)
+        let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources")
+        var names = Set<String>()
+        for file in ["KoshApp/App.swift", "kosh/Kosh.swift"] {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for match in text.matches(of: /"((?:KOSH|DATABASE)_[A-Z0-9_]+)"/) { names.insert(String(match.output.1)) }
+        }
+        #expect(names.count > 20 && names.contains("DATABASE_URL") && names.contains("KOSH_LOG_LEVEL"))
+        for name in names.sorted() {
+            #expect(help.stdout.contains(name), "kosh serve --help does not mention \(name)")
+        }
     }
 }

@@ -19,6 +19,7 @@ struct DescriptorLimitTests {
             return
         }
         let dir = try CommandLineTests.scratch()
+        #expect(try CommandLineTests.run(["migrate"], in: dir).status == 0)  // only serve and migrate create a database
         let created = try CommandLineTests.run(["merchant", "create", "--name", "Limits"], in: dir)
         #expect(created.status == 0, "\(created.stderr)")
         let credentials = try JSON.parse(created.stdout)
