@@ -37,5 +37,6 @@ let environmentHelp = """
       KOSH_HTTP_HEAD_TIMEOUT_MS     request head time limit (default 10000)
       KOSH_HTTP_BODY_TIMEOUT_MS     request body time limit (default 30000)
       KOSH_HTTP_IDLE_TIMEOUT_MS     idle connection closed after (default 60000)
+      KOSH_HTTP_SEND_TIMEOUT_MS     client not reading closed after (default 30000)
       KOSH_HTTP_MAX_CONNECTIONS     open client connections at most
     """
