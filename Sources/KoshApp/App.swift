@@ -428,6 +428,7 @@ public enum KoshApplication {
         logger.info("HTTP connection limits", metadata: [
             "http.max_connections": "\(registry.maximum)", "http.head_timeout_ms": "\(config.connections.headTimeoutMillis)",
             "http.body_timeout_ms": "\(config.connections.bodyTimeoutMillis)", "http.idle_timeout_ms": "\(config.connections.idleTimeoutMillis)",
+            "http.send_timeout_ms": "\(config.connections.sendTimeoutMillis)",
         ])
         // The database is not a service of the group: when a service fails, the group cancels
         // the others all at once, and a database closed among them would race their last
