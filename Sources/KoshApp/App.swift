@@ -25,13 +25,6 @@ public enum DescriptorLimit {
         }
         return limit.rlim_cur > rlim_t(Int32.max) ? Int(Int32.max) : Int(limit.rlim_cur)
     }
-
-    /// The soft limit now.
-    public static var current: Int {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1_024 }
-        return limit.rlim_cur > rlim_t(Int32.max) ? Int(Int32.max) : Int(limit.rlim_cur)
-    }
 }
 
 /// A setting Kosh refuses to start with.
@@ -321,7 +314,6 @@ public struct Janitor: Service {
 /// it holds when it dies is free again within seconds on the other nodes (or after a restart).
 struct HeartbeatService: Service {
     let db: any SQLDatabase
-    let clock: any KoshClock
     let logger: Logger
 
     func run() async throws {
@@ -435,7 +427,7 @@ public enum KoshApplication {
         // transactions. It closes after the group has returned, whichever way.
         let group = ServiceGroup(configuration: .init(
             services: [
-                .init(service: HeartbeatService(db: services.db, clock: services.clock, logger: logger)),
+                .init(service: HeartbeatService(db: services.db, logger: logger)),
                 .init(service: Janitor(services: services, intervalMillis: config.janitorIntervalMillis, logger: logger,
                                           eventRetentionDays: config.eventRetentionDays)),
                 .init(service: WebhookDispatcher(store: services.webhooks, settings: config.webhooks, logger: logger)),
