@@ -194,6 +194,10 @@ struct LiveRailsTests {
 
             // Declined in the app, and never paid at all (the request expires).
             for (payer, reason) in [("failure.ravi@ybl", "payment_declined"), (nil, "payment_timed_out")] as [(String?, String)] {
+                // The request the app declines must outlive a loaded machine's pause between
+                // create and pay (with 1.2 s the app once found it expired: 409); the one never
+                // paid keeps the short expiry, so the test does not wait long for it.
+                try await live.sandbox(.PUT, "/sandbox/v1/config", payer == nil ? #"{"collect_expiry_ms": 1200}"# : #"{"collect_expiry_ms": 10000}"#)
                 let order = try await live.kosh.createOrder(amount: 30_000)
                 let reply = try await live.kosh.call(.post, "/v1/payments/create/upi", """
                     {"order_id": "\(order)", "amount": 30000, "currency": "INR", "upi": {"flow": "intent"},
