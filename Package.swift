@@ -29,6 +29,10 @@ let package = Package(
         .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // Pure domain: money, IDs, state machines, fees, posting rules. No I/O.
         .target(name: "KoshCore"),
+        // The use cases: one file each (create order, create payment, submit, rail answered,
+        // capture, void, refund, settle a refund, the janitor's passes, the outbox, queries).
+        // Runs the core's machines against its ports; depends on nothing else.
+        .target(name: "KoshFlows", dependencies: ["KoshCore"]),
         // Schema, migrations, SQL dialect layer, SQLite and PostgreSQL adapters.
         .target(
             name: "KoshStorage",
@@ -71,7 +75,7 @@ let package = Package(
         .target(
             name: "KoshHTTP",
             dependencies: [
-                "KoshCore",
+                "KoshCore", "KoshFlows",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -86,7 +90,7 @@ let package = Package(
         .target(
             name: "KoshApp",
             dependencies: [
-                "KoshCore", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox",
+                "KoshCore", "KoshFlows", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -125,7 +129,7 @@ let package = Package(
         ),
         .target(
             name: "KoshTesting",
-            dependencies: ["KoshCore", "KoshStorage", "KoshApp"]
+            dependencies: ["KoshCore", "KoshFlows", "KoshStorage", "KoshApp"]
         ),
         .testTarget(
             name: "KoshCoreTests",
@@ -145,7 +149,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KoshAPITests",
-            dependencies: ["KoshApp", "KoshTesting", "KoshHTTP", "KoshBench", "KoshSandbox", "KoshRails",
+            dependencies: ["KoshApp", "KoshFlows", "KoshTesting", "KoshHTTP", "KoshBench", "KoshSandbox", "KoshRails",
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "NIOCore", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import KoshCore
+import KoshFlows
 import KoshHTTP
 import KoshRails
 import KoshSandbox
@@ -195,7 +196,8 @@ public struct KoshServices: Sendable {
     public let store: SQLStore
     public let merchants: MerchantDirectory
     public let idempotency: IdempotencyStore
-    public let gateway: PaymentGateway<SQLStore>
+    /// The gateway's use cases.
+    public let flows: PaymentFlows<SQLStore>
     /// Webhook endpoints, events and deliveries.
     public let webhooks: WebhookStore
     /// Where webhooks may point (the API checks it; dispatchers are given the same settings).
@@ -240,9 +242,10 @@ public struct KoshServices: Sendable {
                 logger.info("Live mode rails", metadata: ["rails": "\(railsURL)", "callbacks": "\(config.callbackBaseURL)"])
             }
             let rails = RailRegistry(test: TestRail(approvalDelayMillis: config.testApprovalDelayMillis, clock: clock), live: live)
-            let gateway = PaymentGateway(store: store, rails: rails, clock: clock, settings: config.gateway,
-                                         renderer: RazorpayEntityRenderer())
-            return KoshServices(db: db, store: store, merchants: merchants, idempotency: IdempotencyStore(db: db), gateway: gateway,
+            let idempotency = IdempotencyStore(db: db)
+            let flows = PaymentFlows(store: store, rails: rails, clock: clock, settings: config.gateway,
+                                     renderer: RazorpayEntityRenderer(), idempotency: idempotency)
+            return KoshServices(db: db, store: store, merchants: merchants, idempotency: idempotency, flows: flows,
                                 webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), webhookSettings: config.webhooks,
                                 notifications: NotificationStore(db: db, clock: clock), clock: clock,
                                 live: live, upstream: upstream, metrics: metrics)
@@ -260,7 +263,7 @@ public struct KoshServices: Sendable {
 
     public func router(ready: @escaping @Sendable () -> Bool = { true }) -> Router<KoshRequestContext> {
         let registry = metrics
-        return KoshRouter.build(api: MerchantAPI(gateway: gateway, idempotency: idempotency), authenticator: merchants, ready: ready,
+        return KoshRouter.build(api: MerchantAPI(flows: flows), authenticator: merchants, ready: ready,
                                 metrics: { registry.emitToString() },
                                 webhooks: WebhooksAPI(registry: webhooks, destinations: webhookSettings.destinations))
     }
@@ -295,8 +298,8 @@ public struct Janitor: Service {
 
     public func runOnce(purge: Bool = false) async {
         do {
-            _ = try await services.gateway.runDueChecks()
-            _ = try await services.gateway.processPendingRefunds()
+            _ = try await services.flows.runDueChecks()
+            _ = try await services.flows.sendPendingRefunds()
             if purge {
                 _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
                 let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400

@@ -15,6 +15,14 @@ public struct OrderTransitionError: Error, Sendable, Hashable, CustomStringConve
     public var description: String { "\(event) is not allowed for an order in state \(state)" }
 }
 
+/// Why an order refuses a new payment.
+public enum OrderRefusal: Error, Sendable, Hashable {
+    case alreadyPaid
+    case currencyMismatch
+    case amountMismatch(due: Int64)
+    case paymentInProgress
+}
+
 /// An order's state as a plain value: created → attempted → paid. Paid is final, so an
 /// order is paid at most once.
 public struct OrderMachine: Sendable, Hashable {
@@ -38,6 +46,18 @@ public struct OrderMachine: Sendable, Hashable {
         case (.attempted, .paymentCaptured): .paid
         default: nil
         }
+    }
+
+    /// Admits a new payment on the order and counts the attempt. A payment must be for the
+    /// amount due, in the order's currency, on an order not yet paid and with no other
+    /// payment holding it (`PaymentState.holdingOrder`).
+    public mutating func admitPayment(amount: Int64, currency: Currency, orderCurrency: Currency,
+                                      paymentsHoldingOrder: Int) throws(OrderRefusal) {
+        guard state != .paid else { throw .alreadyPaid }
+        guard currency == orderCurrency else { throw .currencyMismatch }
+        guard amount == amountDue else { throw .amountMismatch(due: amountDue) }
+        guard paymentsHoldingOrder == 0 else { throw .paymentInProgress }
+        do { try apply(.paymentAttempted) } catch { throw .alreadyPaid }
     }
 
     public mutating func apply(_ event: OrderEvent) throws(OrderTransitionError) {
@@ -73,6 +93,21 @@ public enum RefundAction: Sendable, Hashable {
     case reverseRefund(amount: Int64)
 }
 
+/// What a rail's answer did to a pending refund.
+public enum RefundSettlement: Sendable, Hashable {
+    /// It settled: run these actions and record the refund's new state.
+    case settled(event: RefundEvent, [RefundAction])
+    /// Not settled: send it again later, for this reason.
+    case retryLater(RefundRetryReason)
+}
+
+public enum RefundRetryReason: Sendable, Hashable {
+    /// The rail has not finished with it.
+    case stillPending
+    /// The rail refused an auto-refund, which is never reversed onto the merchant.
+    case autoRefundRefused(String)
+}
+
 /// A refund: pending at the rail → processed or failed.
 public struct RefundMachine: Sendable, Hashable {
     public private(set) var state: RefundState
@@ -89,6 +124,22 @@ public struct RefundMachine: Sendable, Hashable {
         case (.pending, .processed): .processed
         case (.pending, .failed): .failed
         default: nil
+        }
+    }
+
+    /// Applies the rail's answer. An auto-refund (a late authorisation given back) returns
+    /// money the merchant never had a right to: a refusal by the rail is never reversed onto
+    /// the merchant's balance; the refund stays pending and is sent again.
+    public mutating func railAnswered(_ status: RailRefundStatus, autoRefund: Bool) throws(RefundTransitionError) -> RefundSettlement {
+        switch status {
+        case .pending:
+            return .retryLater(.stillPending)
+        case .failed(let reason) where autoRefund:
+            return .retryLater(.autoRefundRefused(reason))
+        case .failed:
+            return .settled(event: .failed, try apply(.failed))
+        case .processed:
+            return .settled(event: .processed, try apply(.processed))
         }
     }
 

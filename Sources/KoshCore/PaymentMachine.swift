@@ -61,8 +61,8 @@ public enum PaymentEvent: Sendable, Hashable {
     case authorize(railReference: String)
     /// The rail declined the payment (or it could not be submitted).
     case fail(PaymentFailure)
-    /// The merchant captures the authorised amount.
-    case capture(amount: Int64, fee: FeeBreakdown)
+    /// The merchant captures the authorised amount; the fee is the schedule's for the method.
+    case capture(amount: Int64, fees: FeeSchedule, method: String)
     /// The merchant releases the authorisation.
     case void
     /// The merchant refunds part or all of the captured amount.
@@ -187,10 +187,11 @@ public struct PaymentMachine: Sendable, Hashable {
             actions.append(.sendAutoRefund(amount: amount))
         case .fail(let failure):
             self.failure = failure
-        case .capture(let captureAmount, let fee):
+        case .capture(let captureAmount, let fees, let method):
             guard captureAmount == amount else {
                 throw PaymentTransitionError(state: state, event: event.kind, reason: .captureAmountMismatch)
             }
+            let fee = fees.fee(amount: amount, method: method)
             precondition(fee.total <= amount, "fee exceeds the payment amount")
             self.fee = fee
             actions.append(.postCapture(amount: amount))

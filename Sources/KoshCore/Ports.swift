@@ -193,7 +193,7 @@ public protocol StoreTransaction {
     /// Writes the payment if its stored version is `payment.version - 1`; throws otherwise.
     func updatePayment(_ payment: Payment) async throws
     func payments(merchantID: String, orderID: String?, page: Page) async throws -> [Payment]
-    /// Payments of the order that are created, pending, authorized or captured.
+    /// Payments of the order that hold it (`Payment.holdsOrder`).
     func livePaymentCount(orderID: String) async throws -> Int
     /// Payments in flight whose next check is due.
     func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment]
@@ -221,6 +221,10 @@ public protocol StoreTransaction {
     /// Writes the entry and its postings and updates the stored balances, in this transaction.
     func post(_ entry: JournalEntry) async throws
     func journalEntry(id: String) async throws -> JournalEntry?
+
+    /// Records the response of an idempotent request in this transaction, atomically with its
+    /// effect; only the claim holding the key (`token`) may record it.
+    func recordIdempotentResponse(merchantID: String, key: String, token: String, status: Int, body: String) async throws
 }
 
 public protocol GatewayStore: Sendable {
@@ -252,20 +256,6 @@ public protocol IdempotencyKeys: Sendable {
     /// Records (or replaces) the response outside any other transaction.
     func complete(merchantID: String, key: String, token: String, status: Int, body: String) async throws
     func release(merchantID: String, key: String, token: String) async throws
-}
-
-extension StoreTransaction {
-    /// Records the response of an idempotent request in this transaction, atomically with its effect.
-    public func completeIdempotency(merchantID: String, key: String, token: String, status: Int, body: String) async throws {
-        guard let recorder = self as? any IdempotencyRecording else {
-            preconditionFailure("store transaction cannot record idempotent responses")
-        }
-        try await recorder.recordIdempotentResponse(merchantID: merchantID, key: key, token: token, status: status, body: body)
-    }
-}
-
-public protocol IdempotencyRecording {
-    func recordIdempotentResponse(merchantID: String, key: String, token: String, status: Int, body: String) async throws
 }
 
 /// Looks up a host name's addresses (A and AAAA) as the system resolver does; webhook

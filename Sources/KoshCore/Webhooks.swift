@@ -18,6 +18,8 @@ public protocol EntityRenderer: Sendable {
     func payment(_ payment: Payment) -> JSON
     func order(_ order: Order) -> JSON
     func refund(_ refund: Refund) -> JSON
+    /// A refusal in the API's error shape (recorded as an idempotency key's response).
+    func error(_ error: KoshError) -> JSON
 }
 
 /// One public event (`evt_…`), written in the transaction of the state change it reports.

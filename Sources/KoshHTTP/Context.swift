@@ -18,10 +18,21 @@ public struct KoshRequestContext: RequestContext {
     /// Request bodies over 1 MiB are refused with 413.
     public var maxUploadSize: Int { APILimits.maximumBodyBytes }
 
-    func requireMerchant() throws -> Merchant {
-        guard let merchant else { throw KoshError.authenticationFailed }
-        return merchant
+}
+
+/// The context of a route behind `BasicAuthMiddleware`: the merchant is always there.
+public struct MerchantContext: ChildRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let merchant: Merchant
+
+    public init(context: KoshRequestContext) throws {
+        guard let merchant = context.merchant else { throw KoshError.authenticationFailed }
+        self.coreContext = context.coreContext
+        self.merchant = merchant
     }
+
+    /// Request bodies over 1 MiB are refused with 413.
+    public var maxUploadSize: Int { APILimits.maximumBodyBytes }
 }
 
 public enum APILimits {

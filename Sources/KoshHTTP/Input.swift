@@ -6,7 +6,7 @@ struct RequestBody {
     let fields: [(String, JSON)]
     private(set) var used: Set<String> = []
 
-    static func parse(_ request: Request, context: KoshRequestContext, allowEmpty: Bool = false) async throws -> (RequestBody, String) {
+    static func parse(_ request: Request, context: some RequestContext, allowEmpty: Bool = false) async throws -> (RequestBody, String) {
         let mediaType = try MediaType(request.headers[.contentType])
         var request = request
         let buffer = try await request.collectBody(upTo: context.maxUploadSize)

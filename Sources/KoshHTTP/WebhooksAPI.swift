@@ -65,6 +65,7 @@ public struct RazorpayEntityRenderer: EntityRenderer {
     public func payment(_ payment: Payment) -> JSON { Render.payment(payment) }
     public func order(_ order: Order) -> JSON { Render.order(order) }
     public func refund(_ refund: Refund) -> JSON { Render.refund(refund) }
+    public func error(_ error: KoshError) -> JSON { ErrorRendering.json(error) }
 }
 
 enum WebhookLimits {
@@ -148,9 +149,9 @@ public struct WebhooksAPI: Sendable {
     }
 
     func register(on router: Router<KoshRequestContext>, authenticator: any MerchantAuthenticator) {
-        let v1 = router.group("v1").add(middleware: BasicAuthMiddleware(authenticator: authenticator))
+        let v1 = router.group("v1").add(middleware: BasicAuthMiddleware(authenticator: authenticator)).group(context: MerchantContext.self)
         v1.post("webhooks") { request, context in
-            let merchant = try context.requireMerchant()
+            let merchant = context.merchant
             let (raw, _) = try await RequestBody.parse(request, context: context)
             var body = raw
             let given = try body.string("url", required: true, maxLength: WebhookLimits.maximumURLLength)!
@@ -168,7 +169,7 @@ public struct WebhooksAPI: Sendable {
             return jsonResponse(json)
         }
         v1.get("webhooks") { request, context in
-            let merchant = try context.requireMerchant()
+            let merchant = context.merchant
             let page = try page(from: request)
             return jsonResponse(Render.collection(try await registry.endpoints(merchantID: merchant.id, page: page).map(Render.webhook)))
         }
@@ -204,7 +205,7 @@ public struct WebhooksAPI: Sendable {
             return jsonResponse(Render.collection(deliveries.map(Render.delivery)))
         }
         v1.post("webhooks/deliveries/:id/redeliver") { request, context in
-            let merchant = try context.requireMerchant()
+            let merchant = context.merchant
             let id = try context.parameters.require("id")
             try validateID(id, .webhookDelivery)
             let (body, _) = try await RequestBody.parse(request, context: context, allowEmpty: true)
@@ -213,17 +214,17 @@ public struct WebhooksAPI: Sendable {
             return jsonResponse(Render.delivery(delivery))
         }
         v1.get("events") { request, context in
-            let merchant = try context.requireMerchant()
+            let merchant = context.merchant
             let page = try page(from: request)
             return jsonResponse(Render.collection(try await registry.events(merchantID: merchant.id, page: page).map(Render.event)))
         }
         v1.get("notifications") { request, context in
-            let merchant = try context.requireMerchant()
+            let merchant = context.merchant
             let page = try page(from: request)
             return jsonResponse(Render.collection(try await registry.notifications(merchantID: merchant.id, page: page).map(Render.notification)))
         }
         v1.get("events/:id") { _, context in
-            let merchant = try context.requireMerchant()
+            let merchant = context.merchant
             let id = try context.parameters.require("id")
             try validateID(id, .paymentEvent)
             guard let event = try await registry.event(id: id, merchantID: merchant.id) else { throw KoshError.notFound() }
@@ -231,8 +232,8 @@ public struct WebhooksAPI: Sendable {
         }
     }
 
-    func endpoint(_ context: KoshRequestContext) async throws -> WebhookEndpoint {
-        let merchant = try context.requireMerchant()
+    func endpoint(_ context: MerchantContext) async throws -> WebhookEndpoint {
+        let merchant = context.merchant
         let id = try context.parameters.require("id")
         try validateID(id, .webhook)
         guard let endpoint = try await registry.endpoint(id: id, merchantID: merchant.id) else { throw KoshError.notFound() }

@@ -100,7 +100,7 @@ public struct IdempotencyStore: IdempotencyKeys {
     }
 }
 
-extension SQLStoreTransaction: IdempotencyRecording {
+extension SQLStoreTransaction {
     public func recordIdempotentResponse(merchantID: String, key: String, token: String, status: Int, body: String) async throws {
         try await IdempotencyStore.complete(conn, merchantID: merchantID, key: key, token: token, status: status, body: body)
     }

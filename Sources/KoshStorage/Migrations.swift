@@ -92,7 +92,7 @@ public enum Migrations {
                 // An order is paid at most once: at most one payment per order that is live or succeeded.
                 """
                 CREATE UNIQUE INDEX payments_one_live_per_order ON payments (order_id)
-                WHERE status IN ('created', 'pending', 'authorized', 'captured', 'refunded')
+                WHERE \(PaymentStatesSQL.statusIn(PaymentState.holdingOrder))
                 """,
                 """
                 CREATE TABLE refunds (
@@ -212,7 +212,7 @@ public enum Migrations {
                 "DROP INDEX payments_one_live_per_order",
                 """
                 CREATE UNIQUE INDEX payments_one_live_per_order ON payments (order_id)
-                WHERE status IN ('created', 'pending', 'authorized', 'captured', 'refunded') AND auto_refunded = 0
+                WHERE \(PaymentStatesSQL.holdsOrder)
                 """,
                 "ALTER TABLE merchants ADD COLUMN late_authorization TEXT NOT NULL DEFAULT 'refund'",
                 "ALTER TABLE merchants ADD COLUMN route_preference TEXT NOT NULL DEFAULT ''",

@@ -244,15 +244,14 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     public func livePaymentCount(orderID: String) async throws -> Int {
         let rows = try await conn.query("""
-            SELECT COUNT(*) AS n FROM payments WHERE order_id = ? AND status IN ('created', 'pending', 'authorized', 'captured', 'refunded')
-                AND auto_refunded = 0
+            SELECT COUNT(*) AS n FROM payments WHERE order_id = ? AND \(PaymentStatesSQL.holdsOrder)
             """, [.text(orderID)])
         return Int(rows.first?.int("n") ?? 0)
     }
 
     public func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment] {
         try await conn.query("""
-            SELECT * FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= ? AND status IN ('created', 'pending', 'failed')
+            SELECT * FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= ? AND \(PaymentStatesSQL.watched)
             ORDER BY next_check_at LIMIT ?
             """, [.int(now), .int(Int64(limit))]).map(Self.payment)
     }

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import KoshApp
+import KoshFlows
 import KoshCore
 import KoshStorage
 import KoshTesting

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import KoshApp
+import KoshFlows
 import KoshCore
 import KoshHTTP
 import KoshStorage

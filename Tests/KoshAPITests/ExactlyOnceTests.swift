@@ -185,7 +185,7 @@ struct ExactlyOnceTests {
                     }
                     try await kosh.expectLedgerConsistent()
                     for id in payments {
-                        let p = try await kosh.services.gateway.payment(id: id)
+                        let p = try await kosh.services.flows.payment(id: id)
                         #expect(p.machine.amountRefunded <= (p.machine.isCaptured ? p.amount : 0))
                     }
                 } catch {

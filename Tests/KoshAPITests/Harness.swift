@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import KoshApp
+import KoshFlows
 import KoshCore
 import KoshStorage
 import KoshTesting
@@ -78,13 +79,13 @@ struct Kosh: Sendable {
     /// Runs the janitor until the payment leaves created/pending (the test rail approves after 50 ms).
     func settle(_ paymentID: String) async throws -> Payment {
         for _ in 0..<200 {
-            _ = try await services.gateway.runDueChecks()
-            let payment = try await services.gateway.payment(id: paymentID)
+            _ = try await services.flows.runDueChecks()
+            let payment = try await services.flows.payment(id: paymentID)
             if payment.state != .pending && payment.state != .created { return payment }
             try await Task.sleep(for: .milliseconds(20))
         }
         Issue.record("payment \(paymentID) never settled")
-        return try await services.gateway.payment(id: paymentID)
+        return try await services.flows.payment(id: paymentID)
     }
 
     /// An authorised payment of `amount` on a new order.

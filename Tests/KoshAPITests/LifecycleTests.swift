@@ -143,12 +143,13 @@ struct LifecycleTests {
             let merchant = try #require(try await kosh.services.store.transaction { tx in try await tx.merchant(id: kosh.merchant.merchant.id) })
             let order = try await kosh.createOrder(amount: 1_000)
             // The request's transaction committed but the process died before the rail call.
-            let payment = try await kosh.services.store.transaction { tx in
-                try await kosh.services.gateway.createPayment(tx, merchant: merchant, NewPayment(
+            // Its follow-up (`.submit`) never runs.
+            let (payment, _) = try await kosh.services.store.transaction { tx in
+                try await kosh.services.flows.createPayment(tx, merchant: merchant, NewPayment(
                     orderID: order, amount: 1_000, currency: .inr, method: "upi", vpa: "success@razorpay", email: nil, contact: nil,
-                    description: nil, notes: Notes()))
+                    description: nil, notes: Notes()), inline: false)
             }
-            #expect(try await kosh.services.gateway.payment(id: payment.id).state == .created)
+            #expect(try await kosh.services.flows.payment(id: payment.id).state == .created)
             #expect(try await kosh.settle(payment.id).state == .authorized)  // after the 1 s grace
         }
     }

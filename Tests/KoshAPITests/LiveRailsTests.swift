@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import KoshApp
+import KoshFlows
 import KoshCore
 import KoshRails
 import KoshStorage
@@ -95,11 +96,11 @@ struct LiveKosh: Sendable {
               until done: (Payment) -> Bool) async throws -> Payment {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
-            let payment = try await services.gateway.payment(id: paymentID)
+            let payment = try await services.flows.payment(id: paymentID)
             if done(payment) { return payment }
             try await Task.sleep(for: .milliseconds(25))
         }
-        let payment = try await services.gateway.payment(id: paymentID)
+        let payment = try await services.flows.payment(id: paymentID)
         Issue.record("payment \(paymentID) stuck in \(payment.state) on \(payment.rail)", sourceLocation: sourceLocation)
         return payment
     }
@@ -221,7 +222,7 @@ struct LiveRailsTests {
             // The switch takes 4 s to answer; Kosh gives up on the call after 3 s. The switch did the work.
             try await live.sandbox(.PUT, "/sandbox/v1/faults/upi_switch", #"{"timeout_rate": 1.0, "hang_ms": 4000}"#)
             let p = try await live.pay(vpa: "success@okhdfcbank")
-            let afterSubmit = try await live.services.gateway.payment(id: p.payment)
+            let afterSubmit = try await live.services.flows.payment(id: p.payment)
             #expect(afterSubmit.state == .pending)
             #expect(afterSubmit.rail == "upi_switch")
             let attempts = try await live.attempts(p.payment)
@@ -282,7 +283,7 @@ struct LiveRailsTests {
             #expect(next > sentAt + 3_000 && next <= sentAt + 5_500, "next try in 5 s: \(next - sentAt) ms")
             // Not due: the janitor's pass leaves it alone (the rail sees no call).
             let (_, before) = try await live.sandbox(.GET, "/sandbox/v1/stats")
-            #expect(try await live.kosh.services.gateway.processPendingRefunds(olderThanMillis: 0) == 0)
+            #expect(try await live.kosh.services.flows.sendPendingRefunds(olderThanMillis: 0) == 0)
             let (_, after) = try await live.sandbox(.GET, "/sandbox/v1/stats")
             #expect(before["upi_switch"]?["calls"] == after["upi_switch"]?["calls"])
             // Healed and due (as if 5 s passed): it settles.
@@ -290,7 +291,7 @@ struct LiveRailsTests {
             try await live.kosh.services.db.transaction { conn in
                 _ = try await conn.query("UPDATE refunds SET next_attempt_at = 0 WHERE id = ?", [.text(refundID)])
             }
-            _ = try await live.kosh.services.gateway.processPendingRefunds(olderThanMillis: 0)
+            _ = try await live.kosh.services.flows.sendPendingRefunds(olderThanMillis: 0)
             let fetched = try await live.kosh.call(.get, "/v1/refunds/\(refundID)")
             #expect(fetched.string("status") == "processed", "\(fetched.body)")
             #expect(try await live.kosh.services.store.stuckRefunds(minimumAttempts: 1).isEmpty)
@@ -451,7 +452,7 @@ struct LiveRailsTests {
             #expect(signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 2], now: now))
             #expect(!signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 3], now: now))
             #expect(!signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 2], now: now + 300_001))
-            #expect(try await live.services.gateway.payment(id: p.payment).state != .authorized)
+            #expect(try await live.services.flows.payment(id: p.payment).state != .authorized)
         }
     }
 }

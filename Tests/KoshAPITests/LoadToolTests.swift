@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import KoshApp
+import KoshFlows
 import KoshBench
 import KoshCore
 import KoshStorage

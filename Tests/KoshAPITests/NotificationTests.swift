@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import KoshApp
+import KoshFlows
 import KoshCore
 import KoshRails
 import KoshSandbox

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import KoshApp
+import KoshFlows
 import KoshCore
 import KoshStorage
 import KoshTesting

@@ -92,8 +92,8 @@ struct MoneyTests {
                 case 0: .submit
                 case 1: .authorize(railReference: "r")
                 case 2: .fail(TestRail_declined)
-                case 3: .capture(amount: Int64(amount), fee: FeeSchedule().fee(amount: Int64(amount), method: "upi"))
-                case 4: .capture(amount: Int64(amount) - 1, fee: .zero)
+                case 3: .capture(amount: Int64(amount), fees: FeeSchedule(), method: "upi")
+                case 4: .capture(amount: Int64(amount) - 1, fees: FeeSchedule(), method: "upi")
                 case 5: .void
                 case 6: .refund(amount: Int64(amount) / 3 + 1)
                 case 7: .refund(amount: Int64(amount))

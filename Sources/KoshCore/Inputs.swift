@@ -1,0 +1,74 @@
+/// Input for a new order, already validated for shape by the HTTP layer.
+public struct NewOrder: Sendable {
+    public var amount: Int64
+    public var currency: Currency
+    public var receipt: String?
+    public var notes: Notes
+    public init(amount: Int64, currency: Currency, receipt: String?, notes: Notes) {
+        self.amount = amount
+        self.currency = currency
+        self.receipt = receipt
+        self.notes = notes
+    }
+}
+
+public struct NewPayment: Sendable {
+    public var orderID: String
+    public var amount: Int64
+    public var currency: Currency
+    public var method: String
+    public var vpa: String?
+    public var email: String?
+    public var contact: String?
+    public var description: String?
+    public var notes: Notes
+    /// UPI flow: "collect" or "intent".
+    public var flow: String
+    public init(orderID: String, amount: Int64, currency: Currency, method: String, vpa: String?, email: String?,
+                contact: String?, description: String?, notes: Notes, flow: String = "collect") {
+        self.flow = flow
+        self.orderID = orderID
+        self.amount = amount
+        self.currency = currency
+        self.method = method
+        self.vpa = vpa
+        self.email = email
+        self.contact = contact
+        self.description = description
+        self.notes = notes
+    }
+}
+
+public struct NewRefund: Sendable {
+    /// nil refunds everything still refundable.
+    public var amount: Int64?
+    public var speed: RefundSpeed
+    public var receipt: String?
+    public var notes: Notes
+    public init(amount: Int64?, speed: RefundSpeed, receipt: String?, notes: Notes) {
+        self.amount = amount
+        self.speed = speed
+        self.receipt = receipt
+        self.notes = notes
+    }
+}
+
+/// How a UPI payment reaches the payer.
+public enum UPIFlow: String, Sendable, Hashable, CaseIterable {
+    /// The payer approves a request sent to their VPA.
+    case collect
+    /// The payer's app pays a `upi://pay` link (or its QR code).
+    case intent
+}
+
+/// Razorpay's payment methods. Kosh takes UPI today; the others come with their issues.
+public enum PaymentMethod: String, Sendable, Hashable, CaseIterable {
+    case upi, card, netbanking, wallet, emi
+    case cardlessEMI = "cardless_emi"
+    case paylater
+}
+
+/// Razorpay's refund speeds.
+public enum RefundSpeed: String, Sendable, Hashable, CaseIterable {
+    case normal, optimum
+}

@@ -1,0 +1,64 @@
+import KoshCore
+
+/// The gateway's use cases (one file each in this module): the layer between the pure core and
+/// the adapters. Every money decision is made by the core's machines and rule values; a use
+/// case loads them, feeds them inputs and runs the actions they return in the store's
+/// transaction. Rail calls happen outside database transactions, except for a rail that
+/// answers in-process (the test rail, see `submitsInline`).
+public struct PaymentFlows<Store: GatewayStore>: Sendable {
+    public let store: Store
+    public let rails: RailRegistry
+    public let clock: any KoshClock
+    public let settings: GatewaySettings
+    /// Renders entities for responses recorded under an idempotency key and for public events.
+    public let renderer: any EntityRenderer
+    /// Whether state changes write public events (the webhook outbox).
+    public let publishesEvents: Bool
+    public let idempotency: any IdempotencyKeys
+
+    public init(store: Store, rails: RailRegistry, clock: any KoshClock, settings: GatewaySettings = GatewaySettings(),
+                renderer: any EntityRenderer, publishesEvents: Bool = true, idempotency: any IdempotencyKeys) {
+        self.store = store
+        self.rails = rails
+        self.clock = clock
+        self.settings = settings
+        self.renderer = renderer
+        self.publishesEvents = publishesEvents
+        self.idempotency = idempotency
+    }
+
+    var nowSeconds: Int64 { clock.nowMillis() / 1000 }
+
+    func newID(_ prefix: IDPrefix) -> String { Identifiers.make(prefix, millis: clock.nowMillis()) }
+
+    /// Writes a payment changed in `tx` since it was `loaded`; one version step per transaction.
+    func save(_ payment: inout Payment, loaded: Payment, _ tx: any StoreTransaction) async throws {
+        guard payment != loaded else { return }
+        payment.version = loaded.version + 1
+        try await tx.updatePayment(payment)
+    }
+
+    /// A payment locked for this transaction; 404 when it does not exist (for this merchant).
+    func lockedPayment(_ id: String, merchantID: String? = nil, _ tx: any StoreTransaction) async throws -> Payment {
+        guard let payment = try await tx.payment(id: id, merchantID: merchantID, forUpdate: true) else { throw KoshError.notFound() }
+        return payment
+    }
+
+    func event(_ merchantID: String, _ type: String, _ id: String, _ name: String, from: String?, to: String) -> PaymentEventRecord {
+        let now = clock.nowMillis()
+        // Ordered IDs: a payment's events of one transaction share a millisecond and must read back in order.
+        return PaymentEventRecord(id: Identifiers.makeOrdered(.paymentEvent, millis: now), merchantID: merchantID, entityType: type,
+                                  entityID: id, event: name, fromState: from, toState: to, createdAt: now)
+    }
+
+    func request(for payment: Payment, payeeName: String = "Kosh merchant") -> RailPaymentRequest {
+        RailPaymentRequest(paymentID: payment.id, merchantID: payment.merchantID, amount: payment.amount, currency: payment.currency,
+                           method: payment.method, vpa: payment.vpa, submittedAt: payment.submittedAtMillis ?? payment.createdAt * 1000,
+                           flow: payment.flow, payeeName: payeeName, description: payment.description)
+    }
+
+    func railRefundRequest(_ refund: Refund, _ payment: Payment) -> RailRefundRequest {
+        RailRefundRequest(refundID: refund.id, paymentID: payment.id, paymentReference: payment.railReference,
+                          amount: refund.amount, currency: refund.currency)
+    }
+}

@@ -1,0 +1,45 @@
+import KoshCore
+
+/// Work a command leaves to run after its transaction commits: calls to rails, which never
+/// happen while a database transaction waits on them. Each is safe to run twice; when one
+/// fails, the janitor finishes it (the payment or refund is due for its next pass).
+public enum FollowUp: Sendable, Hashable {
+    /// Hand a `created` payment to its rail (`submit`).
+    case submit(paymentID: String)
+    /// Send a pending refund to its rail (`sendRefund`).
+    case sendRefund(refundID: String)
+    /// Tell the router how a payment ended on its route (success-rate routing).
+    case recordRouteOutcome(connector: String, success: Bool)
+}
+
+/// What a follow-up left behind, to refresh a command's reply.
+enum FollowUpResult: Sendable {
+    case payment(Payment)
+    case refund(Refund)
+    case none
+}
+
+extension PaymentFlows {
+    func run(_ followUp: FollowUp) async throws -> FollowUpResult {
+        switch followUp {
+        case .submit(let paymentID): .payment(try await submit(paymentID: paymentID))
+        case .sendRefund(let refundID): .refund(try await sendRefund(refundID: refundID))
+        case .recordRouteOutcome(let connector, let success):
+            { rails.recordOutcome(connector, success: success); return .none }()
+        }
+    }
+
+    /// Runs follow-ups in order; the first failure stops the rest (the janitor finishes them)
+    /// and is returned with the results so far.
+    func run(_ followUps: [FollowUp]) async -> (results: [FollowUpResult], failure: (any Error)?) {
+        var results: [FollowUpResult] = []
+        for followUp in followUps {
+            do {
+                results.append(try await run(followUp))
+            } catch {
+                return (results, error)
+            }
+        }
+        return (results, nil)
+    }
+}

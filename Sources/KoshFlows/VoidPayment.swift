@@ -1,0 +1,14 @@
+import KoshCore
+
+extension PaymentFlows {
+    /// `POST /v1/payments/:id/cancel`: releases an authorisation that was not captured.
+    public func void(merchant: Merchant, paymentID: String, idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
+        try await command(idempotency) { tx in
+            var payment = try await lockedPayment(paymentID, merchantID: merchant.id, tx)
+            let loaded = payment
+            let followUps = try await apply(.void, to: &payment, tx)
+            try await save(&payment, loaded: loaded, tx)
+            return Outcome(reply: .payment(payment), followUps: followUps)
+        }
+    }
+}
