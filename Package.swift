@@ -135,6 +135,11 @@ let package = Package(
             name: "KoshCoreTests",
             dependencies: ["KoshCore", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
+        // The use cases on the in-memory store, scripted rails and a manual clock: no sockets, no sleeps.
+        .testTarget(
+            name: "KoshFlowsTests",
+            dependencies: ["KoshCore", "KoshFlows", "KoshTesting", "KoshHTTP"]
+        ),
         .testTarget(
             name: "KoshStorageTests",
             dependencies: ["KoshCore", "KoshStorage", "KoshTesting",

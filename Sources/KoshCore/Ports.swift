@@ -1,4 +1,3 @@
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -20,14 +19,6 @@ public struct SystemClock: KoshClock {
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
-}
-
-/// A clock tests move by hand.
-public final class ManualClock: KoshClock, Sendable {
-    private let millis: Mutex<Int64>
-    public init(millis: Int64 = 1_750_000_000_000) { self.millis = Mutex(millis) }
-    public func nowMillis() -> Int64 { millis.withLock { $0 } }
-    public func advance(byMillis delta: Int64) { millis.withLock { $0 += delta } }
 }
 
 // MARK: - Rails
