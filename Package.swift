@@ -116,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "kosh",
             dependencies: [
-                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore", "KoshHTTP",
+                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore", "KoshFlows", "KoshHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

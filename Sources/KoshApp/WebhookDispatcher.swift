@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import KoshCore
+import KoshFlows
 import KoshHTTP
 import KoshRails
 import KoshStorage

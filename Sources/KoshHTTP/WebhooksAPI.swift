@@ -2,62 +2,7 @@ import Foundation
 import Crypto
 import Hummingbird
 import KoshCore
-import Synchronization
-
-/// Where a merchant's webhooks may point (issue 11 §3): http(s) to a public host. A literal
-/// host must be a public address and a name must not be a local one; a name must resolve, and
-/// to public addresses only. `allowPrivate` (`KOSH_WEBHOOK_ALLOW_PRIVATE=1`, development only)
-/// lifts the address and name checks and skips the lookup; the URL must still be well formed.
-public struct WebhookDestinationPolicy: Sendable {
-    public var allowPrivate: Bool
-    public var resolver: any HostResolver
-    /// A lookup slower than this counts as not resolving (the merchant's request waits for it).
-    public var lookupTimeoutMillis: Int64
-
-    public init(allowPrivate: Bool, resolver: any HostResolver, lookupTimeoutMillis: Int64 = 5_000) {
-        self.allowPrivate = allowPrivate
-        self.resolver = resolver
-        self.lookupTimeoutMillis = lookupTimeoutMillis
-    }
-
-    /// The URL as given when it may be used; else a 400 on the `url` field, in Razorpay's shape.
-    public func checked(_ text: String) async throws -> String {
-        do {
-            let url = try WebhookURL.parse(text)
-            if allowPrivate { return text }
-            if let refusal = url.hostRefusal { throw refusal }
-            if case .name(let name) = url.host, let refusal = WebhookURL.judge(resolved: await addresses(of: name)) { throw refusal }
-            return text
-        } catch let problem as WebhookURL.Problem {
-            throw KoshError.badRequest(problem.description, field: "url")
-        }
-    }
-
-    /// The name's addresses, or none when the lookup fails or takes longer than
-    /// `lookupTimeoutMillis` (a blocked lookup is left to finish on its own thread).
-    public func addresses(of name: String) async -> [NetworkAddress] {
-        let resolver = self.resolver, timeout = lookupTimeoutMillis
-        return await withCheckedContinuation { (continuation: CheckedContinuation<[NetworkAddress], Never>) in
-            let answer = FirstAnswer(continuation)
-            let timer = Task {
-                do { try await Task.sleep(for: .milliseconds(timeout)) } catch { return }  // cancelled: the lookup answered
-                answer.resume([])
-            }
-            Task {
-                let found = (try? await resolver.addresses(of: name)) ?? []
-                answer.resume(found)
-                timer.cancel()
-            }
-        }
-    }
-}
-
-/// Resumes a continuation with whichever answer comes first; later ones are dropped.
-final class FirstAnswer<Value: Sendable>: Sendable {
-    let continuation: Mutex<CheckedContinuation<Value, Never>?>
-    init(_ continuation: CheckedContinuation<Value, Never>) { self.continuation = Mutex(continuation) }
-    func resume(_ value: Value) { continuation.withLock { $0.take() }?.resume(returning: value) }
-}
+import KoshFlows
 
 /// Renders webhook payload entities exactly as the API does.
 public struct RazorpayEntityRenderer: EntityRenderer {
@@ -140,12 +85,10 @@ extension Render {
 
 /// `/v1/webhooks` (a merchant's endpoints, their deliveries and re-delivery) and `/v1/events`.
 public struct WebhooksAPI: Sendable {
-    let registry: any WebhookRegistry
-    let destinations: WebhookDestinationPolicy
+    let flows: WebhookFlows
 
-    public init(registry: any WebhookRegistry, destinations: WebhookDestinationPolicy) {
-        self.registry = registry
-        self.destinations = destinations
+    public init(flows: WebhookFlows) {
+        self.flows = flows
     }
 
     func register(on router: Router<KoshRequestContext>, authenticator: any MerchantAuthenticator) {
@@ -158,8 +101,7 @@ public struct WebhooksAPI: Sendable {
             let events = try Self.events(&body, required: true)!
             let secret = try Self.secret(&body) ?? Self.generatedSecret()
             try body.rejectUnknown(ignoring: ["events"])
-            let url = try await destinations.checked(given)  // last: it may look the host up
-            let endpoint = try await registry.createEndpoint(merchantID: merchant.id, url: url, events: events, secret: secret)
+            let endpoint = try await flows.createEndpoint(merchantID: merchant.id, url: given, events: events, secret: secret)
             // The secret is shown once, when Kosh made it up; it is never returned again.
             var json = Render.webhook(endpoint)
             if case .object(var pairs) = json, raw["secret"] == nil {
@@ -171,7 +113,7 @@ public struct WebhooksAPI: Sendable {
         v1.get("webhooks") { request, context in
             let merchant = context.merchant
             let page = try page(from: request)
-            return jsonResponse(Render.collection(try await registry.endpoints(merchantID: merchant.id, page: page).map(Render.webhook)))
+            return jsonResponse(Render.collection(try await flows.endpoints(merchantID: merchant.id, page: page).map(Render.webhook)))
         }
         v1.get("webhooks/:id") { _, context in
             jsonResponse(Render.webhook(try await self.endpoint(context)))
@@ -188,20 +130,17 @@ public struct WebhooksAPI: Sendable {
             }
             let secret = try Self.secret(&body)
             try body.rejectUnknown(ignoring: ["events", "active"])
-            if let url { endpoint.url = try await destinations.checked(url) }  // last: it may look the host up
-            try await registry.updateEndpoint(endpoint, secret: secret)
-            endpoint.failing = false
-            return jsonResponse(Render.webhook(endpoint))
+            return jsonResponse(Render.webhook(try await flows.updateEndpoint(endpoint, url: url, secret: secret)))
         }
         v1.delete("webhooks/:id") { _, context in
             let endpoint = try await self.endpoint(context)
-            guard try await registry.deleteEndpoint(id: endpoint.id, merchantID: endpoint.merchantID) else { throw KoshError.notFound() }
+            try await flows.deleteEndpoint(endpoint)
             return jsonResponse(.object([("id", .string(endpoint.id)), ("entity", .string("webhook")), ("deleted", .bool(true))]))
         }
         v1.get("webhooks/:id/deliveries") { request, context in
             let endpoint = try await self.endpoint(context)
             let page = try page(from: request)
-            let deliveries = try await registry.deliveries(endpointID: endpoint.id, merchantID: endpoint.merchantID, page: page)
+            let deliveries = try await flows.deliveries(endpointID: endpoint.id, merchantID: endpoint.merchantID, page: page)
             return jsonResponse(Render.collection(deliveries.map(Render.delivery)))
         }
         v1.post("webhooks/deliveries/:id/redeliver") { request, context in
@@ -210,24 +149,24 @@ public struct WebhooksAPI: Sendable {
             try validateID(id, .webhookDelivery)
             let (body, _) = try await RequestBody.parse(request, context: context, allowEmpty: true)
             try body.rejectUnknown()
-            guard let delivery = try await registry.redeliver(deliveryID: id, merchantID: merchant.id) else { throw KoshError.notFound() }
+            let delivery = try await flows.redeliver(deliveryID: id, merchantID: merchant.id)
             return jsonResponse(Render.delivery(delivery))
         }
         v1.get("events") { request, context in
             let merchant = context.merchant
             let page = try page(from: request)
-            return jsonResponse(Render.collection(try await registry.events(merchantID: merchant.id, page: page).map(Render.event)))
+            return jsonResponse(Render.collection(try await flows.events(merchantID: merchant.id, page: page).map(Render.event)))
         }
         v1.get("notifications") { request, context in
             let merchant = context.merchant
             let page = try page(from: request)
-            return jsonResponse(Render.collection(try await registry.notifications(merchantID: merchant.id, page: page).map(Render.notification)))
+            return jsonResponse(Render.collection(try await flows.notifications(merchantID: merchant.id, page: page).map(Render.notification)))
         }
         v1.get("events/:id") { _, context in
             let merchant = context.merchant
             let id = try context.parameters.require("id")
             try validateID(id, .paymentEvent)
-            guard let event = try await registry.event(id: id, merchantID: merchant.id) else { throw KoshError.notFound() }
+            let event = try await flows.event(id: id, merchantID: merchant.id)
             return jsonResponse(Render.event(event))
         }
     }
@@ -236,8 +175,7 @@ public struct WebhooksAPI: Sendable {
         let merchant = context.merchant
         let id = try context.parameters.require("id")
         try validateID(id, .webhook)
-        guard let endpoint = try await registry.endpoint(id: id, merchantID: merchant.id) else { throw KoshError.notFound() }
-        return endpoint
+        return try await flows.endpoint(id: id, merchantID: merchant.id)
     }
 
     static func events(_ body: inout RequestBody, required: Bool) throws -> [WebhookEventName]? {

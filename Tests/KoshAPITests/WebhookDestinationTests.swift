@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 @testable import KoshApp
 import KoshCore
+import KoshFlows
 import KoshHTTP
 import KoshRails
 import KoshStorage
