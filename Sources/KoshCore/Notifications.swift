@@ -141,35 +141,27 @@ public enum NotificationTemplates {
                             body: NotificationTemplate.render(template.body, values))
     }
 
-    /// What `event` (its webhook body) sends: to the customer (the payment's email by email,
-    /// its contact by SMS and push) and to the merchant's notification email, when set.
-    public static func plan(_ event: OutboxEvent, merchantEmail: String?) -> [PlannedNotification] {
-        guard events.contains(event.name), let body = try? JSON.parse(event.body),
-              let payment = body["payload"]?["payment"]?["entity"] else { return [] }
-        func text(_ json: JSON?) -> String? {
-            guard case .string(let s)? = json, !s.isEmpty else { return nil }
-            return s
-        }
-        func int(_ json: JSON?) -> Int64 {
-            guard case .int(let n)? = json else { return 0 }
-            return n
-        }
-        let currency = text(payment["currency"]) ?? "INR"
-        var values = ["payment_id": text(payment["id"]) ?? "", "merchant_id": event.merchantID,
-                      "amount": amount(int(payment["amount"]), currency: currency),
-                      "reason": text(payment["error_description"]) ?? "declined"]
-        if let refund = body["payload"]?["refund"]?["entity"] {
-            values["refund_id"] = text(refund["id"]) ?? ""
-            values["refund_amount"] = amount(int(refund["amount"]), currency: text(refund["currency"]) ?? currency)
+    /// What an event about `payment` (and `refund`) sends: to the customer (the payment's
+    /// email by email, its contact by SMS and push) and to the merchant's notification email,
+    /// when set. Only the events in `events` notify.
+    public static func plan(_ name: WebhookEventName, merchantID: String, payment: Payment, refund: Refund?,
+                            merchantEmail: String?) -> [PlannedNotification] {
+        guard events.contains(name) else { return [] }
+        let currency = payment.currency.rawValue
+        var values = ["payment_id": payment.id, "merchant_id": merchantID, "amount": amount(payment.amount, currency: currency),
+                      "reason": payment.machine.failure.map(\.description).flatMap { $0.isEmpty ? nil : $0 } ?? "declined"]
+        if let refund {
+            values["refund_id"] = refund.id
+            values["refund_amount"] = amount(refund.amount, currency: refund.currency.rawValue)
         }
         var out: [PlannedNotification] = []
         func add(_ channel: NotificationChannel, _ audience: NotificationAudience, _ recipient: String?) {
-            guard let recipient, let template = named("\(event.name.rawValue).\(audience.rawValue)") else { return }
+            guard let recipient, !recipient.isEmpty, let template = named("\(name.rawValue).\(audience.rawValue)") else { return }
             out.append(rendered(template, channel, audience, recipient, values))
         }
-        add(.email, .customer, text(payment["email"]))
-        add(.sms, .customer, text(payment["contact"]))
-        add(.push, .customer, text(payment["contact"]))
+        add(.email, .customer, payment.email)
+        add(.sms, .customer, payment.contact)
+        add(.push, .customer, payment.contact)
         add(.email, .merchant, merchantEmail)
         return out
     }

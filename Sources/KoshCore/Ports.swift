@@ -206,9 +206,10 @@ public protocol StoreTransaction {
     func attempts(paymentID: String) async throws -> [PaymentAttempt]
 
     func appendEvent(_ event: PaymentEventRecord) async throws
-    /// Writes a public event (outbox, DESIGN.md §3.5) and one pending delivery per active
-    /// webhook endpoint of its merchant subscribed to it, in this transaction.
-    func enqueueEvent(_ event: OutboxEvent) async throws
+    /// Who hears of the merchant's public events (read once per transaction).
+    func outboxRecipients(merchantID: String) async throws -> OutboxRecipients
+    /// Writes a public event's rows as planned (`OutboxPlanner`), in this transaction.
+    func writeOutbox(_ plan: OutboxPlan) async throws
     /// Writes the entry and its postings and updates the stored balances, in this transaction.
     func post(_ entry: JournalEntry) async throws
     func journalEntry(id: String) async throws -> JournalEntry?

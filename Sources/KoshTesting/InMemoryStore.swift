@@ -12,6 +12,10 @@ public struct InMemoryState: Sendable {
     public var attempts: [String: [PaymentAttempt]] = [:]
     public var events: [PaymentEventRecord] = []
     public var outbox: [OutboxEvent] = []
+    /// Who hears of each merchant's events (set by tests), and what the outbox planned for them.
+    public var recipients: [String: OutboxRecipients] = [:]
+    public var deliveries: [(event: String, endpoint: String)] = []
+    public var notifications: [PlannedNotification] = []
     public var entries: [JournalEntry] = []
     public var balances = LedgerBalances()
     public var idempotency: [String: (hash: String, token: String?, status: Int?, body: String?)] = [:]
@@ -67,6 +71,9 @@ public final class InMemoryStore: GatewayStore, IdempotencyKeys, Sendable {
         return LedgerVerification.verify(postings: postings, storedBalances: state.balances.balances, payments: payments,
                                          pendingResolutions: resolutions)
     }
+
+    /// Sets who hears of the merchant's events.
+    public func setRecipients(_ recipients: OutboxRecipients, merchantID: String) { state.withLock { $0.recipients[merchantID] = recipients } }
 
     /// A merchant added (or replaced) between transactions.
     public func add(_ merchant: Merchant) { state.withLock { $0.merchants[merchant.id] = merchant } }
@@ -259,7 +266,13 @@ final class InMemoryTransaction: StoreTransaction {
 
     func appendEvent(_ event: PaymentEventRecord) async throws { state.events.append(event) }
 
-    func enqueueEvent(_ event: OutboxEvent) async throws { state.outbox.append(event) }
+    func outboxRecipients(merchantID: String) async throws -> OutboxRecipients { state.recipients[merchantID] ?? OutboxRecipients() }
+
+    func writeOutbox(_ plan: OutboxPlan) async throws {
+        state.outbox.append(plan.event)
+        state.deliveries += plan.deliveries.map { (event: plan.event.id, endpoint: $0) }
+        state.notifications += plan.notifications
+    }
 
     func post(_ entry: JournalEntry) async throws {
         guard !state.entries.contains(where: { $0.id == entry.id }) else { throw InMemoryStoreError(description: "duplicate entry \(entry.id)") }
@@ -275,5 +288,14 @@ final class InMemoryTransaction: StoreTransaction {
             throw InMemoryStoreError(description: "the claim on \(key) was taken over")
         }
         state.idempotency[id] = (record.hash, token, status, body)
+    }
+}
+
+extension StoreTransaction {
+    /// Writes an event with no entities (no notifications) to the outbox as the flows do:
+    /// one delivery per endpoint of its merchant subscribed to it.
+    public func enqueueEvent(_ event: OutboxEvent) async throws {
+        let recipients = try await outboxRecipients(merchantID: event.merchantID)
+        try await writeOutbox(OutboxPlanner.plan(event, payment: nil, refund: nil, recipients: recipients))
     }
 }

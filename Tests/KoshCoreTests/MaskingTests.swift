@@ -46,18 +46,21 @@ struct MaskingTests {
     }
 
     @Test func aCaptureNotifiesCustomerByEveryChannelAndTheMerchantByEmail() {
-        let body = OutboxEvent.body(accountID: "mer_1", name: .paymentCaptured, entities: [
-            ("payment", .object([("id", .string("pay_1")), ("amount", .int(50_000)), ("currency", .string("INR")),
-                                 ("email", .string("gaurav.kumar@example.com")), ("contact", .string("9123456789"))])),
-        ], createdAt: 1)
-        let event = OutboxEvent(id: "evt_1", merchantID: "mer_1", name: .paymentCaptured, body: body, createdAt: 1)
-        let plan = NotificationTemplates.plan(event, merchantEmail: "ops@merchant.example")
-        #expect(plan.map(\.channel) == [.email, .sms, .push, .email])
-        #expect(plan.map(\.recipient) == ["gaurav.kumar@example.com", "9123456789", "9123456789", "ops@merchant.example"])
-        #expect(plan[0].subject == "Payment of INR 500.00 successful")
-        #expect(NotificationTemplates.plan(event, merchantEmail: nil).count == 3)
-        let authorized = OutboxEvent(id: "evt_2", merchantID: "mer_1", name: .paymentAuthorized, body: body, createdAt: 1)
-        #expect(NotificationTemplates.plan(authorized, merchantEmail: "ops@merchant.example").isEmpty)
+        let payment = Payment(id: "pay_1", merchantID: "mer_1", orderID: "order_1", currency: .inr, method: "upi", vpa: "a@okbank",
+                              email: "gaurav.kumar@example.com", contact: "9123456789", description: nil, notes: Notes(),
+                              machine: PaymentMachine(amount: 50_000, state: .captured), rail: "test", createdAt: 1)
+        let event = OutboxEvent(id: "evt_1", merchantID: "mer_1", name: .paymentCaptured, body: "{}", createdAt: 1)
+        let recipients = OutboxRecipients(endpoints: [.init(id: "wh_1", events: [.paymentCaptured]), .init(id: "wh_2", events: [.refundProcessed])],
+                                          merchantEmail: "ops@merchant.example")
+        let plan = OutboxPlanner.plan(event, payment: payment, refund: nil, recipients: recipients)
+        #expect(plan.deliveries == ["wh_1"])
+        #expect(plan.notifications.map(\.channel) == [.email, .sms, .push, .email])
+        #expect(plan.notifications.map(\.recipient) == ["gaurav.kumar@example.com", "9123456789", "9123456789", "ops@merchant.example"])
+        #expect(plan.notifications[0].subject == "Payment of INR 500.00 successful")
+        #expect(OutboxPlanner.plan(event, payment: payment, refund: nil, recipients: OutboxRecipients()).notifications.count == 3)
+        let authorized = OutboxEvent(id: "evt_2", merchantID: "mer_1", name: .paymentAuthorized, body: "{}", createdAt: 1)
+        let quiet = OutboxPlanner.plan(authorized, payment: payment, refund: nil, recipients: recipients)
+        #expect(quiet.notifications.isEmpty && quiet.deliveries.isEmpty)
     }
 
     @Test("an @ that a modifier joins to the next character still splits an address")
