@@ -44,12 +44,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The seeded random generator (SplitMix64) of live routing and the sandbox. No dependencies.
+        .target(name: "KoshRandom"),
         // Connectors to payment rails: the in-process test rail, and real HTTP connectors to
         // the UPI switch and PSP aggregators (the sandbox), routing and circuit breakers.
         .target(
             name: "KoshRails",
             dependencies: [
-                "KoshCore",
+                "KoshCore", "KoshRandom",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -64,6 +66,7 @@ let package = Package(
         .target(
             name: "KoshSandbox",
             dependencies: [
+                "KoshRandom",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -145,6 +148,7 @@ let package = Package(
             dependencies: ["KoshCore", "KoshStorage", "KoshTesting",
                            .product(name: "PropertyBased", package: "swift-property-based")]
         ),
+        .testTarget(name: "KoshRandomTests", dependencies: ["KoshRandom"]),
         .testTarget(
             name: "KoshSandboxTests",
             dependencies: ["KoshSandbox",

@@ -1,20 +1,8 @@
 import KoshCore
+import KoshRandom
 import Logging
 import Metrics
 import Synchronization
-
-/// A small seeded generator (SplitMix64), so routing draws can be replayed.
-struct SplitMix64: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Live mode's connectors with their routes, circuit breakers, success windows and
 /// downtime history. The decisions are KoshCore's pure `RoutePlanner` and `CircuitBreaker`;

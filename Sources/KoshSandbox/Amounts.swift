@@ -1,3 +1,5 @@
+import KoshRandom
+
 /// Money in the sandbox is integer paise. Betapay speaks rupee strings ("500.00"), converted
 /// here with integer maths only.
 enum Amounts {
@@ -46,21 +48,9 @@ enum Amounts {
     }
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014; Vigna's reference code): the one seeded source of
-/// every random decision, so a seed replays the same faults for the same calls.
-struct SplitMix64: Sendable {
-    private(set) var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// The sandbox's draws from KoshRandom's SplitMix64, the one seeded source of every random
+/// decision, so a seed replays the same faults for the same calls.
+extension SplitMix64 {
     /// Uniform in [0, 1) from the top 53 bits.
     mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 

@@ -1,3 +1,5 @@
+import KoshRandom
+
 /// The simulated world as a plain value: banks, accounts, transactions, refunds, fault settings
 /// and the seeded random source. Every input is a `mutating func` that takes the time and
 /// returns what happened plus the effects (timers, callbacks) the runtime must carry out; the

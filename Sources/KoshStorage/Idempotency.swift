@@ -24,6 +24,11 @@ public struct IdempotencyStore: IdempotencyKeys {
 
     public func claim(merchantID: String, key: String, requestHash: String, now: Int64) async throws -> Claim {
         let token = NodeHeartbeat.newClaimToken()
+        // What a new claim writes, whether it inserts the key or takes it over.
+        let claim: SQLRecord = [
+            "request_hash": .text(requestHash), "status": .text("started"), "created_at": .int(now), "locked_at": .int(now),
+            "owner": .text(NodeHeartbeat.node), "claim_token": .text(token),
+        ]
         return try await db.transaction { conn in
             let rows = try await conn.query("SELECT * FROM idempotency_keys WHERE merchant_id = ? AND key = ?\(conn.dialect.forUpdate)",
                                             [.text(merchantID), .text(key)])
@@ -46,17 +51,14 @@ public struct IdempotencyStore: IdempotencyKeys {
                 // Expired, abandoned (its lease ran out) or held by a dead process: no effect
                 // was committed with it, so take it over with a new token (the old claim, if it
                 // is still running somewhere, can no longer record its response).
-                try await conn.query("""
-                    UPDATE idempotency_keys SET request_hash = ?, status = 'started', response_status = NULL, response_body = NULL,
-                        created_at = ?, locked_at = ?, owner = ?, claim_token = ? WHERE merchant_id = ? AND key = ?
-                    """, [.text(requestHash), .int(now), .int(now), .text(NodeHeartbeat.node), .text(token), .text(merchantID), .text(key)])
+                let takeover = claim + ["response_status": .null, "response_body": .null]
+                try await conn.query(takeover.updateSQL("idempotency_keys") + " WHERE merchant_id = ? AND key = ?",
+                                     takeover.binds + [.text(merchantID), .text(key)])
                 return .claimed(token: token)
             }
             do {
-                try await conn.query("""
-                    INSERT INTO idempotency_keys (merchant_id, key, request_hash, status, created_at, locked_at, owner, claim_token)
-                    VALUES (?, ?, ?, 'started', ?, ?, ?, ?)
-                    """, [.text(merchantID), .text(key), .text(requestHash), .int(now), .int(now), .text(NodeHeartbeat.node), .text(token)])
+                let record: SQLRecord = ["merchant_id": .text(merchantID), "key": .text(key)] + claim
+                try await conn.query(record.insertSQL(into: "idempotency_keys"), record.binds)
             } catch StorageError.uniqueViolation {
                 return .inProgress(retryAfterSeconds: 1)  // a concurrent duplicate claimed it first (PostgreSQL)
             }
@@ -124,11 +126,11 @@ public enum NodeHeartbeat {
 
     public static func beat(_ db: any SQLDatabase) async throws {
         try await db.transaction { conn in
-            let now = conn.dialect.nowMillis
-            try await conn.query("""
-                INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, \(now), \(now))
-                ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at
-                """, [.text(node)])
+            var record: SQLRecord = ["id": .text(node)]
+            record.append("started_at", sql: conn.dialect.nowMillis)
+            record.append("heartbeat_at", sql: conn.dialect.nowMillis)
+            try await conn.query(record.insertSQL(into: "nodes") + "\nON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                                 record.binds)
         }
     }
 

@@ -115,7 +115,8 @@ public final class MerchantDirectory: MerchantAuthenticator {
             if let stored = rows.first?.text("value") {
                 guard stored == fingerprint else { throw StorageError.masterKeyMismatch(Self.wrongKeyMessage) }
             } else {
-                try await conn.query("INSERT INTO settings (key, value) VALUES ('master_key_fingerprint', ?)", [.text(fingerprint)])
+                let setting: SQLRecord = ["key": .text("master_key_fingerprint"), "value": .text(fingerprint)]
+                try await conn.query(setting.insertSQL(into: "settings"), setting.binds)
             }
         }
     }
@@ -135,14 +136,17 @@ public final class MerchantDirectory: MerchantAuthenticator {
         let mac = hex(Data(HMAC<SHA256>.authenticationCode(for: Data(secret.utf8), using: macKey)))
         let sealed = try AES.GCM.seal(Data(secret.utf8), using: masterKey.sealingKey, authenticating: Data(keyID.utf8)).combined!
         try await db.transaction { conn in
-            try await conn.query("""
-                INSERT INTO merchants (id, name, mode, default_mdr_bps, created_at, late_authorization, route_preference)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, [.text(merchant.id), .text(name), .text(mode.rawValue), .int(merchant.defaultMDRBasisPoints), .int(now),
-                      .text(lateAuthorization.rawValue), .text(routePreference.joined(separator: ","))])
-            try await conn.query("""
-                INSERT INTO api_keys (key_id, merchant_id, mode, secret_mac, secret_sealed, created_at) VALUES (?, ?, ?, ?, ?, ?)
-                """, [.text(keyID), .text(merchant.id), .text(mode.rawValue), .text(mac), .text(sealed.base64EncodedString()), .int(now)])
+            let merchantRecord: SQLRecord = [
+                "id": .text(merchant.id), "name": .text(name), "mode": .text(mode.rawValue),
+                "default_mdr_bps": .int(merchant.defaultMDRBasisPoints), "created_at": .int(now),
+                "late_authorization": .text(lateAuthorization.rawValue), "route_preference": .text(routePreference.joined(separator: ",")),
+            ]
+            try await conn.query(merchantRecord.insertSQL(into: "merchants"), merchantRecord.binds)
+            let key: SQLRecord = [
+                "key_id": .text(keyID), "merchant_id": .text(merchant.id), "mode": .text(mode.rawValue), "secret_mac": .text(mac),
+                "secret_sealed": .text(sealed.base64EncodedString()), "created_at": .int(now),
+            ]
+            try await conn.query(key.insertSQL(into: "api_keys"), key.binds)
         }
         return MerchantCredentials(merchant: merchant, keyID: keyID, keySecret: secret)
     }

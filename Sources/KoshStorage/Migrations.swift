@@ -418,8 +418,9 @@ public enum Migrations {
                 for statement in migration.statements(conn.dialect) {
                     try await conn.query(statement, [])
                 }
-                try await conn.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                                     [.int(migration.version), .text(migration.name), .int(SystemClock().nowMillis() / 1000)])
+                let record: SQLRecord = ["version": .int(migration.version), "name": .text(migration.name),
+                                         "applied_at": .int(SystemClock().nowMillis() / 1000)]
+                try await conn.query(record.insertSQL(into: "schema_migrations"), record.binds)
                 return true
             }
             if didApply { applied.append(migration.version) }

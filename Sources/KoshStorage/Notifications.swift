@@ -69,20 +69,15 @@ public final class NotificationStore: Sendable {
     static func insert(_ conn: any SQLConnection, _ planned: [PlannedNotification], eventID: String, merchantID: String,
                        nowMillis: Int64) async throws {
         guard !planned.isEmpty else { return }
-        precondition(planned.count <= 100)
-        var binds: [SQLValue] = []
-        binds.reserveCapacity(planned.count * 12)
-        for p in planned {
-            binds += [.text(Identifiers.make(.notification)), .text(eventID), .text(merchantID), .text(p.channel.rawValue),
-                      .text(p.audience.rawValue), .text(p.recipient), .text(Masking.recipient(p.recipient)),
-                      .text(p.template), .text(p.subject), .text(p.body), .int(nowMillis), .int(nowMillis / 1000)]
-        }
-        let rows = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)", count: planned.count).joined(separator: ", ")
-        try await conn.query("""
-            INSERT INTO notifications (id, event_id, merchant_id, channel, audience, recipient, recipient_masked, template, subject,
-                body, status, attempts, next_attempt_at, created_at)
-            VALUES \(rows)
-            """, binds)
+        precondition(planned.count <= SQLStoreTransaction.maximumRowsPerInsert)
+        let (sql, binds) = SQLRecord.insert(into: "notifications", planned.map { p in
+            ["id": .text(Identifiers.make(.notification)), "event_id": .text(eventID), "merchant_id": .text(merchantID),
+             "channel": .text(p.channel.rawValue), "audience": .text(p.audience.rawValue), "recipient": .text(p.recipient),
+             "recipient_masked": .text(Masking.recipient(p.recipient)), "template": .text(p.template), "subject": .text(p.subject),
+             "body": .text(p.body), "status": .text(WebhookDeliveryState.pending.rawValue), "attempts": .int(0),
+             "next_attempt_at": .int(nowMillis), "created_at": .int(nowMillis / 1000)]
+        })
+        try await conn.query(sql, binds)
     }
 
     /// Where the merchant's own notifications go; nil stops them.
@@ -219,11 +214,12 @@ public final class NotificationStore: Sendable {
         var machine = WebhookDeliveryMachine(state: .pending, attempts: Int(try row.requireInt("attempts")))
         let action = try machine.attempted(success: outcome.success, nowMillis: now, schedule: schedule)
         let next: Int64? = if case .retry(let at) = action { at } else { nil }
-        try await conn.query("""
-            UPDATE notifications SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
-                last_error = ?, sent_at = ? WHERE id = ?
-            """, [.text(machine.state.rawValue), .int(Int64(machine.attempts)), SQLValue(next), SQLValue(outcome.error),
-                  SQLValue(outcome.success ? now / 1000 : nil), .text(id)])
+        let recorded: SQLRecord = [
+            "status": .text(machine.state.rawValue), "attempts": .int(Int64(machine.attempts)), "next_attempt_at": SQLValue(next),
+            "lease_owner": .null, "lease_until": .null, "last_error": SQLValue(outcome.error),
+            "sent_at": SQLValue(outcome.success ? now / 1000 : nil),
+        ]
+        try await conn.query(recorded.updateSQL("notifications") + " WHERE id = ?", recorded.binds + [.text(id)])
         return action
     }
 }

@@ -45,21 +45,21 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func flush() async throws {
         let events = pendingEvents
         pendingEvents = []
-        try await insertRows(events, "INSERT INTO payment_events (id, merchant_id, entity_type, entity_id, event, from_state, to_state, created_at)",
-                             columns: 8) { e in
-            [.text(e.id), .text(e.merchantID), .text(e.entityType), .text(e.entityID), .text(e.event), SQLValue(e.fromState),
-             .text(e.toState), .int(e.createdAt)]
+        try await insertRows(events, into: "payment_events") { e in
+            ["id": .text(e.id), "merchant_id": .text(e.merchantID), "entity_type": .text(e.entityType), "entity_id": .text(e.entityID),
+             "event": .text(e.event), "from_state": SQLValue(e.fromState), "to_state": .text(e.toState), "created_at": .int(e.createdAt)]
         }
         let entries = pendingEntries
         pendingEntries = []
-        try await insertRows(entries, "INSERT INTO journal_entries (id, kind, phase, pending_entry_id, payment_id, refund_id, created_at)",
-                             columns: 7) { entry in
-            [.text(entry.id), .text(entry.kind.rawValue), .text(entry.phase.rawValue), SQLValue(entry.pendingEntryID),
-             SQLValue(entry.paymentID), SQLValue(entry.refundID), .int(entry.createdAt)]
+        try await insertRows(entries, into: "journal_entries") { entry in
+            ["id": .text(entry.id), "kind": .text(entry.kind.rawValue), "phase": .text(entry.phase.rawValue),
+             "pending_entry_id": SQLValue(entry.pendingEntryID), "payment_id": SQLValue(entry.paymentID),
+             "refund_id": SQLValue(entry.refundID), "created_at": .int(entry.createdAt)]
         }
         let postings = entries.flatMap { entry in entry.postings.enumerated().map { (entry.id, Int64($0.offset), $0.element) } }
-        try await insertRows(postings, "INSERT INTO postings (entry_id, seq, account, currency, amount)", columns: 5) { entryID, seq, posting in
-            [.text(entryID), .int(seq), .text(posting.account.key), .text(posting.currency.rawValue), .int(posting.amount)]
+        try await insertRows(postings, into: "postings") { entryID, seq, posting in
+            ["entry_id": .text(entryID), "seq": .int(seq), "account": .text(posting.account.key),
+             "currency": .text(posting.currency.rawValue), "amount": .int(posting.amount)]
         }
         try await flushBalances()
     }
@@ -74,24 +74,23 @@ public final class SQLStoreTransaction: StoreTransaction {
         let deltas = balanceDeltas.sorted { $0.key < $1.key }.filter { $0.value != LedgerBalances.Balance() }
         balanceDeltas = [:]
         let stripe = Int64.random(in: 0..<Self.balanceStripes)
-        try await insertRows(deltas, "INSERT INTO ledger_accounts (account, currency, stripe, posted, pending)", columns: 5,
+        try await insertRows(deltas, into: "ledger_accounts",
                              then: """
                                  ON CONFLICT (account, currency, stripe) DO UPDATE SET posted = ledger_accounts.posted + excluded.posted,
                                      pending = ledger_accounts.pending + excluded.pending
                                  """) { key, delta in
-            [.text(key.account), .text(key.currency.rawValue), .int(stripe), .int(delta.posted), .int(delta.pending)]
+            ["account": .text(key.account), "currency": .text(key.currency.rawValue), "stripe": .int(stripe),
+             "posted": .int(delta.posted), "pending": .int(delta.pending)]
         }
     }
 
-    /// `insert VALUES (…), (…) then` for `items`, at most `maximumRowsPerInsert` rows per statement.
-    func insertRows<Item>(_ items: [Item], _ insert: String, columns: Int, then suffix: String = "",
-                          _ values: (Item) -> [SQLValue]) async throws {
+    /// `INSERT INTO table (…) VALUES (…), (…) then` of one record per item, at most
+    /// `maximumRowsPerInsert` rows per statement.
+    func insertRows<Item>(_ items: [Item], into table: String, then suffix: String = "",
+                          _ record: (Item) -> SQLRecord) async throws {
         for chunk in items.chunks(of: Self.maximumRowsPerInsert) {
-            var binds: [SQLValue] = []
-            binds.reserveCapacity(chunk.count * columns)
-            for item in chunk { binds += values(item) }
-            try await conn.query("\(insert) VALUES \(Self.placeholders(rows: chunk.count, columns: columns))\(suffix.isEmpty ? "" : "\n" + suffix)",
-                                 binds)
+            let (insert, binds) = SQLRecord.insert(into: table, chunk.map(record))
+            try await conn.query(suffix.isEmpty ? insert : insert + "\n" + suffix, binds)
         }
     }
 
@@ -120,12 +119,18 @@ public final class SQLStoreTransaction: StoreTransaction {
     // MARK: Orders
 
     public func insertOrder(_ order: Order) async throws {
-        try await conn.query("""
-            INSERT INTO orders (id, merchant_id, amount, amount_paid, currency, receipt, notes, status, attempts, created_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.text(order.id), .text(order.merchantID), .int(order.amount), .int(order.machine.amountPaid),
-                  .text(order.currency.rawValue), SQLValue(order.receipt), .text(order.notes.storageText),
-                  .text(order.machine.state.rawValue), .int(Int64(order.machine.attempts)), .int(order.createdAt)])
+        let record: SQLRecord = [
+            "id": .text(order.id), "merchant_id": .text(order.merchantID), "amount": .int(order.amount),
+            "currency": .text(order.currency.rawValue), "receipt": SQLValue(order.receipt), "notes": .text(order.notes.storageText),
+            "created_at": .int(order.createdAt),
+        ] + Self.updatableColumns(order)
+        try await conn.query(record.insertSQL(into: "orders"), record.binds)
+    }
+
+    /// The columns `updateOrder` writes; an insert writes these and those fixed at creation.
+    static func updatableColumns(_ order: Order) -> SQLRecord {
+        ["amount_paid": .int(order.machine.amountPaid), "status": .text(order.machine.state.rawValue),
+         "attempts": .int(Int64(order.machine.attempts))]
     }
 
     public func order(id: String, merchantID: String?, forUpdate lock: Bool) async throws -> Order? {
@@ -140,9 +145,8 @@ public final class SQLStoreTransaction: StoreTransaction {
     }
 
     public func updateOrder(_ order: Order) async throws {
-        try await conn.query("UPDATE orders SET amount_paid = ?, status = ?, attempts = ? WHERE id = ?",
-                             [.int(order.machine.amountPaid), .text(order.machine.state.rawValue),
-                              .int(Int64(order.machine.attempts)), .text(order.id)])
+        let record = Self.updatableColumns(order)
+        try await conn.query(record.updateSQL("orders") + " WHERE id = ?", record.binds + [.text(order.id)])
     }
 
     public func orders(merchantID: String, page: Page) async throws -> [Order] {
@@ -186,26 +190,39 @@ public final class SQLStoreTransaction: StoreTransaction {
     // MARK: Payments
 
     public func insertPayment(_ p: Payment) async throws {
-        try await conn.query("""
-            INSERT INTO payments (id, merchant_id, order_id, amount, currency, method, status, amount_refunded, vpa, email, contact,
-                description, notes, fee, tax, error_code, error_description, error_source, error_step, error_reason, rail,
-                rail_reference, authorization_entry_id, created_at, submitted_at_ms, authorized_at, captured_at, next_check_at, version,
-                flow, upi_link, auto_refunded)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.text(p.id), .text(p.merchantID), .text(p.orderID), .int(p.amount), .text(p.currency.rawValue), .text(p.method)]
-                + Self.mutableColumns(p))
+        let record: SQLRecord = [
+            "id": .text(p.id), "merchant_id": .text(p.merchantID), "order_id": .text(p.orderID), "amount": .int(p.amount),
+            "currency": .text(p.currency.rawValue), "method": .text(p.method), "email": SQLValue(p.email),
+            "contact": SQLValue(p.contact), "description": SQLValue(p.description), "notes": .text(p.notes.storageText),
+            "flow": .text(p.flow), "created_at": .int(p.createdAt),
+        ] + Self.updatableColumns(p)
+        try await conn.query(record.insertSQL(into: "payments"), record.binds)
     }
 
-    /// The columns `updatePayment` writes, in INSERT order after `method`.
-    static func mutableColumns(_ p: Payment) -> [SQLValue] {
+    /// The columns `updatePayment` writes; an insert writes these and those fixed at creation.
+    static func updatableColumns(_ p: Payment) -> SQLRecord {
         let failure = p.machine.failure
         return [
-            .text(p.state.rawValue), .int(p.machine.amountRefunded), SQLValue(p.vpa), SQLValue(p.email), SQLValue(p.contact),
-            SQLValue(p.description), .text(p.notes.storageText), SQLValue(p.machine.fee?.total), SQLValue(p.machine.fee?.tax),
-            SQLValue(failure?.code), SQLValue(failure?.description), SQLValue(failure?.source), SQLValue(failure?.step),
-            SQLValue(failure?.reason), .text(p.rail), SQLValue(p.railReference), SQLValue(p.authorizationEntryID),
-            .int(p.createdAt), SQLValue(p.submittedAtMillis), SQLValue(p.authorizedAt), SQLValue(p.capturedAt),
-            SQLValue(p.nextCheckAt), .int(p.version), .text(p.flow), SQLValue(p.upiLink), .int(p.autoRefunded ? 1 : 0),
+            "status": .text(p.state.rawValue),
+            "amount_refunded": .int(p.machine.amountRefunded),
+            "fee": SQLValue(p.machine.fee?.total),
+            "tax": SQLValue(p.machine.fee?.tax),
+            "error_code": SQLValue(failure?.code),
+            "error_description": SQLValue(failure?.description),
+            "error_source": SQLValue(failure?.source),
+            "error_step": SQLValue(failure?.step),
+            "error_reason": SQLValue(failure?.reason),
+            "rail_reference": SQLValue(p.railReference),
+            "authorization_entry_id": SQLValue(p.authorizationEntryID),
+            "submitted_at_ms": SQLValue(p.submittedAtMillis),
+            "authorized_at": SQLValue(p.authorizedAt),
+            "captured_at": SQLValue(p.capturedAt),
+            "next_check_at": SQLValue(p.nextCheckAt),
+            "version": .int(p.version),
+            "rail": .text(p.rail),
+            "upi_link": SQLValue(p.upiLink),
+            "auto_refunded": .int(p.autoRefunded ? 1 : 0),
+            "vpa": SQLValue(p.vpa),
         ]
     }
 
@@ -221,19 +238,9 @@ public final class SQLStoreTransaction: StoreTransaction {
     }
 
     public func updatePayment(_ p: Payment) async throws {
-        let failure = p.machine.failure
-        let rows = try await conn.query("""
-            UPDATE payments SET status = ?, amount_refunded = ?, fee = ?, tax = ?, error_code = ?, error_description = ?,
-                error_source = ?, error_step = ?, error_reason = ?, rail_reference = ?, authorization_entry_id = ?,
-                submitted_at_ms = ?, authorized_at = ?, captured_at = ?, next_check_at = ?, version = ?,
-                rail = ?, upi_link = ?, auto_refunded = ?, vpa = ?
-            WHERE id = ? AND version < ? RETURNING id
-            """, [.text(p.state.rawValue), .int(p.machine.amountRefunded), SQLValue(p.machine.fee?.total), SQLValue(p.machine.fee?.tax),
-                  SQLValue(failure?.code), SQLValue(failure?.description), SQLValue(failure?.source), SQLValue(failure?.step),
-                  SQLValue(failure?.reason), SQLValue(p.railReference), SQLValue(p.authorizationEntryID), SQLValue(p.submittedAtMillis),
-                  SQLValue(p.authorizedAt), SQLValue(p.capturedAt), SQLValue(p.nextCheckAt), .int(p.version),
-                  .text(p.rail), SQLValue(p.upiLink), .int(p.autoRefunded ? 1 : 0), SQLValue(p.vpa),
-                  .text(p.id), .int(p.version)])
+        let record = Self.updatableColumns(p)
+        let rows = try await conn.query(record.updateSQL("payments") + " WHERE id = ? AND version < ? RETURNING id",
+                                        record.binds + [.text(p.id), .int(p.version)])
         guard rows.count == 1 else { throw StorageError.concurrentUpdate("payment \(p.id)") }
     }
 
@@ -284,13 +291,18 @@ public final class SQLStoreTransaction: StoreTransaction {
     // MARK: Refunds
 
     public func insertRefund(_ r: Refund) async throws {
-        try await conn.query("""
-            INSERT INTO refunds (id, merchant_id, payment_id, amount, currency, status, notes, receipt, speed_requested,
-                rail_reference, created_at, processed_at, version)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.text(r.id), .text(r.merchantID), .text(r.paymentID), .int(r.amount), .text(r.currency.rawValue),
-                  .text(r.machine.state.rawValue), .text(r.notes.storageText), SQLValue(r.receipt), .text(r.speedRequested),
-                  SQLValue(r.railReference), .int(r.createdAt), SQLValue(r.processedAt), .int(r.version)])
+        let record: SQLRecord = [
+            "id": .text(r.id), "merchant_id": .text(r.merchantID), "payment_id": .text(r.paymentID), "amount": .int(r.amount),
+            "currency": .text(r.currency.rawValue), "notes": .text(r.notes.storageText), "receipt": SQLValue(r.receipt),
+            "speed_requested": .text(r.speedRequested), "created_at": .int(r.createdAt),
+        ] + Self.updatableColumns(r)
+        try await conn.query(record.insertSQL(into: "refunds"), record.binds)
+    }
+
+    /// The columns `updateRefund` writes; an insert writes these and those fixed at creation.
+    static func updatableColumns(_ r: Refund) -> SQLRecord {
+        ["status": .text(r.machine.state.rawValue), "rail_reference": SQLValue(r.railReference),
+         "processed_at": SQLValue(r.processedAt), "version": .int(r.version)]
     }
 
     public func refund(id: String, merchantID: String?, forUpdate lock: Bool) async throws -> Refund? {
@@ -305,10 +317,9 @@ public final class SQLStoreTransaction: StoreTransaction {
     }
 
     public func updateRefund(_ r: Refund) async throws {
-        let rows = try await conn.query("""
-            UPDATE refunds SET status = ?, rail_reference = ?, processed_at = ?, version = ? WHERE id = ? AND version < ? RETURNING id
-            """, [.text(r.machine.state.rawValue), SQLValue(r.railReference), SQLValue(r.processedAt), .int(r.version),
-                  .text(r.id), .int(r.version)])
+        let record = Self.updatableColumns(r)
+        let rows = try await conn.query(record.updateSQL("refunds") + " WHERE id = ? AND version < ? RETURNING id",
+                                        record.binds + [.text(r.id), .int(r.version)])
         guard rows.count == 1 else { throw StorageError.concurrentUpdate("refund \(r.id)") }
     }
 
@@ -344,21 +355,22 @@ public final class SQLStoreTransaction: StoreTransaction {
     // MARK: Payment attempts
 
     public func insertAttempt(_ a: PaymentAttempt) async throws {
-        try await conn.query("""
-            INSERT INTO payment_attempts (id, payment_id, merchant_id, seq, connector, reason, status, upstream_reference, error_code,
-                error_description, latency_ms, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.text(a.id), .text(a.paymentID), .text(a.merchantID), .int(a.seq), .text(a.connector), .text(a.reason),
-                  .text(a.status.rawValue), SQLValue(a.upstreamReference), SQLValue(a.errorCode), SQLValue(a.errorDescription),
-                  SQLValue(a.latencyMillis), .int(a.createdAt), .int(a.updatedAt)])
+        let record: SQLRecord = [
+            "id": .text(a.id), "payment_id": .text(a.paymentID), "merchant_id": .text(a.merchantID), "seq": .int(a.seq),
+            "connector": .text(a.connector), "reason": .text(a.reason), "created_at": .int(a.createdAt),
+        ] + Self.updatableColumns(a)
+        try await conn.query(record.insertSQL(into: "payment_attempts"), record.binds)
+    }
+
+    /// The columns `updateAttempt` writes; an insert writes these and those fixed at creation.
+    static func updatableColumns(_ a: PaymentAttempt) -> SQLRecord {
+        ["status": .text(a.status.rawValue), "upstream_reference": SQLValue(a.upstreamReference), "error_code": SQLValue(a.errorCode),
+         "error_description": SQLValue(a.errorDescription), "latency_ms": SQLValue(a.latencyMillis), "updated_at": .int(a.updatedAt)]
     }
 
     public func updateAttempt(_ a: PaymentAttempt) async throws {
-        try await conn.query("""
-            UPDATE payment_attempts SET status = ?, upstream_reference = ?, error_code = ?, error_description = ?, latency_ms = ?,
-                updated_at = ? WHERE id = ?
-            """, [.text(a.status.rawValue), SQLValue(a.upstreamReference), SQLValue(a.errorCode), SQLValue(a.errorDescription),
-                  SQLValue(a.latencyMillis), .int(a.updatedAt), .text(a.id)])
+        let record = Self.updatableColumns(a)
+        try await conn.query(record.updateSQL("payment_attempts") + " WHERE id = ?", record.binds + [.text(a.id)])
     }
 
     public func attempts(paymentID: String) async throws -> [PaymentAttempt] {

@@ -6,8 +6,9 @@ import KoshCore
 
 extension SQLStoreTransaction {
     public func enqueueEvent(_ event: OutboxEvent) async throws {
-        try await conn.query("INSERT INTO events (id, merchant_id, event, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-                             [.text(event.id), .text(event.merchantID), .text(event.name.rawValue), .text(event.body), .int(event.createdAt)])
+        let record: SQLRecord = ["id": .text(event.id), "merchant_id": .text(event.merchantID), "event": .text(event.name.rawValue),
+                                 "payload": .text(event.body), "created_at": .int(event.createdAt)]
+        try await conn.query(record.insertSQL(into: "events"), record.binds)
         let endpoints: [(id: String, events: String)]
         if let known = outboxEndpoints[event.merchantID] {
             endpoints = known
@@ -21,12 +22,13 @@ extension SQLStoreTransaction {
         for endpoint in endpoints {
             let subscribed = endpoint.events.split(separator: ",").contains { $0 == event.name.rawValue }
             guard subscribed else { continue }
-            let endpointID = endpoint.id
-            try await conn.query("""
-                INSERT INTO webhook_deliveries (id, event_id, endpoint_id, merchant_id, event, status, attempts, next_attempt_at, created_at)
-                VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)
-                """, [.text(Identifiers.make(.webhookDelivery)), .text(event.id), .text(endpointID), .text(event.merchantID),
-                      .text(event.name.rawValue), .int(nowMillis), .int(event.createdAt)])
+            let delivery: SQLRecord = [
+                "id": .text(Identifiers.make(.webhookDelivery)), "event_id": .text(event.id), "endpoint_id": .text(endpoint.id),
+                "merchant_id": .text(event.merchantID), "event": .text(event.name.rawValue),
+                "status": .text(WebhookDeliveryState.pending.rawValue), "attempts": .int(0), "next_attempt_at": .int(nowMillis),
+                "created_at": .int(event.createdAt),
+            ]
+            try await conn.query(delivery.insertSQL(into: "webhook_deliveries"), delivery.binds)
         }
         try await enqueueNotifications(for: event)
     }
@@ -95,11 +97,12 @@ public final class WebhookStore: WebhookRegistry {
                                        active: true, failing: false, createdAt: now / 1000)
         let sealed = try seal(secret, endpointID: endpoint.id)
         _ = try await db.transaction { conn in
-            try await conn.query("""
-                INSERT INTO webhook_endpoints (id, merchant_id, url, secret_sealed, events, active, failing, created_at)
-                VALUES (?, ?, ?, ?, ?, 1, 0, ?)
-                """, [.text(endpoint.id), .text(merchantID), .text(url), .text(sealed),
-                      .text(events.map(\.rawValue).joined(separator: ",")), .int(endpoint.createdAt)])
+            let record: SQLRecord = [
+                "id": .text(endpoint.id), "merchant_id": .text(merchantID), "url": .text(url), "secret_sealed": .text(sealed),
+                "events": .text(events.map(\.rawValue).joined(separator: ",")), "active": .int(1), "failing": .int(0),
+                "created_at": .int(endpoint.createdAt),
+            ]
+            try await conn.query(record.insertSQL(into: "webhook_endpoints"), record.binds)
         }
         return endpoint
     }
@@ -310,20 +313,22 @@ public final class WebhookStore: WebhookRegistry {
                                              [.text(delivery.id)]).first else { throw StorageError.corrupt("webhook delivery vanished") }
         let seq = (try await conn.query("SELECT COALESCE(MAX(seq), 0) AS n FROM webhook_attempts WHERE delivery_id = ?",
                                         [.text(delivery.id)]).first?.int("n") ?? 0) + 1
-        try await conn.query("""
-            INSERT INTO webhook_attempts (delivery_id, seq, at, status_code, latency_ms, response, error, lease_owner)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.text(delivery.id), .int(seq), .int(attempt.at), SQLValue(attempt.statusCode), .int(attempt.latencyMillis),
-                  SQLValue(attempt.response), SQLValue(attempt.error), .text(owner)])
+        let attemptRecord: SQLRecord = [
+            "delivery_id": .text(delivery.id), "seq": .int(seq), "at": .int(attempt.at), "status_code": SQLValue(attempt.statusCode),
+            "latency_ms": .int(attempt.latencyMillis), "response": SQLValue(attempt.response), "error": SQLValue(attempt.error),
+            "lease_owner": .text(owner),
+        ]
+        try await conn.query(attemptRecord.insertSQL(into: "webhook_attempts"), attemptRecord.binds)
         guard row.text("lease_owner") == owner, row.text("status") == WebhookDeliveryState.pending.rawValue else { return }
         var machine = WebhookDeliveryMachine(state: .pending, attempts: Int(try row.requireInt("attempts")))
         let action = try machine.attempted(success: success, nowMillis: now, schedule: schedule)
         let next: Int64? = if case .retry(let at) = action { at } else { nil }
-        try await conn.query("""
-            UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, lease_owner = NULL, lease_until = NULL,
-                last_status_code = ?, last_error = ? WHERE id = ?
-            """, [.text(machine.state.rawValue), .int(Int64(machine.attempts)), SQLValue(next), SQLValue(attempt.statusCode),
-                  SQLValue(attempt.error), .text(delivery.id)])
+        let recorded: SQLRecord = [
+            "status": .text(machine.state.rawValue), "attempts": .int(Int64(machine.attempts)), "next_attempt_at": SQLValue(next),
+            "lease_owner": .null, "lease_until": .null, "last_status_code": SQLValue(attempt.statusCode),
+            "last_error": SQLValue(attempt.error),
+        ]
+        try await conn.query(recorded.updateSQL("webhook_deliveries") + " WHERE id = ?", recorded.binds + [.text(delivery.id)])
         switch action {
         case .dead:
             // The merchant hears of it once, when the endpoint starts failing (not for every dead

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 @testable import KoshSandbox
 
-/// The pure parts: signature, money conversion, VPAs, the random source, intent links.
+/// The pure parts: signature, money conversion, VPAs, intent links (the random source: KoshRandomTests).
 @Suite struct SandboxUnitTests {
     @Test func configurationDefaults() {
         #expect(SandboxConfiguration().secret == SandboxConfiguration.defaultSecret)
@@ -78,14 +78,6 @@ import Testing
                         String(repeating: "a", count: 65) + "@ybl"] {
             #expect(VPA(invalid) == nil, "\(invalid)")
         }
-    }
-
-    /// Vigna's reference splitmix64.c from seed 1234567.
-    @Test func splitMix64Vector() {
-        var random = SplitMix64(seed: 1_234_567)
-        let expected: [UInt64] = [6_457_827_717_110_365_317, 3_203_168_211_198_807_973, 9_817_491_932_198_370_423,
-                                  4_593_380_528_125_082_431, 16_408_922_859_458_223_821]
-        #expect((0..<5).map { _ in random.next() } == expected)
     }
 
     @Test func intentLinkEncoding() {
