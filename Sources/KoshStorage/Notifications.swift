@@ -1,26 +1,6 @@
 import Foundation
 import KoshCore
 
-// MARK: - The outbox, inside the event's transaction
-
-extension SQLStoreTransaction {
-    /// Writes the notifications `event` causes (customer and merchant), pending and due now,
-    /// in this transaction: an event is never committed without them.
-    func enqueueNotifications(for event: OutboxEvent) async throws {
-        guard NotificationTemplates.events.contains(event.name) else { return }
-        let merchantEmail: String?
-        if let known = outboxMerchantEmail[event.merchantID] {
-            merchantEmail = known
-        } else {
-            merchantEmail = try await conn.query("SELECT notification_email FROM merchants WHERE id = ?",
-                                                 [.text(event.merchantID)]).first?.text("notification_email")
-            outboxMerchantEmail[event.merchantID] = .some(merchantEmail)
-        }
-        try await NotificationStore.insert(conn, NotificationTemplates.plan(event, merchantEmail: merchantEmail), eventID: event.id,
-                                           merchantID: event.merchantID, nowMillis: event.createdAt * 1000)
-    }
-}
-
 /// A notification a dispatcher holds the lease of.
 public struct ClaimedNotification: Sendable {
     public let id: String

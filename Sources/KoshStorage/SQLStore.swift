@@ -29,11 +29,8 @@ public final class SQLStoreTransaction: StoreTransaction {
     /// transaction; journal entries are found here first by `journalEntry(id:)`.
     private var pendingEvents: [PaymentEventRecord] = []
     private var pendingEntries: [JournalEntry] = []
-    /// Per merchant, read once per transaction by the outbox (`enqueueEvent`): its active
-    /// webhook endpoints (id, subscribed events) and its notification email. A transaction that
-    /// publishes two events (a capture: payment.captured and order.paid) reads them once.
-    var outboxEndpoints: [String: [(id: String, events: String)]] = [:]
-    var outboxMerchantEmail: [String: String?] = [:]
+    /// Per merchant, read once per transaction by the outbox (`outboxRecipients`).
+    var outboxRecipientsByMerchant: [String: OutboxRecipients] = [:]
 
     /// Most rows one multi-row INSERT writes (keeps binds far below both databases' limits).
     static let maximumRowsPerInsert = 100

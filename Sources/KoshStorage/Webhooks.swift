@@ -5,32 +5,46 @@ import KoshCore
 // MARK: - The outbox, inside the state change's transaction
 
 extension SQLStoreTransaction {
-    public func enqueueEvent(_ event: OutboxEvent) async throws {
+    /// The merchant's active endpoints and notification email, read with one query, once per
+    /// transaction: a transaction that publishes two events (a capture: payment.captured and
+    /// order.paid) reads them once.
+    public func outboxRecipients(merchantID: String) async throws -> OutboxRecipients {
+        if let known = outboxRecipientsByMerchant[merchantID] { return known }
+        let rows = try await conn.query("""
+            SELECT m.notification_email, e.id, e.events FROM merchants m
+            LEFT JOIN webhook_endpoints e ON e.merchant_id = m.id AND e.active = 1 AND e.deleted_at IS NULL
+            WHERE m.id = ? ORDER BY e.created_at, e.id
+            """, [.text(merchantID)])
+        let endpoints = rows.compactMap { row in
+            row.text("id").map { id in
+                OutboxRecipients.Endpoint(id: id, events: Set((row.text("events") ?? "").split(separator: ",").compactMap {
+                    WebhookEventName(rawValue: String($0))
+                }))
+            }
+        }
+        let recipients = OutboxRecipients(endpoints: endpoints, merchantEmail: rows.first?.text("notification_email"))
+        outboxRecipientsByMerchant[merchantID] = recipients
+        return recipients
+    }
+
+    /// Writes a public event, its deliveries (pending, due now) and its notifications as
+    /// planned, in this transaction: an event is never committed without them.
+    public func writeOutbox(_ plan: OutboxPlan) async throws {
+        let event = plan.event
         let record: SQLRecord = ["id": .text(event.id), "merchant_id": .text(event.merchantID), "event": .text(event.name.rawValue),
                                  "payload": .text(event.body), "created_at": .int(event.createdAt)]
         try await conn.query(record.insertSQL(into: "events"), record.binds)
-        let endpoints: [(id: String, events: String)]
-        if let known = outboxEndpoints[event.merchantID] {
-            endpoints = known
-        } else {
-            endpoints = try await conn.query("""
-                SELECT id, events FROM webhook_endpoints WHERE merchant_id = ? AND active = 1 AND deleted_at IS NULL
-                """, [.text(event.merchantID)]).compactMap { row in row.text("id").map { (id: $0, events: row.text("events") ?? "") } }
-            outboxEndpoints[event.merchantID] = endpoints
-        }
         let nowMillis = event.createdAt * 1000
-        for endpoint in endpoints {
-            let subscribed = endpoint.events.split(separator: ",").contains { $0 == event.name.rawValue }
-            guard subscribed else { continue }
+        for endpointID in plan.deliveries {
             let delivery: SQLRecord = [
-                "id": .text(Identifiers.make(.webhookDelivery)), "event_id": .text(event.id), "endpoint_id": .text(endpoint.id),
+                "id": .text(Identifiers.make(.webhookDelivery)), "event_id": .text(event.id), "endpoint_id": .text(endpointID),
                 "merchant_id": .text(event.merchantID), "event": .text(event.name.rawValue),
                 "status": .text(WebhookDeliveryState.pending.rawValue), "attempts": .int(0), "next_attempt_at": .int(nowMillis),
                 "created_at": .int(event.createdAt),
             ]
             try await conn.query(delivery.insertSQL(into: "webhook_deliveries"), delivery.binds)
         }
-        try await enqueueNotifications(for: event)
+        try await NotificationStore.insert(conn, plan.notifications, eventID: event.id, merchantID: event.merchantID, nowMillis: nowMillis)
     }
 }
 
