@@ -37,7 +37,8 @@ MARK = re.compile(r"^<!--\s*check:\s*([A-Za-z0-9_.-]+)\s*(?:,\s*([a-z-]+))?\s*--
 FENCE = re.compile(r"^```(\w*)\s*$")
 # Identifiers: a prefix, `_`, 14 base62 characters (Identifiers.swift). Prefixes may hold `_`
 # (rzp_test_, test_rfnd_ in an ARN), so the whole run of [a-z_] before the last `_` is kept.
-ID = re.compile(r"\b([a-z][a-z_]*_)[0-9A-Za-z]{14}\b")
+# An id may follow a digit (`Payment%20pay_…` in a UPI link).
+ID = re.compile(r"(?<![A-Za-z_])([a-z][a-z_]*_)[0-9A-Za-z]{14}(?![A-Za-z0-9])")
 # Numbers that are clocks or measurements, not amounts: compared by type only.
 VARYING_NUMBERS = {"created_at", "at", "begin", "end", "next_attempt_at", "latency_ms", "sent_at",
                    "updated_at", "captured_at", "expire_by", "processed_at"}
