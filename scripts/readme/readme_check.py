@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run README.md's walkthrough blocks and compare what they print with what README prints.
 
-    readme_check.py README WORKDIR [--show]
+    readme_check.py README WORKDIR [--show] [--update]
 
 scripts/readme-check.sh sets up the server and the environment, then calls this. It:
 
@@ -20,6 +20,9 @@ it); the lines up to the next command are its output. A ```sh block is one comma
 must be empty. `…` abridges: alone on a line it stands for any number of lines, inside a JSON
 object for any other members, in an array for any other items, inside a string or a text line
 for any text.
+
+--show prints every command's output. --update rewrites, in README's output lines that matched,
+the ids, times and secrets with this run's, so the printed values are one real run's.
 
 The environment variable README_CHECK_PORTS maps the ports README uses to the check's own, e.g.
 "8080=41234 9090=41235": they are rewritten in commands and in the printed outputs.
@@ -407,10 +410,11 @@ def main():
     readme, workdir = sys.argv[1], sys.argv[2]
     show = "--show" in sys.argv[3:]
     update = "--update" in sys.argv[3:]
+    name = os.path.basename(readme)
     with open(readme, encoding="utf-8") as f:
         readme_lines = f.read().split("\n")
     blocks = extract(readme_lines)
-    updates = {}  # README line index (0-based) → replacements
+    updates = {}  # README line index (0-based) → the line with this run's values
     if not blocks:
         sys.exit("readme-check: README has no <!-- check: NAME --> blocks")
     pairs = port_map()
@@ -442,7 +446,7 @@ def main():
         if block.option == "skip-if-first-fails" and open(f"{workdir}/out/{b}_0.rc").read().strip() != "0":
             with open(f"{workdir}/out/{b}_0") as f:
                 why = f.read().strip().splitlines()[-3:]
-            print(f"SKIP {block.name} (README.md:{block.line}): its first command failed, so the rest was not run:\n"
+            print(f"SKIP {block.name} ({name}:{block.line}): its first command failed (an optional block: pip may have no network), so the rest was not run:\n"
                   f"  $ {block.commands[0][0]}\n" + "\n".join("  | " + line for line in why))
             skipped.append(block.name)
             continue
@@ -450,7 +454,7 @@ def main():
         for c, (command, expected, number) in enumerate(block.commands):
             if hung and (b, c) >= hung:
                 if (b, c) == hung:
-                    print(f"FAIL {block.name} (README.md:{number}): still running after {timeout} s, so stopped:\n  $ {command}")
+                    print(f"FAIL {block.name} ({name}:{number}): still running after {timeout} s, so stopped:\n  $ {command}")
                     failures += 1
                     block_ok = False
                 break
@@ -465,18 +469,18 @@ def main():
                 # README line of output line i: after the command's own lines; README's ports back.
                 updates[number + command.count("\n") + i] = with_ports(replace_spans(expected_here[i], spans), back)
             if show:
-                print(f"--- {block.name} README.md:{number} (exit {rc})\n$ {command}\n" + "\n".join(actual))
+                print(f"--- {block.name} {name}:{number} (exit {rc})\n$ {command}\n" + "\n".join(actual))
             if rc != "0" or mismatch:
                 failures += 1
                 block_ok = False
-                print(f"FAIL {block.name} (README.md:{number}): $ {command}")
+                print(f"FAIL {block.name} ({name}:{number}): $ {command}")
                 if rc != "0":
                     print(f"  exit status {rc}")
                 if mismatch:
                     i, j, why = mismatch
                     print(f"  {why}")
                     if i < len(expected_here):
-                        print(f"  - README.md:{number + i + 1 + command.count(chr(10))}: {expected_here[i]}")
+                        print(f"  - {name}:{number + i + 1 + command.count(chr(10))}: {expected_here[i]}")
                     if j < len(actual):
                         print(f"  + output line {j + 1}: {actual[j]}")
                 print("  README prints:\n" + "\n".join("    " + line for line in expected_here or ["(nothing)"]))
