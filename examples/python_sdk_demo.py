@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Drive a local Kosh server with Razorpay's official Python SDK.
 
-    pip install razorpay
-    swift run kosh serve                                   # in one terminal
-    swift run kosh merchant create --name "Acme Stores"    # prints key_id / key_secret
-    KEY_ID=rzp_test_... KEY_SECRET=... python3 examples/python_sdk_demo.py
+    python3 -m venv .build/sdk-venv && .build/sdk-venv/bin/pip install razorpay==2.0.1
+    kosh serve                                             # in one terminal
+    kosh merchant create --name "Acme Stores"              # prints key_id / key_secret
+    KEY_ID=rzp_test_... KEY_SECRET=... .build/sdk-venv/bin/python examples/python_sdk_demo.py
 
 Environment:
     KEY_ID, KEY_SECRET   the merchant's test-mode API key (required)
