@@ -27,17 +27,20 @@ let package = Package(
     targets: [
         // The system's SQLite (Debian: libsqlite3-dev), used through its C API.
         .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        // Pure domain: money, IDs, state machines, fees, posting rules. No I/O.
+        // Pure domain: money, IDs, state machines, fees, posting rules. No I/O, no wire format.
         .target(name: "KoshCore"),
+        // The one JSON stack of the wire (HTTP, rails, sandbox, storage's notes): ordered
+        // objects, strict parsing with limits. No dependencies.
+        .target(name: "KoshJSON"),
         // The use cases: one file each (create order, create payment, submit, rail answered,
         // capture, void, refund, settle a refund, the janitor's passes, the outbox, queries).
         // Runs the core's machines against its ports; depends on nothing else.
-        .target(name: "KoshFlows", dependencies: ["KoshCore"]),
+        .target(name: "KoshFlows", dependencies: ["KoshCore", "KoshJSON"]),
         // Schema, migrations, SQL dialect layer, SQLite and PostgreSQL adapters.
         .target(
             name: "KoshStorage",
             dependencies: [
-                "KoshCore",
+                "KoshCore", "KoshJSON",
                 "CSQLite3",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -51,7 +54,7 @@ let package = Package(
         .target(
             name: "KoshRails",
             dependencies: [
-                "KoshCore", "KoshRandom",
+                "KoshCore", "KoshJSON", "KoshRandom",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -78,7 +81,7 @@ let package = Package(
         .target(
             name: "KoshHTTP",
             dependencies: [
-                "KoshCore", "KoshFlows",
+                "KoshCore", "KoshFlows", "KoshJSON",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -93,7 +96,7 @@ let package = Package(
         .target(
             name: "KoshApp",
             dependencies: [
-                "KoshCore", "KoshFlows", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox",
+                "KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -107,7 +110,7 @@ let package = Package(
         .target(
             name: "KoshBench",
             dependencies: [
-                "KoshCore", "KoshStorage", "KoshApp",
+                "KoshCore", "KoshJSON", "KoshStorage", "KoshApp",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -119,7 +122,7 @@ let package = Package(
         .executableTarget(
             name: "kosh",
             dependencies: [
-                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore", "KoshFlows", "KoshHTTP",
+                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore", "KoshFlows", "KoshJSON", "KoshHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -132,16 +135,17 @@ let package = Package(
         ),
         .target(
             name: "KoshTesting",
-            dependencies: ["KoshCore", "KoshFlows", "KoshStorage", "KoshApp"]
+            dependencies: ["KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshApp"]
         ),
         .testTarget(
             name: "KoshCoreTests",
-            dependencies: ["KoshCore", .product(name: "PropertyBased", package: "swift-property-based")]
+            dependencies: ["KoshCore", "KoshJSON", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
+        .testTarget(name: "KoshJSONTests", dependencies: ["KoshJSON"]),
         // The use cases on the in-memory store, scripted rails and a manual clock: no sockets, no sleeps.
         .testTarget(
             name: "KoshFlowsTests",
-            dependencies: ["KoshCore", "KoshFlows", "KoshTesting", "KoshHTTP"]
+            dependencies: ["KoshCore", "KoshFlows", "KoshJSON", "KoshTesting", "KoshHTTP"]
         ),
         .testTarget(
             name: "KoshStorageTests",
@@ -158,7 +162,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KoshAPITests",
-            dependencies: ["KoshApp", "KoshFlows", "KoshTesting", "KoshHTTP", "KoshBench", "KoshSandbox", "KoshRails",
+            dependencies: ["KoshApp", "KoshFlows", "KoshJSON", "KoshTesting", "KoshHTTP", "KoshBench", "KoshSandbox", "KoshRails",
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "NIOCore", package: "swift-nio"),

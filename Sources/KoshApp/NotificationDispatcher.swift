@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import KoshCore
+import KoshJSON
 import KoshRails
 import KoshSandbox
 import KoshStorage

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Histogram
 import KoshCore
+import KoshJSON
 import NIOCore
 import NIOHTTP1
 import Synchronization

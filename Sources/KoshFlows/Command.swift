@@ -1,4 +1,5 @@
 import KoshCore
+import KoshJSON
 
 /// An `Idempotency-Key` sent with a command, bound to the request that first used it.
 public struct IdempotencyRequest: Sendable, Hashable {

@@ -1,4 +1,29 @@
 import KoshCore
+import KoshJSON
+
+/// Renders entities as the API shows them, so a webhook's payload equals what
+/// `GET /v1/payments/:id` returns. The HTTP module provides it; the flows call it.
+public protocol EntityRenderer: Sendable {
+    func payment(_ payment: Payment) -> JSON
+    func order(_ order: Order) -> JSON
+    func refund(_ refund: Refund) -> JSON
+    /// A refusal in the API's error shape (recorded as an idempotency key's response).
+    func error(_ error: KoshError) -> JSON
+}
+
+extension OutboxEvent {
+    /// Razorpay's webhook body: `contains` lists the payload's entities in order.
+    public static func body(accountID: String, name: WebhookEventName, entities: [(String, JSON)], createdAt: Int64) -> String {
+        JSON.object([
+            ("entity", .string("event")),
+            ("account_id", .string(accountID)),
+            ("event", .string(name.rawValue)),
+            ("contains", .array(entities.map { .string($0.0) })),
+            ("payload", .object(entities.map { ($0.0, JSON.object([("entity", $0.1)])) })),
+            ("created_at", .int(createdAt)),
+        ]).serialized()
+    }
+}
 
 /// An entity in a public event's payload.
 enum PublishedEntity: Sendable {

@@ -2,6 +2,7 @@ import Hummingbird
 import NIOCore
 import NIOHTTP1
 import KoshCore
+import KoshJSON
 import Logging
 import Synchronization
 

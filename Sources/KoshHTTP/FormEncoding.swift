@@ -1,4 +1,5 @@
 import KoshCore
+import KoshJSON
 
 /// `application/x-www-form-urlencoded` bodies, as Razorpay's own curl examples send them
 /// (`-d amount=50000 -d currency=INR -d 'notes[sku]=tee'`), read into the same JSON object a

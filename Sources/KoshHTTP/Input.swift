@@ -1,5 +1,6 @@
 import Hummingbird
 import KoshCore
+import KoshJSON
 
 /// A request's JSON body with field-by-field validation that answers in Razorpay's words.
 struct RequestBody {

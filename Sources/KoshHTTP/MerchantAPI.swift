@@ -1,6 +1,7 @@
 import Crypto
 import Hummingbird
 import KoshCore
+import KoshJSON
 import KoshFlows
 import Logging
 

@@ -1,4 +1,5 @@
 import KoshCore
+import KoshJSON
 
 /// Razorpay-shaped JSON for Kosh's entities.
 enum Render {
@@ -112,5 +113,12 @@ enum Render {
 
     static func collection(_ items: [JSON]) -> JSON {
         .object([("entity", .string("collection")), ("count", .int(Int64(items.count))), ("items", .array(items))])
+    }
+}
+
+extension Notes {
+    /// `notes` as Razorpay renders it: an object, or `[]` when empty (Razorpay's own quirk).
+    var json: JSON {
+        pairs.isEmpty ? .array([]) : .object(pairs.map { ($0.key, .string($0.value)) })
     }
 }

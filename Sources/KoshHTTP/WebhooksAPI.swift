@@ -2,6 +2,7 @@ import Foundation
 import Crypto
 import Hummingbird
 import KoshCore
+import KoshJSON
 import KoshFlows
 
 /// Renders webhook payload entities exactly as the API does.

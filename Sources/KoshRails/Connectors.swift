@@ -1,4 +1,5 @@
 import KoshCore
+import KoshJSON
 import NIOCore
 import NIOHTTP1
 #if canImport(Glibc)

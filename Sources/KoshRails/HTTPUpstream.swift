@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Crypto
 import Foundation
 import KoshCore
+import KoshJSON
 import NIOCore
 import NIOHTTP1
 import NIOPosix

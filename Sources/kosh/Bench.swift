@@ -4,6 +4,7 @@ import Hummingbird
 import KoshApp
 import KoshBench
 import KoshCore
+import KoshJSON
 import KoshStorage
 import Logging
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KoshApp
 import KoshCore
+import KoshJSON
 import KoshSandbox
 import KoshStorage
 import Logging

@@ -2,6 +2,7 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import KoshCore
+import KoshJSON
 import KoshRails
 import KoshSandbox
 import NIOCore

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KoshApp
 import KoshCore
+import KoshJSON
 import KoshFlows
 import KoshHTTP
 import Logging

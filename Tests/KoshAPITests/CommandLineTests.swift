@@ -5,6 +5,7 @@ import FoundationNetworking
 import KoshApp
 import KoshFlows
 import KoshCore
+import KoshJSON
 import KoshStorage
 import KoshTesting
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import KoshCore
+import KoshJSON
 import Testing
 
 /// `kosh serve` held at its open-file limit by idle connections. A process that runs out of

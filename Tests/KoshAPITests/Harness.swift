@@ -5,6 +5,7 @@ import HummingbirdTesting
 import KoshApp
 import KoshFlows
 import KoshCore
+import KoshJSON
 import KoshStorage
 import KoshTesting
 import Logging

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import KoshCore
+import KoshJSON
 import KoshTesting
 import Testing
 

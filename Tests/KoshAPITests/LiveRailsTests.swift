@@ -6,6 +6,7 @@ import HummingbirdTesting
 import KoshApp
 import KoshFlows
 import KoshCore
+import KoshJSON
 import KoshRails
 import KoshStorage
 import KoshTesting

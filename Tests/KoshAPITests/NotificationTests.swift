@@ -3,6 +3,7 @@ import Foundation
 import KoshApp
 import KoshFlows
 import KoshCore
+import KoshJSON
 import KoshRails
 import KoshSandbox
 import KoshStorage

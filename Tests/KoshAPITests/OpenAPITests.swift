@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import KoshCore
+import KoshJSON
 import KoshTesting
 import Testing
 

@@ -1,4 +1,5 @@
 import KoshCore
+import KoshJSON
 import PropertyBased
 import Testing
 

@@ -29,12 +29,4 @@ struct WebhookMachineTests {
         machine.redeliver()
         #expect(machine == WebhookDeliveryMachine(state: .pending, attempts: 0))
     }
-
-    @Test("the event body is Razorpay's shape")
-    func body() throws {
-        let text = OutboxEvent.body(accountID: "mer_1", name: .orderPaid,
-                                    entities: [("payment", .object([("id", .string("pay_1"))])), ("order", .object([("id", .string("order_1"))]))],
-                                    createdAt: 1_700_000_000)
-        #expect(text == #"{"entity":"event","account_id":"mer_1","event":"order.paid","contains":["payment","order"],"payload":{"payment":{"entity":{"id":"pay_1"}},"order":{"entity":{"id":"order_1"}}},"created_at":1700000000}"#)
-    }
 }

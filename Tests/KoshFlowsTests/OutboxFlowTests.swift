@@ -1,4 +1,5 @@
 import KoshCore
+import KoshJSON
 import KoshFlows
 import KoshTesting
 import Testing
@@ -27,5 +28,13 @@ struct OutboxFlowTests {
         // The body is rendered once, as the API renders the entities.
         let refundEvent = try JSON.parse(state.outbox[4].body)
         #expect(refundEvent["payload"]?["refund"]?["entity"]?["amount"] == .int(2_500))
+    }
+
+    @Test("the event body is Razorpay's shape")
+    func eventBody() throws {
+        let text = OutboxEvent.body(accountID: "mer_1", name: .orderPaid,
+                                    entities: [("payment", .object([("id", .string("pay_1"))])), ("order", .object([("id", .string("order_1"))]))],
+                                    createdAt: 1_700_000_000)
+        #expect(text == #"{"entity":"event","account_id":"mer_1","event":"order.paid","contains":["payment","order"],"payload":{"payment":{"entity":{"id":"pay_1"}},"order":{"entity":{"id":"order_1"}}},"created_at":1700000000}"#)
     }
 }

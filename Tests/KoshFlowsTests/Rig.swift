@@ -1,4 +1,5 @@
 import KoshCore
+import KoshJSON
 import KoshFlows
 import KoshHTTP
 import KoshTesting

@@ -347,26 +347,3 @@ public enum JSON: Sendable, Hashable {
         }
     }
 }
-
-extension Notes {
-    /// `notes` as Razorpay renders it: an object, or `[]` when empty (Razorpay's own quirk).
-    public var json: JSON {
-        pairs.isEmpty ? .array([]) : .object(pairs.map { ($0.key, .string($0.value)) })
-    }
-
-    /// Parses notes stored by `storageText`.
-    public init(storageText: String) {
-        guard case .object(let pairs)? = try? JSON.parse(storageText) else {
-            self.init()
-            return
-        }
-        self.init(pairs.compactMap { pair in
-            if case .string(let value) = pair.1 { return (key: pair.0, value: value) }
-            return nil
-        })
-    }
-
-    public var storageText: String {
-        JSON.object(pairs.map { ($0.key, .string($0.value)) }).serialized()
-    }
-}

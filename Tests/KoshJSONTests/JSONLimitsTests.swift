@@ -1,5 +1,5 @@
 import Foundation
-import KoshCore
+import KoshJSON
 import Testing
 
 /// The request parser against hostile documents: duplicate keys, invalid UTF-8, and the
