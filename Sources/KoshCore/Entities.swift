@@ -84,15 +84,15 @@ public struct Payment: Sendable, Hashable {
     public let merchantID: String
     public let orderID: String
     public let currency: Currency
-    public let method: String
+    public let method: PaymentMethod
     public var vpa: String?
     public var email: String?
     public var contact: String?
     public var description: String?
     public var notes: Notes
     public var machine: PaymentMachine
-    /// UPI flow: "collect" (the payer approves a request) or "intent" (the payer's app pays a link / QR).
-    public let flow: String
+    /// How a UPI payment reaches the payer.
+    public let flow: UPIFlow
     /// The `upi://pay` link of an intent payment, once the rail issued it.
     public var upiLink: String?
     /// A late authorisation given back in full: it never paid its order.
@@ -112,9 +112,9 @@ public struct Payment: Sendable, Hashable {
     /// Optimistic concurrency: bumped on every update.
     public var version: Int64
 
-    public init(id: String, merchantID: String, orderID: String, currency: Currency, method: String, vpa: String?,
+    public init(id: String, merchantID: String, orderID: String, currency: Currency, method: PaymentMethod, vpa: String?,
                 email: String?, contact: String?, description: String?, notes: Notes, machine: PaymentMachine,
-                rail: String, flow: String = "collect", upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: Int64,
+                rail: String, flow: UPIFlow = .collect, upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: Int64,
                 authorizedAt: Int64? = nil, capturedAt: Int64? = nil, submittedAtMillis: Int64? = nil, nextCheckAt: Int64? = nil, version: Int64 = 0) {
         self.id = id
         self.merchantID = merchantID
@@ -276,7 +276,7 @@ public struct PaymentAttempt: Sendable, Hashable {
 public struct Downtime: Sendable, Hashable {
     public let id: String
     public let connector: String
-    public let method: String
+    public let method: PaymentMethod
     /// unix seconds
     public let begin: Int64
     public var end: Int64?
@@ -284,7 +284,7 @@ public struct Downtime: Sendable, Hashable {
     public let createdAt: Int64
     public var updatedAt: Int64
 
-    public init(id: String, connector: String, method: String, begin: Int64, end: Int64? = nil, severity: String, createdAt: Int64, updatedAt: Int64) {
+    public init(id: String, connector: String, method: PaymentMethod, begin: Int64, end: Int64? = nil, severity: String, createdAt: Int64, updatedAt: Int64) {
         self.id = id
         self.connector = connector
         self.method = method

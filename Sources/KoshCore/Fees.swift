@@ -37,9 +37,9 @@ public struct FeeSchedule: Sendable, Hashable {
         self.mdrBasisPoints = mdrBasisPoints
     }
 
-    public func fee(amount: Int64, method: String) -> FeeBreakdown {
+    public func fee(amount: Int64, method: PaymentMethod) -> FeeBreakdown {
         precondition(amount >= 0 && amount <= AmountLimits.maximum)
-        let bps = mdrBasisPoints[method] ?? defaultMDR
+        let bps = mdrBasisPoints[method.rawValue] ?? defaultMDR
         let base = Self.roundedShare(amount, basisPoints: bps)
         let tax = Self.roundedShare(base, basisPoints: Self.gstBasisPoints)
         return FeeBreakdown(base: base, tax: tax)

@@ -16,16 +16,15 @@ public struct NewPayment: Sendable {
     public var orderID: String
     public var amount: Int64
     public var currency: Currency
-    public var method: String
+    public var method: PaymentMethod
     public var vpa: String?
     public var email: String?
     public var contact: String?
     public var description: String?
     public var notes: Notes
-    /// UPI flow: "collect" or "intent".
-    public var flow: String
-    public init(orderID: String, amount: Int64, currency: Currency, method: String, vpa: String?, email: String?,
-                contact: String?, description: String?, notes: Notes, flow: String = "collect") {
+    public var flow: UPIFlow
+    public init(orderID: String, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, email: String?,
+                contact: String?, description: String?, notes: Notes, flow: UPIFlow = .collect) {
         self.flow = flow
         self.orderID = orderID
         self.amount = amount

@@ -62,7 +62,7 @@ public enum PaymentEvent: Sendable, Hashable {
     /// The rail declined the payment (or it could not be submitted).
     case fail(PaymentFailure)
     /// The merchant captures the authorised amount; the fee is the schedule's for the method.
-    case capture(amount: Int64, fees: FeeSchedule, method: String)
+    case capture(amount: Int64, fees: FeeSchedule, method: PaymentMethod)
     /// The merchant releases the authorisation.
     case void
     /// The merchant refunds part or all of the captured amount.

@@ -28,18 +28,17 @@ public struct RailPaymentRequest: Sendable, Hashable {
     public let merchantID: String
     public let amount: Int64
     public let currency: Currency
-    public let method: String
+    public let method: PaymentMethod
     public let vpa: String?
     /// When the payment was handed to the rail (unix ms).
     public let submittedAt: Int64
-    /// UPI flow: "collect" or "intent".
-    public let flow: String
+    public let flow: UPIFlow
     /// Who is paid (shown in the payer's app).
     public let payeeName: String
     public let description: String?
 
-    public init(paymentID: String, merchantID: String, amount: Int64, currency: Currency, method: String, vpa: String?, submittedAt: Int64,
-                flow: String = "collect", payeeName: String = "Kosh merchant", description: String? = nil) {
+    public init(paymentID: String, merchantID: String, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, submittedAt: Int64,
+                flow: UPIFlow = .collect, payeeName: String = "Kosh merchant", description: String? = nil) {
         self.flow = flow
         self.payeeName = payeeName
         self.description = description
@@ -128,7 +127,7 @@ public protocol PaymentRail: Sendable {
     /// See the default implementation: false unless the rail runs in-process.
     var answersInProcess: Bool { get }
     /// Checks the instrument before a payment is created (e.g. a VPA's shape and handle).
-    func validate(method: String, vpa: String?) -> KoshError?
+    func validate(method: PaymentMethod, vpa: String?) -> KoshError?
     func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation
     func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus
     func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus

@@ -1,17 +1,17 @@
 /// A route a payment can take: one connector and what it accepts and costs.
 public struct RouteProfile: Sendable, Hashable {
     public let connector: String
-    /// Payment methods it carries ("upi").
-    public let methods: Set<String>
-    /// UPI flows it supports ("collect", "intent").
-    public let flows: Set<String>
+    /// Payment methods it carries.
+    public let methods: Set<PaymentMethod>
+    /// UPI flows it supports.
+    public let flows: Set<UPIFlow>
     /// Amount band it takes (paise, inclusive).
     public let amountRange: ClosedRange<Int64>
     /// What the upstream charges Kosh: basis points of the amount plus a fixed fee (paise).
     public let feeBasisPoints: Int64
     public let fixedFee: Int64
 
-    public init(connector: String, methods: Set<String>, flows: Set<String>, amountRange: ClosedRange<Int64>,
+    public init(connector: String, methods: Set<PaymentMethod>, flows: Set<UPIFlow>, amountRange: ClosedRange<Int64>,
                 feeBasisPoints: Int64, fixedFee: Int64) {
         self.connector = connector
         self.methods = methods
@@ -58,13 +58,13 @@ public struct SuccessWindow: Sendable, Hashable {
 }
 
 public struct RoutingRequest: Sendable, Hashable {
-    public var method: String
-    public var flow: String
+    public var method: PaymentMethod
+    public var flow: UPIFlow
     public var amount: Int64
     /// Connectors the merchant prefers, best first (merchant rule).
     public var preferred: [String]
 
-    public init(method: String, flow: String, amount: Int64, preferred: [String] = []) {
+    public init(method: PaymentMethod, flow: UPIFlow, amount: Int64, preferred: [String] = []) {
         self.method = method
         self.flow = flow
         self.amount = amount

@@ -40,7 +40,7 @@ enum Reply: Sendable {
         case .refund(let refund): return renderer.refund(refund)
         case .paymentCreated(let payment):
             var fields: [(String, JSON)] = [("razorpay_payment_id", .string(payment.id))]
-            if payment.flow == UPIFlow.intent.rawValue, let link = payment.upiLink { fields.append(("link", .string(link))) }
+            if payment.flow == .intent, let link = payment.upiLink { fields.append(("link", .string(link))) }
             return .object(fields)
         }
     }

@@ -22,17 +22,17 @@ public struct RailRegistry: Sendable {
     }
 
     /// Checks the instrument before a payment is created.
-    public func validate(mode: Mode, method: String, vpa: String?, flow: String) throws {
+    public func validate(mode: Mode, method: PaymentMethod, vpa: String?, flow: UPIFlow) throws {
         switch mode {
         case .test:
-            guard flow == "collect" else {
+            guard flow == .collect else {
                 throw KoshError.badRequest("Test mode supports the collect flow only; the intent flow needs live keys", field: "upi.flow")
             }
             if let problem = test.validate(method: method, vpa: vpa) { throw problem }
         case .live:
             _ = try requireLive()
-            guard method == "upi" else { throw KoshError.badRequest("Only the upi method is supported", field: "method") }
-            if flow == "collect" && vpa == nil { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
+            guard method == .upi else { throw KoshError.badRequest("Only the upi method is supported", field: "method") }
+            if flow == .collect && vpa == nil { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
         }
     }
 

@@ -106,14 +106,15 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         try validateID(orderID, .order)
         let amount = try body.int("amount", required: true, range: AmountLimits.minimum...AmountLimits.maximum)!
         let currency = try body.currency()
-        let method = try body.string("method", maxLength: 16) ?? "upi"
-        guard method == "upi" else { throw KoshError.badRequest("The method must be upi for this endpoint", field: "method") }
+        guard (try body.string("method", maxLength: 16) ?? PaymentMethod.upi.rawValue) == PaymentMethod.upi.rawValue else {
+            throw KoshError.badRequest("The method must be upi for this endpoint", field: "method")
+        }
         var vpa = try body.string("vpa", maxLength: APILimits.maximumVPALength)
-        var flow = "collect"
+        var flow = UPIFlow.collect
         if let upi = try body.object("upi") {
             let nested = RequestBody(fields: upi)
             if let value = nested["flow"] {
-                guard case .string(let f) = value, f == "collect" || f == "intent" else {
+                guard case .string(let text) = value, let f = UPIFlow(rawValue: text) else {
                     throw KoshError.badRequest("The upi.flow must be collect or intent", field: "upi.flow")
                 }
                 flow = f
@@ -126,7 +127,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
                 vpa = s
             }
         }
-        if flow == "intent" {
+        if flow == .intent {
             guard vpa == nil else { throw KoshError.badRequest("The intent flow takes no vpa: the payer's app chooses it", field: "vpa") }
         } else {
             guard let vpa, !vpa.isEmpty else { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
@@ -143,7 +144,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         let notes = try body.notes()
         // Sent by Razorpay's S2S integrations; accepted and not used by Kosh.
         try body.rejectUnknown(ignoring: ["customer_id", "ip", "referer", "user_agent", "save", "callback_url"])
-        let input = NewPayment(orderID: orderID, amount: amount, currency: currency, method: method, vpa: vpa, email: email,
+        let input = NewPayment(orderID: orderID, amount: amount, currency: currency, method: .upi, vpa: vpa, email: email,
                                contact: contact, description: description, notes: notes, flow: flow)
         return try respond(try await flows.createPayment(merchant: merchant, input, idempotency: try idempotency(request, merchant, text)), context)
     }

@@ -7,7 +7,7 @@ enum Render {
         .object([
             ("id", .string(d.id)),
             ("entity", .string("payment.downtime")),
-            ("method", .string(d.method)),
+            ("method", .string(d.method.rawValue)),
             ("begin", .int(d.begin)),
             ("end", d.end.map(JSON.int) ?? .null),
             ("status", .string(d.status)),
@@ -68,7 +68,7 @@ enum Render {
         pairs.append(("order_id", .string(p.orderID)))
         pairs.append(("invoice_id", .null))
         pairs.append(("international", .bool(false)))
-        pairs.append(("method", .string(p.method)))
+        pairs.append(("method", .string(p.method.rawValue)))
         pairs.append(("amount_refunded", .int(amountRefunded)))
         pairs.append(("refund_status", text(p.machine.refundStatus)))
         pairs.append(("captured", .bool(p.machine.isCaptured)))

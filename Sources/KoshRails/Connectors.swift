@@ -96,7 +96,7 @@ public struct UPISwitchConnector: PaymentRail {
         self.payeeVPA = payeeVPA
     }
 
-    public func validate(method: String, vpa: String?) -> KoshError? { nil }
+    public func validate(method: PaymentMethod, vpa: String?) -> KoshError? { nil }
 
     /// The payee name shown in the payer's app: at most 50 characters and 99 bytes.
     static func shortName(_ name: String) -> String {
@@ -109,7 +109,7 @@ public struct UPISwitchConnector: PaymentRail {
     }
 
     public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
-        let intent = request.flow == "intent"
+        let intent = request.flow == .intent
         let body = JSON.obj([
             ("txn_id", .string(request.paymentID)),
             ("payer_vpa", intent ? nil : request.vpa.map(JSON.string)),
@@ -198,7 +198,7 @@ public struct AlphaPayConnector: PaymentRail {
 
     public init(http: UpstreamHTTP) { self.http = http }
 
-    public func validate(method: String, vpa: String?) -> KoshError? { nil }
+    public func validate(method: PaymentMethod, vpa: String?) -> KoshError? { nil }
 
     static func failure(code: String?, description: String?) -> PaymentFailure {
         let npci: String = switch code {
@@ -292,7 +292,7 @@ public struct BetaPayConnector: PaymentRail {
 
     public init(http: UpstreamHTTP) { self.http = http }
 
-    public func validate(method: String, vpa: String?) -> KoshError? { nil }
+    public func validate(method: PaymentMethod, vpa: String?) -> KoshError? { nil }
 
     /// Paise as betapay's rupee string: 50000 → "500.00".
     static func rupees(_ paise: Int64) -> String {

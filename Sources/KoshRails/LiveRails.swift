@@ -117,7 +117,7 @@ public final class LiveRails: LiveRouting {
         let seconds = transition.atMillis / 1000
         switch transition.to {
         case .open where !state.downtimes.contains(where: { $0.connector == connector && $0.end == nil }):
-            state.downtimes.insert(Downtime(id: Identifiers.make(.downtime, millis: transition.atMillis), connector: connector, method: "upi",
+            state.downtimes.insert(Downtime(id: Identifiers.make(.downtime, millis: transition.atMillis), connector: connector, method: .upi,
                                             begin: seconds, severity: "high", createdAt: seconds, updatedAt: seconds), at: 0)
             if state.downtimes.count > Self.downtimeHistory { state.downtimes.removeLast() }
         case .closed:
@@ -147,11 +147,11 @@ public final class LiveRails: LiveRouting {
         let connectors: [any PaymentRail] = [UPISwitchConnector(http: http), AlphaPayConnector(http: http), BetaPayConnector(http: http)]
         let routes = [
             // NPCI caps a UPI payment at ₹1,00,000; the aggregators take larger ones (their own rules).
-            RouteProfile(connector: "upi_switch", methods: ["upi"], flows: ["collect", "intent"], amountRange: 100...10_000_000,
+            RouteProfile(connector: "upi_switch", methods: [.upi], flows: [.collect, .intent], amountRange: 100...10_000_000,
                          feeBasisPoints: 30, fixedFee: 0),
-            RouteProfile(connector: "alphapay", methods: ["upi"], flows: ["collect"], amountRange: 100...AmountLimits.maximum,
+            RouteProfile(connector: "alphapay", methods: [.upi], flows: [.collect], amountRange: 100...AmountLimits.maximum,
                          feeBasisPoints: 180, fixedFee: 0),
-            RouteProfile(connector: "betapay", methods: ["upi"], flows: ["collect"], amountRange: 100...AmountLimits.maximum,
+            RouteProfile(connector: "betapay", methods: [.upi], flows: [.collect], amountRange: 100...AmountLimits.maximum,
                          feeBasisPoints: 150, fixedFee: 200),
         ]
         return (connectors, routes)

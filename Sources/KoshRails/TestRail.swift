@@ -34,8 +34,8 @@ public struct TestRail: PaymentRail {
         description: "Payment was unsuccessful as the payer declined the collect request on their UPI app.",
         source: "customer", step: "payment_authorization", reason: "payment_declined")
 
-    public func validate(method: String, vpa: String?) -> KoshError? {
-        guard method == "upi" else {
+    public func validate(method: PaymentMethod, vpa: String?) -> KoshError? {
+        guard method == .upi else {
             return .badRequest("Only the upi method is supported", field: "method")
         }
         guard let vpa else { return .badRequest("The vpa field is required", field: "vpa") }

@@ -189,9 +189,9 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func insertPayment(_ p: Payment) async throws {
         let record: SQLRecord = [
             "id": .text(p.id), "merchant_id": .text(p.merchantID), "order_id": .text(p.orderID), "amount": .int(p.amount),
-            "currency": .text(p.currency.rawValue), "method": .text(p.method), "email": SQLValue(p.email),
+            "currency": .text(p.currency.rawValue), "method": .text(p.method.rawValue), "email": SQLValue(p.email),
             "contact": SQLValue(p.contact), "description": SQLValue(p.description), "notes": .text(p.notes.storageText),
-            "flow": .text(p.flow), "created_at": .int(p.createdAt),
+            "flow": .text(p.flow.rawValue), "created_at": .int(p.createdAt),
         ] + Self.updatableColumns(p)
         try await conn.query(record.insertSQL(into: "payments"), record.binds)
     }
@@ -262,7 +262,9 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     static func payment(_ row: SQLRow) throws -> Payment {
         guard let currency = Currency(code: try row.requireText("currency")),
-              let state = PaymentState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("payment") }
+              let state = PaymentState(rawValue: try row.requireText("status")),
+              let method = PaymentMethod(rawValue: try row.requireText("method")),
+              let flow = UPIFlow(rawValue: row.text("flow") ?? UPIFlow.collect.rawValue) else { throw StorageError.corrupt("payment") }
         var failure: PaymentFailure?
         if let code = row.text("error_code") {
             failure = PaymentFailure(code: code, description: row.text("error_description") ?? "", source: row.text("error_source") ?? "",
@@ -275,10 +277,10 @@ public final class SQLStoreTransaction: StoreTransaction {
         let machine = PaymentMachine(amount: try row.requireInt("amount"), state: state,
                                      amountRefunded: try row.requireInt("amount_refunded"), failure: failure, fee: fee)
         return Payment(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"), orderID: try row.requireText("order_id"),
-                       currency: currency, method: try row.requireText("method"), vpa: row.text("vpa"), email: row.text("email"),
+                       currency: currency, method: method, vpa: row.text("vpa"), email: row.text("email"),
                        contact: row.text("contact"), description: row.text("description"),
                        notes: Notes(storageText: try row.requireText("notes")), machine: machine, rail: try row.requireText("rail"),
-                       flow: row.text("flow") ?? "collect", upiLink: row.text("upi_link"), autoRefunded: (row.int("auto_refunded") ?? 0) != 0,
+                       flow: flow, upiLink: row.text("upi_link"), autoRefunded: (row.int("auto_refunded") ?? 0) != 0,
                        railReference: row.text("rail_reference"), authorizationEntryID: row.text("authorization_entry_id"),
                        createdAt: try row.requireInt("created_at"), authorizedAt: row.int("authorized_at"),
                        capturedAt: row.int("captured_at"), submittedAtMillis: row.int("submitted_at_ms"),

@@ -50,7 +50,7 @@ public final class ScriptedRail: PaymentRail, Sendable {
     public func onRefund(_ answers: Scripted<RailRefundStatus>...) { script.withLock { $0.refunds += answers } }
     public var calls: [String] { script.withLock { $0.calls } }
 
-    public func validate(method: String, vpa: String?) -> KoshError? { nil }
+    public func validate(method: PaymentMethod, vpa: String?) -> KoshError? { nil }
 
     public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
         let answer: Scripted<RailInitiation> = script.withLock { script in

@@ -146,7 +146,7 @@ struct LifecycleTests {
             // Its follow-up (`.submit`) never runs.
             let (payment, _) = try await kosh.services.store.transaction { tx in
                 try await kosh.services.flows.createPayment(tx, merchant: merchant, NewPayment(
-                    orderID: order, amount: 1_000, currency: .inr, method: "upi", vpa: "success@razorpay", email: nil, contact: nil,
+                    orderID: order, amount: 1_000, currency: .inr, method: .upi, vpa: "success@razorpay", email: nil, contact: nil,
                     description: nil, notes: Notes()), inline: false)
             }
             #expect(try await kosh.services.flows.payment(id: payment.id).state == .created)

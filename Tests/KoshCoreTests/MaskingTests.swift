@@ -46,7 +46,7 @@ struct MaskingTests {
     }
 
     @Test func aCaptureNotifiesCustomerByEveryChannelAndTheMerchantByEmail() {
-        let payment = Payment(id: "pay_1", merchantID: "mer_1", orderID: "order_1", currency: .inr, method: "upi", vpa: "a@okbank",
+        let payment = Payment(id: "pay_1", merchantID: "mer_1", orderID: "order_1", currency: .inr, method: .upi, vpa: "a@okbank",
                               email: "gaurav.kumar@example.com", contact: "9123456789", description: nil, notes: Notes(),
                               machine: PaymentMachine(amount: 50_000, state: .captured), rail: "test", createdAt: 1)
         let event = OutboxEvent(id: "evt_1", merchantID: "mer_1", name: .paymentCaptured, body: "{}", createdAt: 1)

@@ -14,7 +14,7 @@ struct MoneyTests {
         (Int64(50_000_000), Int64(1_000_000), Int64(180_000)),
     ])
     func fees(amount: Int64, base: Int64, tax: Int64) {
-        let fee = FeeSchedule().fee(amount: amount, method: "upi")
+        let fee = FeeSchedule().fee(amount: amount, method: .upi)
         #expect(fee.base == base)
         #expect(fee.tax == tax)
         #expect(fee.total == base + tax)
@@ -22,8 +22,8 @@ struct MoneyTests {
 
     @Test func perMethodOverride() {
         let schedule = FeeSchedule(defaultMDR: 200, mdrBasisPoints: ["upi": 0])
-        #expect(schedule.fee(amount: 10_000, method: "upi") == .zero)
-        #expect(schedule.fee(amount: 10_000, method: "card").base == 200)
+        #expect(schedule.fee(amount: 10_000, method: .upi) == .zero)
+        #expect(schedule.fee(amount: 10_000, method: .card).base == 200)
     }
 
     @Test func unbalancedEntryIsRefused() {
@@ -93,8 +93,8 @@ struct MoneyTests {
                 case 0: .submit
                 case 1: .authorize(railReference: "r")
                 case 2: .fail(TestRail_declined)
-                case 3: .capture(amount: Int64(amount), fees: FeeSchedule(), method: "upi")
-                case 4: .capture(amount: Int64(amount) - 1, fees: FeeSchedule(), method: "upi")
+                case 3: .capture(amount: Int64(amount), fees: FeeSchedule(), method: .upi)
+                case 4: .capture(amount: Int64(amount) - 1, fees: FeeSchedule(), method: .upi)
                 case 5: .void
                 case 6: .refund(amount: Int64(amount) / 3 + 1)
                 case 7: .refund(amount: Int64(amount))

@@ -61,9 +61,9 @@ struct CircuitBreakerTests {
 @Suite("Route planner")
 struct RouterTests {
     static let routes = [
-        RouteProfile(connector: "upi_switch", methods: ["upi"], flows: ["collect", "intent"], amountRange: 100...10_000_000, feeBasisPoints: 30, fixedFee: 0),
-        RouteProfile(connector: "alphapay", methods: ["upi"], flows: ["collect"], amountRange: 100...50_000_000, feeBasisPoints: 180, fixedFee: 0),
-        RouteProfile(connector: "betapay", methods: ["upi"], flows: ["collect"], amountRange: 100...50_000_000, feeBasisPoints: 150, fixedFee: 200),
+        RouteProfile(connector: "upi_switch", methods: [.upi], flows: [.collect, .intent], amountRange: 100...10_000_000, feeBasisPoints: 30, fixedFee: 0),
+        RouteProfile(connector: "alphapay", methods: [.upi], flows: [.collect], amountRange: 100...50_000_000, feeBasisPoints: 180, fixedFee: 0),
+        RouteProfile(connector: "betapay", methods: [.upi], flows: [.collect], amountRange: 100...50_000_000, feeBasisPoints: 150, fixedFee: 200),
     ]
     static let all: Set<String> = ["upi_switch", "alphapay", "betapay"]
 
@@ -74,7 +74,7 @@ struct RouterTests {
     }
 
     @Test func cheapestWinsWhenRatesAreEqualAndTheRestAreFailovers() {
-        let plan = RoutePlanner.plan(RoutingRequest(method: "upi", flow: "collect", amount: 100_000), routes: Self.routes, stats: [:],
+        let plan = RoutePlanner.plan(RoutingRequest(method: .upi, flow: .collect, amount: 100_000), routes: Self.routes, stats: [:],
                                available: Self.all, policy: RoutingPolicy(explorationPercent: 0), draw: 0)
         #expect(plan.map(\.connector) == ["upi_switch", "betapay", "alphapay"])
         #expect(plan[0].reason.hasPrefix("best score"))
@@ -83,31 +83,31 @@ struct RouterTests {
 
     @Test func successRateBeatsCost() {
         let stats = ["upi_switch": window(60, of: 100), "alphapay": window(98, of: 100), "betapay": window(90, of: 100)]
-        let plan = RoutePlanner.plan(RoutingRequest(method: "upi", flow: "collect", amount: 100_000), routes: Self.routes, stats: stats,
+        let plan = RoutePlanner.plan(RoutingRequest(method: .upi, flow: .collect, amount: 100_000), routes: Self.routes, stats: stats,
                                available: Self.all, policy: RoutingPolicy(explorationPercent: 0), draw: 0)
         #expect(plan.first?.connector == "alphapay")
     }
 
     @Test func rulesFilterByFlowAmountAndAvailability() {
-        let intent = RoutePlanner.plan(RoutingRequest(method: "upi", flow: "intent", amount: 100_000), routes: Self.routes, stats: [:],
+        let intent = RoutePlanner.plan(RoutingRequest(method: .upi, flow: .intent, amount: 100_000), routes: Self.routes, stats: [:],
                                  available: Self.all, draw: 0)
         #expect(intent.map(\.connector) == ["upi_switch"])
-        let big = RoutePlanner.plan(RoutingRequest(method: "upi", flow: "collect", amount: 20_000_000), routes: Self.routes, stats: [:],
+        let big = RoutePlanner.plan(RoutingRequest(method: .upi, flow: .collect, amount: 20_000_000), routes: Self.routes, stats: [:],
                               available: Self.all, policy: RoutingPolicy(explorationPercent: 0), draw: 0)
         #expect(!big.map(\.connector).contains("upi_switch"))
-        let down = RoutePlanner.plan(RoutingRequest(method: "upi", flow: "collect", amount: 100_000), routes: Self.routes, stats: [:],
+        let down = RoutePlanner.plan(RoutingRequest(method: .upi, flow: .collect, amount: 100_000), routes: Self.routes, stats: [:],
                                available: ["alphapay"], draw: 0)
         #expect(down.map(\.connector) == ["alphapay"])
-        #expect(RoutePlanner.plan(RoutingRequest(method: "card", flow: "collect", amount: 100_000), routes: Self.routes, stats: [:],
+        #expect(RoutePlanner.plan(RoutingRequest(method: .card, flow: .collect, amount: 100_000), routes: Self.routes, stats: [:],
                             available: Self.all, draw: 0).isEmpty)
     }
 
     @Test func merchantPreferenceComesFirstAndExplorationPicksAnother() {
-        let preferred = RoutePlanner.plan(RoutingRequest(method: "upi", flow: "collect", amount: 100_000, preferred: ["alphapay"]),
+        let preferred = RoutePlanner.plan(RoutingRequest(method: .upi, flow: .collect, amount: 100_000, preferred: ["alphapay"]),
                                     routes: Self.routes, stats: [:], available: Self.all, draw: 5)
         #expect(preferred.map(\.connector) == ["alphapay", "upi_switch", "betapay"])
         #expect(preferred[0].reason == "merchant preference")
-        let explored = RoutePlanner.plan(RoutingRequest(method: "upi", flow: "collect", amount: 100_000), routes: Self.routes, stats: [:],
+        let explored = RoutePlanner.plan(RoutingRequest(method: .upi, flow: .collect, amount: 100_000), routes: Self.routes, stats: [:],
                                    available: Self.all, policy: RoutingPolicy(explorationPercent: 10), draw: 105)
         #expect(explored.first?.connector == "alphapay")
         #expect(explored.first?.reason.hasPrefix("exploring") == true)

@@ -8,7 +8,7 @@ extension PaymentEventKind {
         case .submit: .submit
         case .authorize: .authorize(railReference: "ref")
         case .fail: .fail(PaymentFailure(code: "BAD_REQUEST_ERROR", description: "declined", source: "customer", step: "payment_authorization", reason: "payment_declined"))
-        case .capture: .capture(amount: amount, fees: FeeSchedule(), method: "upi")
+        case .capture: .capture(amount: amount, fees: FeeSchedule(), method: .upi)
         case .void: .void
         case .refund: .refund(amount: 100)
         case .refundFailed: .refundFailed(amount: 100)
@@ -54,7 +54,7 @@ struct PaymentMachineTests {
         #expect(try m.apply(.submit) == [.sendToRail, .recordEvent(from: .created, to: .pending, event: .submit)])
         #expect(try m.apply(.authorize(railReference: "r")) == [.postAuthorization(amount: 10_000), .recordEvent(from: .pending, to: .authorized, event: .authorize)])
         let fee = FeeBreakdown(base: 200, tax: 36)
-        #expect(try m.apply(.capture(amount: 10_000, fees: FeeSchedule(), method: "upi")) == [
+        #expect(try m.apply(.capture(amount: 10_000, fees: FeeSchedule(), method: .upi)) == [
             .postCapture(amount: 10_000), .postFee(fee), .markOrderPaid(amount: 10_000),
             .recordEvent(from: .authorized, to: .captured, event: .capture),
         ])
@@ -70,7 +70,7 @@ struct PaymentMachineTests {
     @Test func captureMustEqualAuthorizedAmount() {
         var m = PaymentMachine(amount: 10_000, state: .authorized)
         #expect(throws: PaymentTransitionError(state: .authorized, event: .capture, reason: .captureAmountMismatch)) {
-            try m.apply(.capture(amount: 9_999, fees: FeeSchedule(), method: "upi"))
+            try m.apply(.capture(amount: 9_999, fees: FeeSchedule(), method: .upi))
         }
         #expect(m.state == .authorized)
     }

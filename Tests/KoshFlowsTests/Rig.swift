@@ -38,7 +38,7 @@ struct Rig {
     }
 
     func newPayment(_ orderID: String, amount: Int64 = 10_000, currency: Currency = .inr) -> NewPayment {
-        NewPayment(orderID: orderID, amount: amount, currency: currency, method: "upi", vpa: "payer@okbank", email: "payer@example.com",
+        NewPayment(orderID: orderID, amount: amount, currency: currency, method: .upi, vpa: "payer@okbank", email: "payer@example.com",
                    contact: "+919900000001", description: nil, notes: Notes())
     }
 

@@ -45,10 +45,10 @@ struct SQLRecordTests {
         let merchant = try await services.merchants.create(name: "Round Trip").merchant
         var order = Order(id: "order_rt1", merchantID: merchant.id, currency: .inr, receipt: "rcpt-1",
                           notes: Notes([(key: "k", value: "v")]), machine: OrderMachine(amount: 50_000), createdAt: 1_700_000_000)
-        var payment = Payment(id: "pay_rt1", merchantID: merchant.id, orderID: order.id, currency: .inr, method: "upi",
+        var payment = Payment(id: "pay_rt1", merchantID: merchant.id, orderID: order.id, currency: .inr, method: .upi,
                               vpa: "ravi@okhdfcbank", email: "r@example.com", contact: "+919900000000", description: "tea",
                               notes: Notes([(key: "n", value: "1")]), machine: PaymentMachine(amount: 50_000), rail: "test",
-                              flow: "intent", upiLink: "upi://pay?pa=x", createdAt: 1_700_000_001, submittedAtMillis: 1_700_000_001_500,
+                              flow: .intent, upiLink: "upi://pay?pa=x", createdAt: 1_700_000_001, submittedAtMillis: 1_700_000_001_500,
                               nextCheckAt: 1_700_000_003)
         var attempt = PaymentAttempt(id: "att_rt1", paymentID: payment.id, merchantID: merchant.id, seq: 1, connector: "test",
                                      reason: "primary", status: .initiated, createdAt: 1_700_000_001, updatedAt: 1_700_000_001)
