@@ -4,23 +4,65 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// The shell around `SandboxWorld`: holds it behind a mutex (never across an await), carries
-/// out its effects (timers, signed callbacks) in tracked tasks, and owns the HTTP client.
+/// The shell around `SandboxWorld`: holds it and the agenda of work due later behind one mutex
+/// (never across an await), runs that work in a pass (`runDueWork`) when the clock says it is
+/// due, sends signed callbacks in tracked tasks, and owns the HTTP client.
+///
+/// On a clock that moves by itself each new due time gets a tracked task that sleeps until then
+/// and runs the pass; on a manual clock nothing sleeps, and the test runs the pass after it steps
+/// the clock.
 final class SandboxRuntime: Sendable {
     static let callbackAttempts = 4            // the first try and 3 retries
-    static let callbackRetryDelay: Duration = .seconds(1)
+    static let callbackRetryDelayMs: Int64 = 1_000
     static let callbackTimeout: TimeAmount = .seconds(5)
     static let maximumCallbackResponseBytes = 64 * 1024
 
     let secret: String
     let configuredSeed: UInt64?
+    let clock: any SandboxClock
     let logger: Logger
-    private let world: Mutex<SandboxWorld>
-    /// Timers and callback deliveries: cancelled by a reset and at shutdown.
+    private let state: Mutex<State>
+    /// Wake-ups and callback sends: cancelled by a reset and at shutdown.
     private let background = TaskRegistry()
     /// Injected latency and hangs inside requests: cut short at shutdown.
     private let pauses = TaskRegistry()
     private let client = Mutex<ClientState>(.idle)
+
+    private struct State {
+        var world: SandboxWorld
+        var agenda = Agenda()
+
+        /// Puts the effects on the agenda; answers their due times.
+        mutating func schedule(_ effects: [Effect]) -> [Int64] {
+            effects.map { effect in
+                switch effect {
+                case .timer(let event, let due):
+                    agenda.add(.timer(event), due: due)
+                    return due
+                case .callback(let job):
+                    agenda.add(.callback(CallbackAttempt(job: job, epoch: world.epoch, copy: 1, attempt: 1)), due: job.notBefore)
+                    return job.notBefore
+                }
+            }
+        }
+
+        /// Fires every timer due at `now`, each at its own due time, and takes the callback
+        /// attempts due by then (including those the timers just made); answers them and the due
+        /// times of later work the timers made.
+        mutating func takeDue(now: Int64) -> (attempts: [CallbackAttempt], later: [Int64]) {
+            var attempts: [CallbackAttempt] = []
+            var later: [Int64] = []
+            while let next = agenda.takeNext(dueBy: now) {
+                switch next.work {
+                case .timer(let event):
+                    later += schedule(world.fire(event, now: next.due)).filter { $0 > now }
+                case .callback(let attempt):
+                    attempts.append(attempt)
+                }
+            }
+            return (attempts, later)
+        }
+    }
 
     private enum ClientState {
         case idle
@@ -28,77 +70,98 @@ final class SandboxRuntime: Sendable {
         case shutDown
     }
 
-    init(secret: String, seed: UInt64?, logger: Logger) {
+    init(secret: String, seed: UInt64?, clock: any SandboxClock, logger: Logger) {
         self.secret = secret
         self.configuredSeed = seed
+        self.clock = clock
         self.logger = logger
-        self.world = Mutex(SandboxWorld(seed: seed ?? UInt64.random(in: .min ... .max)))
+        self.state = Mutex(State(world: SandboxWorld(seed: seed ?? UInt64.random(in: .min ... .max))))
     }
 
-    func now() -> Int64 { SandboxSignature.now() }
+    func now() -> Int64 { clock.now() }
 
     /// Runs `body` on the world under the lock; `body` must not block.
     func withWorld<T: Sendable>(_ body: (inout SandboxWorld) -> T) -> T {
-        world.withLock { body(&$0) }
+        state.withLock { body(&$0.world) }
     }
 
-    /// Applies `body` to the world and starts the effects it returned.
+    /// Applies `body` to the world and puts the effects it returned on the agenda.
     func perform<T: Sendable>(_ body: (inout SandboxWorld) -> (T, [Effect])) -> T {
-        let (result, effects) = world.withLock { body(&$0) }
-        start(effects)
+        let (result, dues) = state.withLock { state in
+            let (result, effects) = body(&state.world)
+            return (result, state.schedule(effects))
+        }
+        wake(at: dues)
         return result
     }
 
     func reset(seed: UInt64?) -> UInt64 {
         let seed = seed ?? configuredSeed ?? UInt64.random(in: .min ... .max)
-        world.withLock { world in
-            world.reset(seed: seed)
-            // Under the world's lock, so no timer of the new epoch can be cancelled by mistake.
+        state.withLock { state in
+            state.world.reset(seed: seed)
+            state.agenda = Agenda()
+            // Under the lock, so no wake-up or send of the new epoch can be cancelled by mistake.
             background.cancelAll()
         }
         return seed
     }
 
-    /// Sleeps `milliseconds` unless the server is shutting down.
+    /// Sleeps `milliseconds` of real time unless the server is shutting down.
     func pause(milliseconds: Int64) async {
         guard milliseconds > 0 else { return }
         guard let task = pauses.spawn({ try? await Task.sleep(for: .milliseconds(milliseconds)) }) else { return }
         await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
     }
 
-    // MARK: Effects
+    // MARK: The pass
 
-    private func start(_ effects: [Effect]) {
-        for effect in effects {
-            switch effect {
-            case .timer(let event, let delay):
-                background.spawn {
-                    try? await Task.sleep(for: .milliseconds(delay))
-                    guard !Task.isCancelled else { return }
-                    self.fire(event)
-                }
-            case .callback(let job):
-                background.spawn { await self.deliver(job) }
+    /// Runs everything due by the clock's time, in due order: payer decisions and expiries on the
+    /// world, then the callback attempts, sent concurrently. A second copy falls due as soon as
+    /// the first is done and goes out in the same pass; a retry waits its second. Returns once
+    /// every attempt it started has been answered (or has failed).
+    func runDueWork() async {
+        while true {
+            let now = clock.now()
+            let (attempts, later) = state.withLock { $0.takeDue(now: now) }
+            wake(at: later)
+            guard !attempts.isEmpty else { return }
+            let sends = attempts.compactMap { attempt in background.spawn { await self.deliver(attempt) } }
+            for send in sends { await send.value }
+        }
+    }
+
+    /// On a clock that moves by itself, a tracked task per due time sleeps until then and runs
+    /// the pass. A manual clock answers false at once and the task ends.
+    private func wake(at dues: [Int64]) {
+        for due in Set(dues) {
+            background.spawn { [clock] in
+                guard (try? await clock.sleep(until: due)) == true, !Task.isCancelled else { return }
+                await self.runDueWork()
             }
         }
     }
 
-    private func fire(_ event: TimerEvent) {
-        let effects = world.withLock { $0.fire(event, now: now()) }
-        start(effects)
-    }
-
-    private func deliver(_ job: CallbackJob) async {
-        if job.delayMs > 0 {
-            try? await Task.sleep(for: .milliseconds(job.delayMs))
+    /// Sends one attempt, then puts the next one on the agenda: the retry a second later after a
+    /// failure, else the next copy at once; nothing after a reset.
+    private func deliver(_ attempt: CallbackAttempt) async {
+        let delivered = await send(attempt.job, copy: attempt.copy, attempt: attempt.attempt)
+        guard !Task.isCancelled else { return }
+        let now = clock.now()
+        let next: (CallbackAttempt, due: Int64)
+        if !delivered && attempt.attempt < Self.callbackAttempts {
+            next = (CallbackAttempt(job: attempt.job, epoch: attempt.epoch, copy: attempt.copy, attempt: attempt.attempt + 1),
+                    now + Self.callbackRetryDelayMs)
+        } else if attempt.copy < attempt.job.copies {
+            next = (CallbackAttempt(job: attempt.job, epoch: attempt.epoch, copy: attempt.copy + 1, attempt: 1), now)
+        } else {
+            return
         }
-        for copy in 1...job.copies {
-            for attempt in 1...Self.callbackAttempts {
-                guard !Task.isCancelled else { return }
-                if await send(job, copy: copy, attempt: attempt) { break }
-                if attempt < Self.callbackAttempts { try? await Task.sleep(for: Self.callbackRetryDelay) }
-            }
+        let scheduled = state.withLock { state in
+            guard state.world.epoch == attempt.epoch else { return false }
+            state.agenda.add(.callback(next.0), due: next.due)
+            return true
         }
+        if scheduled { wake(at: [next.due]) }
     }
 
     /// One attempt; true on a 2xx answer.

@@ -11,14 +11,18 @@ public struct SandboxConfiguration: Sendable {
     public var seed: UInt64?
     /// Shared HMAC secret for requests and callbacks.
     public var secret: String
+    /// The sandbox's time (`SandboxClock`); tests pass a `ManualSandboxClock` and step it.
+    public var clock: any SandboxClock
 
     public static let defaultSecret = "kosh-sandbox-dev-secret"
 
-    public init(host: String = "127.0.0.1", port: Int = 9090, seed: UInt64? = nil, secret: String = SandboxConfiguration.defaultSecret) {
+    public init(host: String = "127.0.0.1", port: Int = 9090, seed: UInt64? = nil, secret: String = SandboxConfiguration.defaultSecret,
+                clock: any SandboxClock = SystemSandboxClock()) {
         self.host = host
         self.port = port
         self.seed = seed
         self.secret = secret
+        self.clock = clock
     }
 }
 
@@ -39,10 +43,15 @@ public struct Sandbox: Sendable {
     /// decisions and callbacks are cancelled and the callback HTTP client is shut down before
     /// `run()` returns.
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        let runtime = SandboxRuntime(secret: configuration.secret, seed: configuration.seed, logger: logger)
+        makeSandboxApplication(onServerRunning: onServerRunning)
+    }
+
+    /// `makeApplication`, with the runtime in reach of tests (`runDueWork`).
+    func makeSandboxApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> SandboxApplication {
+        let runtime = SandboxRuntime(secret: configuration.secret, seed: configuration.seed, clock: configuration.clock, logger: logger)
         let router = Router(context: SandboxRequestContext.self)
         router.add(middleware: SandboxErrorMiddleware())
-        router.add(middleware: SignatureMiddleware(secret: configuration.secret, now: { SandboxSignature.now() }))
+        router.add(middleware: SignatureMiddleware(secret: configuration.secret, now: { runtime.now() }))
         SwitchAPI(runtime: runtime).register(on: router)
         AlphapayAPI(runtime: runtime).register(on: router)
         BetapayAPI(runtime: runtime).register(on: router)
@@ -77,6 +86,10 @@ struct SandboxApplication: ApplicationProtocol {
     var processesRunBeforeServerStart: [@Sendable () async throws -> Void] { base.processesRunBeforeServerStart }
 
     @Sendable func onServerRunning(_ channel: any Channel) async { await base.onServerRunning(channel) }
+
+    /// The pass over work due by the sandbox's clock (`SandboxRuntime.runDueWork`): what a test
+    /// calls after stepping a `ManualSandboxClock`.
+    func runDueWork() async { await runtime.runDueWork() }
 
     /// Runs the server; once it has stopped, cancels and awaits the sandbox's tasks and shuts
     /// its HTTP client down.

@@ -99,7 +99,7 @@ struct SandboxWorld: Sendable {
         transactions[new.key] = transaction
         // One timer per transaction: the payer's decision if it comes before the expiry, else the expiry.
         let decision = new.payer.flatMap { payerDecision(new.key, $0.behaviour, before: now + timing.collectExpiryMs, now: now) }
-        let expiry = Effect.timer(TimerEvent(epoch: epoch, key: new.key, action: .expire), afterMs: timing.collectExpiryMs)
+        let expiry = Effect.timer(TimerEvent(epoch: epoch, key: new.key, action: .expire), at: now + timing.collectExpiryMs)
         return .created(transaction, [decision ?? expiry])
     }
 
@@ -128,7 +128,7 @@ struct SandboxWorld: Sendable {
         case .approveWithoutFunds: (decision, delay) = (.approveWithoutFunds, timing.payerDelayMs)
         }
         guard now + delay < deadline else { return nil }
-        return .timer(TimerEvent(epoch: epoch, key: key, action: .decide(decision)), afterMs: delay)
+        return .timer(TimerEvent(epoch: epoch, key: key, action: .decide(decision)), at: now + delay)
     }
 
     /// A payer decision or an expiry falling due. Whatever comes first on a pending transaction
@@ -147,7 +147,7 @@ struct SandboxWorld: Sendable {
             case .approve: code = debit(payer, amount: transaction.amount, rail: event.key.rail, now: now)
             }
         }
-        return finish(event.key, code)
+        return finish(event.key, code, now: now)
     }
 
     /// The issuer bank's answer to an approved payment; debits the account when it says yes.
@@ -165,7 +165,7 @@ struct SandboxWorld: Sendable {
         return .success
     }
 
-    private mutating func finish(_ key: TxnKey, _ code: ResponseCode) -> [Effect] {
+    private mutating func finish(_ key: TxnKey, _ code: ResponseCode, now: Int64) -> [Effect] {
         guard var transaction = transactions[key], transaction.status == .pending else {
             preconditionFailure("Invalid state: finishing \(key), which is not pending")
         }
@@ -186,7 +186,7 @@ struct SandboxWorld: Sendable {
         if copies == 2 { stats[key.rail, default: RailStats()].callbacksDuplicated += 1 }
         stats[key.rail, default: RailStats()].callbacksSent += Int64(copies)
         return [.callback(CallbackJob(rail: key.rail, target: target, body: RailViews.callback(transaction).bytes,
-                                      copies: copies, delayMs: config.callbackDelayMs))]
+                                      copies: copies, notBefore: now + config.callbackDelayMs))]
     }
 
     // MARK: Refunds
@@ -400,11 +400,12 @@ struct CallbackJob: Sendable {
     let body: [UInt8]
     /// 1, or 2 when the duplicate fault hit.
     let copies: Int
-    let delayMs: Int64
+    /// When the first try is due (unix ms): `callback_delay_ms` after the result.
+    let notBefore: Int64
 }
 
-/// Work for the runtime: sleep then fire a timer, or deliver a callback.
+/// Work for the runtime: fire a timer when the clock reads `at` (unix ms), or deliver a callback.
 enum Effect: Sendable {
-    case timer(TimerEvent, afterMs: Int64)
+    case timer(TimerEvent, at: Int64)
     case callback(CallbackJob)
 }

@@ -10,7 +10,7 @@ import Testing
     }
 
     func final(_ client: SandboxClient, _ reference: String) async throws -> Reply {
-        try await client.poll("/alphapay/v1/payments/\(reference)") { $0.string("status") != "processing" }
+        try await client.afterPayer("/alphapay/v1/payments/\(reference)")
     }
 
     @Test func authorizedWithWebhook() async throws {
@@ -36,7 +36,7 @@ import Testing
             #expect(done.string("vpa") == "success@okicici")
             #expect(done.string("id") == id)
 
-            let webhook = try #require(try await recorder.wait("ap1").first)
+            let webhook = try #require(recorder.callbacks("ap1").first)
             #expect(webhook.isValidlySigned)
             #expect(webhook.json["event"] as? String == "payment.authorized")
             #expect((webhook.json["payload"] as? [String: Any])?["reference"] as? String == "pay_ap1")
@@ -57,7 +57,7 @@ import Testing
             let done = try await final(client, "pay_ap2")
             #expect(done.string("status") == "failed")
             #expect(done.string("error_code") == "PAYER_DECLINED")
-            let webhook = try #require(try await recorder.wait("ap2").first)
+            let webhook = try #require(recorder.callbacks("ap2").first)
             #expect(webhook.json["event"] as? String == "payment.failed")
 
             let notAuthorized = try await client.post("/alphapay/v1/refunds", ["reference": "rfnd_ap3", "payment_reference": "pay_ap2", "amount": 1])
@@ -84,7 +84,7 @@ import Testing
     }
 
     func final(_ client: SandboxClient, _ id: String) async throws -> Reply {
-        try await client.poll("/betapay/api/v2/transactions/\(id)") { $0.string("txnStatus") != "INITIATED" }
+        try await client.afterPayer("/betapay/api/v2/transactions/\(id)")
     }
 
     @Test func successWithCallbackAndRefund() async throws {
@@ -107,8 +107,8 @@ import Testing
             #expect(done.string("txnAmount") == "500.00")
             #expect(done.string("betaTxnId") == betaID)
 
-            let callbacks = try await recorder.wait("bp1")
-            try await Task.sleep(for: .milliseconds(100))
+            let callbacks = recorder.callbacks("bp1")
+            await client.advance(by: 10_000)  // past any retry
             #expect(recorder.callbacks("bp1").count == 1, "the duplicate create must not add a second payment")
             let callback = try #require(callbacks.first)
             #expect(callback.isValidlySigned)

@@ -42,13 +42,21 @@ import Testing
             _ = try await client.put("/sandbox/v1/faults/betapay", ["down": false])
             #expect(try await client.get("/betapay/api/v2/transactions/x").status == 200)
 
-            let now = SandboxSignature.now()
+            let now = client.clock.now()
             _ = try await client.put("/sandbox/v1/faults/alphapay", ["downtime": ["from": now - 1_000, "until": now + 60_000]])
             #expect(try await client.get("/alphapay/v1/payments/x").status == 503)
             let cleared = try await client.put("/sandbox/v1/faults/alphapay", ["downtime": NSNull()])
             #expect(cleared["downtime"] is NSNull)
             #expect(try await client.get("/alphapay/v1/payments/x").status == 404)
+            // A window ahead opens and closes as the clock passes `from ≤ now < until`.
             _ = try await client.put("/sandbox/v1/faults/alphapay", ["downtime": ["from": now + 60_000, "until": now + 120_000]])
+            await client.advance(by: 59_999)
+            #expect(try await client.get("/alphapay/v1/payments/x").status == 404)
+            await client.advance(by: 1)
+            #expect(try await client.get("/alphapay/v1/payments/x").status == 503)
+            await client.advance(by: 59_999)
+            #expect(try await client.get("/alphapay/v1/payments/x").status == 503)
+            await client.advance(by: 1)
             #expect(try await client.get("/alphapay/v1/payments/x").status == 404)
         }
     }
@@ -76,7 +84,7 @@ import Testing
             _ = try await client.put("/sandbox/v1/faults/upi_switch", ["drop_callback_rate": 1])
             _ = try await client.collect("pay_drop", payer: "success@ybl", callback: client.callbackURL("drop"))
             #expect(try await client.switchFinal("pay_drop").string("status") == "SUCCESS")
-            try await Task.sleep(for: .milliseconds(300))
+            await client.advance(by: 10_000)
             #expect(recorder.attemptCount("drop") == 0)
             let counts = try await stats(client, "upi_switch")
             #expect(counts["callbacks_dropped"] == 1)
@@ -89,7 +97,10 @@ import Testing
             _ = try await client.put("/sandbox/v1/faults/alphapay", ["duplicate_callback_rate": 1, "callback_delay_ms": 100])
             _ = try await client.post("/alphapay/v1/payments", ["reference": "pay_dup", "amount": 100, "currency": "INR", "method": "upi",
                                                                "vpa": "success@ybl", "notify_url": client.callbackURL("dup")])
-            let callbacks = try await recorder.wait("dup", count: 2)
+            await client.advance(by: client.payerDelayMs + 99)
+            #expect(recorder.attemptCount("dup") == 0, "callback_delay_ms holds the callback back")
+            await client.advance(by: 1)
+            let callbacks = recorder.callbacks("dup")
             #expect(callbacks.count == 2)
             #expect(callbacks.allSatisfy { $0.isValidlySigned })
             #expect(callbacks[0].body == callbacks[1].body)
@@ -106,12 +117,14 @@ import Testing
             #expect(try await client.switchFinal("pay_u30").string("response_code") == "U30")
             _ = try await client.put("/sandbox/v1/faults/betapay", ["decline_rate": 1])
             _ = try await client.post("/betapay/api/v2/transactions", ["merchantTxnId": "pay_e500", "txnAmount": "1.00", "payerVpa": "success@ybl"])
-            let done = try await client.poll("/betapay/api/v2/transactions/pay_e500") { $0.string("txnStatus") != "INITIATED" }
+            let done = try await client.afterPayer("/betapay/api/v2/transactions/pay_e500")
             #expect(done.string("resultCode") == "E500")
         }
     }
 
     @Test func timeoutRateHangsThenAnswers() async throws {
+        // Real time on purpose: a hang holds up the HTTP answer on the wall clock, whatever the
+        // sandbox's clock says; the check is a lower bound only.
         try await withSandbox { client, _ in
             _ = try await client.put("/sandbox/v1/faults/upi_switch", ["timeout_rate": 1, "hang_ms": 300])
             let clock = ContinuousClock()
@@ -155,12 +168,9 @@ import Testing
     }
 
     @Test func resetClearsEverything() async throws {
-        // The timeout payer's request expires 2 s after it is made: well after the reset even on a
-        // loaded machine, and the test waits past that moment to see the cleared timer never fire.
         try await withSandbox(collectExpiryMs: 2_000) { client, recorder in
             _ = try await client.collect("pay_r1", payer: "success@ybl", amount: 10_000_000)
             #expect(try await client.switchFinal("pay_r1").string("status") == "SUCCESS")
-            let r2Created = ContinuousClock.now
             _ = try await client.collect("pay_r2", payer: "timeout@ybl", callback: client.callbackURL("r2"))
             _ = try await client.put("/sandbox/v1/faults/alphapay", ["down": true])
 
@@ -177,22 +187,26 @@ import Testing
             // The account is new: the day's limit is free again.
             _ = try await client.put("/sandbox/v1/config", ["payer_delay_ms": 20])
             _ = try await client.collect("pay_r1", payer: "success@ybl", amount: 10_000_000)
-            #expect(try await client.switchFinal("pay_r1").string("response_code") == "00")
+            await client.advance(by: 20)
+            #expect(try await client.get("/upi/v1/transactions/pay_r1").string("response_code") == "00")
             // The expiry timer of the cleared transaction never fires.
-            try await Task.sleep(until: r2Created + .milliseconds(2_600))
+            await client.advance(by: 2_000)
             #expect(recorder.attemptCount("r2") == 0)
             #expect(try await client.send(.POST, "/sandbox/v1/reset", raw: #"{"sead": 1}"#).status == 400)
         }
     }
 
-    /// Stopping the server cuts injected hangs and pending timers short.
+    /// Stopping the server cuts injected hangs and pending timers short: on the system clock, as
+    /// in production, so the expiry timer really sleeps.
     @Test func shutdownIsPrompt() async throws {
         let clock = ContinuousClock()
         let start = clock.now
-        try await withSandbox(collectExpiryMs: 600_000) { client, _ in
+        try await withSandbox(clock: SystemSandboxClock(), collectExpiryMs: 600_000) { client, _ in
             _ = try await client.collect("pay_s1", payer: "timeout@ybl", callback: client.callbackURL("s1"))
             _ = try await client.put("/sandbox/v1/faults/upi_switch", ["timeout_rate": 1, "hang_ms": 600_000])
             let hanging = Task { _ = try? await client.get("/upi/v1/transactions/pay_s1") }
+            // Real time on purpose: lets the request reach its 600 s hang before the shutdown;
+            // if a loaded machine is slower the test checks less, but does not fail.
             try await Task.sleep(for: .milliseconds(200))
             _ = hanging
         }

@@ -44,10 +44,24 @@ enum Method: String {
     case GET, POST, PUT
 }
 
-/// Calls the sandbox over real HTTP, signing as docs/SANDBOX.md says.
+/// Calls the sandbox over real HTTP, signing as docs/SANDBOX.md says, and moves its clock.
 struct SandboxClient: Sendable {
     let port: Int
     let callbackBase: String
+    /// The sandbox's clock; requests are signed with its time.
+    let clock: any SandboxClock
+    /// The sandbox's pass over the work due by its clock.
+    let runDueWork: @Sendable () async -> Void
+    /// The `payer_delay_ms` the sandbox was started with.
+    let payerDelayMs: Int64
+
+    /// Steps the sandbox's manual clock by `milliseconds` and runs what fell due: payer
+    /// decisions, expiries and callbacks, which have been answered when this returns.
+    func advance(by milliseconds: Int64) async {
+        guard let clock = clock as? ManualSandboxClock else { preconditionFailure("advance(by:) needs a manual clock") }
+        clock.advance(by: milliseconds)
+        await runDueWork()
+    }
 
     func callbackURL(_ name: String) -> String { "\(callbackBase)/cb/\(name)" }
 
@@ -59,7 +73,7 @@ struct SandboxClient: Sendable {
         case .POST: request.method = .POST
         case .PUT: request.method = .PUT
         }
-        var timestamp = SandboxSignature.now()
+        var timestamp = clock.now()
         var secret = testSecret
         var signedBody = text
         switch signing {
@@ -88,18 +102,14 @@ struct SandboxClient: Sendable {
     func post(_ path: String, _ body: [String: Any]) async throws -> Reply { try await send(.POST, path, body) }
     func put(_ path: String, _ body: [String: Any]) async throws -> Reply { try await send(.PUT, path, body) }
 
-    /// Polls `path` until `done` holds (or ~5 s pass) and returns the last answer.
-    func poll(_ path: String, until done: (Reply) -> Bool) async throws -> Reply {
-        var reply = try await get(path)
-        for _ in 0..<250 where !done(reply) {
-            try await Task.sleep(for: .milliseconds(20))
-            reply = try await get(path)
-        }
-        return reply
+    /// `path` once the payer has answered: after stepping the clock by `payer_delay_ms`.
+    func afterPayer(_ path: String) async throws -> Reply {
+        await advance(by: payerDelayMs)
+        return try await get(path)
     }
 
     func switchFinal(_ txnID: String) async throws -> Reply {
-        try await poll("/upi/v1/transactions/\(txnID)") { $0.string("status") != "PENDING" }
+        try await afterPayer("/upi/v1/transactions/\(txnID)")
     }
 
     func collect(_ txnID: String, payer: String, amount: Int = 50_000, callback: String? = nil) async throws -> Reply {
@@ -117,17 +127,20 @@ struct ReceivedCallback: Sendable {
     let timestamp: String?
     let signature: String?
     let body: [UInt8]
+    /// The sandbox's time when it arrived.
+    let receivedAt: Int64
 
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
 
     var isValidlySigned: Bool {
         SandboxSignature.verify(secret: testSecret, timestampHeader: timestamp, signatureHeader: signature, method: "POST",
-                                path: target, body: body, now: SandboxSignature.now())
+                                path: target, body: body, now: receivedAt)
     }
 }
 
 /// Records callbacks posted to `/cb/{name}`; can refuse the first few with 500.
 final class CallbackRecorder: Sendable {
+    private let clock: any SandboxClock
     private let received = Mutex<[ReceivedCallback]>([])
     private let refusals = Mutex<[String: Int]>([:])
     private let attempts = Mutex<[String: Int]>([:])
@@ -136,15 +149,9 @@ final class CallbackRecorder: Sendable {
 
     func attemptCount(_ name: String) -> Int { attempts.withLock { $0[name] ?? 0 } }
 
-    func callbacks(_ name: String) -> [ReceivedCallback] { received.withLock { $0.filter { $0.name == name } } }
+    init(clock: any SandboxClock) { self.clock = clock }
 
-    /// Waits until `count` callbacks for `name` arrived (or ~5 s pass).
-    func wait(_ name: String, count: Int = 1) async throws -> [ReceivedCallback] {
-        for _ in 0..<250 where callbacks(name).count < count {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return callbacks(name)
-    }
+    func callbacks(_ name: String) -> [ReceivedCallback] { received.withLock { $0.filter { $0.name == name } } }
 
     func application(onServerRunning: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let router = Router()
@@ -163,7 +170,7 @@ final class CallbackRecorder: Sendable {
                 name: name, target: request.head.path ?? "",
                 timestamp: request.headers[HTTPFields.Element.Name(SandboxSignature.timestampHeader)!],
                 signature: request.headers[HTTPFields.Element.Name(SandboxSignature.signatureHeader)!],
-                body: Array(body.readableBytesView))
+                body: Array(body.readableBytesView), receivedAt: self.clock.now())
             self.received.withLock { $0.append(callback) }
             return Response(status: .ok)
         }
@@ -179,17 +186,19 @@ let quietLogger: Logger = {
     return logger
 }()
 
-/// Starts a sandbox on 127.0.0.1 port 0 and a callback receiver, sets fast payer timings and
-/// runs `body`; stops both afterwards.
-func withSandbox(seed: UInt64? = 7, payerDelayMs: Int = 50, lateDelayMs: Int = 45_000, collectExpiryMs: Int = 300_000,
+/// Starts a sandbox on 127.0.0.1 port 0 on `clock` (by default a manual one the test steps with
+/// `client.advance(by:)`) and a callback receiver, sets the payer timings and runs `body`; stops
+/// both afterwards.
+func withSandbox(seed: UInt64? = 7, clock: any SandboxClock = ManualSandboxClock(), payerDelayMs: Int64 = 300,
+                 lateDelayMs: Int64 = 45_000, collectExpiryMs: Int64 = 300_000,
                  _ body: (SandboxClient, CallbackRecorder) async throws -> Void) async throws {
-    let recorder = CallbackRecorder()
+    let recorder = CallbackRecorder(clock: clock)
     let receiverPorts = AsyncStream.makeStream(of: Int.self)
     let receiver = recorder.application(onServerRunning: { port in receiverPorts.continuation.yield(port) })
 
     let sandboxPorts = AsyncStream.makeStream(of: Int.self)
-    let sandbox = Sandbox(configuration: SandboxConfiguration(host: "127.0.0.1", port: 0, seed: seed), logger: quietLogger)
-    let app = sandbox.makeApplication(onServerRunning: { port in sandboxPorts.continuation.yield(port) })
+    let sandbox = Sandbox(configuration: SandboxConfiguration(host: "127.0.0.1", port: 0, seed: seed, clock: clock), logger: quietLogger)
+    let app = sandbox.makeSandboxApplication(onServerRunning: { port in sandboxPorts.continuation.yield(port) })
 
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await receiver.run() }
@@ -199,7 +208,8 @@ func withSandbox(seed: UInt64? = 7, payerDelayMs: Int = 50, lateDelayMs: Int = 4
         guard let receiverPort = await receiverIterator.next(), let sandboxPort = await sandboxIterator.next() else {
             throw TestFailure("servers did not start")
         }
-        let client = SandboxClient(port: sandboxPort, callbackBase: "http://127.0.0.1:\(receiverPort)")
+        let client = SandboxClient(port: sandboxPort, callbackBase: "http://127.0.0.1:\(receiverPort)", clock: clock,
+                                   runDueWork: { await app.runDueWork() }, payerDelayMs: payerDelayMs)
         do {
             let configured = try await client.put("/sandbox/v1/config", ["payer_delay_ms": payerDelayMs, "late_delay_ms": lateDelayMs,
                                                                        "collect_expiry_ms": collectExpiryMs])

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import KoshSandbox
 
-/// The UPI switch over real HTTP, with callbacks to a real receiver.
+/// The UPI switch over real HTTP, with callbacks to a real receiver, on a manual clock.
 @Suite(.timeLimit(.minutes(1))) struct SwitchTests {
     @Test func validateVPA() async throws {
         try await withSandbox { client, _ in
@@ -47,8 +47,9 @@ import Testing
             #expect(final.int("amount") == 50_000)
             #expect(final.string("rrn") == rrn)
 
-            let callbacks = try await recorder.wait("ok1")
-            try await Task.sleep(for: .milliseconds(200))
+            let callbacks = recorder.callbacks("ok1")
+            #expect(callbacks.count == 1)
+            await client.advance(by: 10_000)  // past any retry: still the one callback
             #expect(recorder.callbacks("ok1").count == 1)
             let callback = try #require(callbacks.first)
             #expect(callback.isValidlySigned)
@@ -66,32 +67,33 @@ import Testing
             let final = try await client.switchFinal("pay_za")
             #expect(final.string("status") == "FAILURE")
             #expect(final.string("response_code") == "ZA")
-            let callback = try #require(try await recorder.wait("za").first)
+            let callback = try #require(recorder.callbacks("za").first)
             #expect(callback.json["response_code"] as? String == "ZA")
             #expect(callback.isValidlySigned)
         }
     }
 
     @Test func collectExpires() async throws {
-        // The expiry leaves a loaded machine ample time for the PENDING check before it.
-        try await withSandbox(collectExpiryMs: 1_500) { client, recorder in
+        try await withSandbox { client, recorder in
             _ = try await client.collect("pay_u69", payer: "timeout@paytm", callback: client.callbackURL("u69"))
-            try await Task.sleep(for: .milliseconds(50))
+            await client.advance(by: 299_999)  // collect_expiry_ms is 300000
             #expect(try await client.get("/upi/v1/transactions/pay_u69").string("status") == "PENDING")
-            let final = try await client.switchFinal("pay_u69")
+            #expect(recorder.attemptCount("u69") == 0)
+            await client.advance(by: 1)
+            let final = try await client.get("/upi/v1/transactions/pay_u69")
             #expect(final.string("status") == "EXPIRED")
             #expect(final.string("response_code") == "U69")
-            #expect(try await recorder.wait("u69").first?.json["status"] as? String == "EXPIRED")
+            #expect(recorder.callbacks("u69").first?.json["status"] as? String == "EXPIRED")
         }
     }
 
     @Test func lateApproval() async throws {
-        try await withSandbox(lateDelayMs: 400) { client, _ in
+        try await withSandbox { client, _ in
             _ = try await client.collect("pay_late", payer: "late.ravi@okicici")
-            try await Task.sleep(for: .milliseconds(200))  // well past payer_delay_ms: still waiting
+            await client.advance(by: 44_999)  // well past payer_delay_ms, just short of late_delay_ms
             #expect(try await client.get("/upi/v1/transactions/pay_late").string("status") == "PENDING")
-            let final = try await client.switchFinal("pay_late")
-            #expect(final.string("status") == "SUCCESS")
+            await client.advance(by: 1)
+            #expect(try await client.get("/upi/v1/transactions/pay_late").string("status") == "SUCCESS")
         }
     }
 
@@ -128,7 +130,6 @@ import Testing
             #expect(otherPayer.status == 409)
 
             #expect(try await client.switchFinal("pay_idem").string("status") == "SUCCESS")
-            _ = try await recorder.wait("idem")
             // Debited once: ₹40,000 of the day's ₹1,00,000 is still free.
             _ = try await client.collect("pay_idem2", payer: "success@ybl", amount: 4_000_000)
             #expect(try await client.switchFinal("pay_idem2").string("response_code") == "00")
@@ -209,7 +210,7 @@ import Testing
             #expect(final.string("status") == "SUCCESS")
             #expect(final.string("payer_vpa") == "success.meena@ybl")
             #expect(final.string("payer_name") == "Success Meena")
-            #expect(try await recorder.wait("int1").first?.json["mode"] as? String == "intent")
+            #expect(recorder.callbacks("int1").first?.json["mode"] as? String == "intent")
 
             let twice = try await client.post("/upi/v1/app/pay", ["link": link, "payer_vpa": "success.meena@ybl"])
             #expect(twice.status == 409)
@@ -222,7 +223,7 @@ import Testing
     }
 
     @Test func intentDeclinedAndExpired() async throws {
-        try await withSandbox(collectExpiryMs: 300) { client, _ in
+        try await withSandbox { client, _ in
             let declined = try await client.post("/upi/v1/intent", ["txn_id": "pay_int2", "payee_vpa": "kosh@okhdfcbank", "amount": 100, "currency": "INR"])
             let link = try #require(declined.string("link"))
             #expect(link == "upi://pay?pa=kosh%40okhdfcbank&am=1.00&tr=pay_int2&cu=INR")
@@ -230,7 +231,10 @@ import Testing
             #expect(try await client.switchFinal("pay_int2").string("response_code") == "ZA")
 
             _ = try await client.post("/upi/v1/intent", ["txn_id": "pay_int3", "payee_vpa": "kosh@okhdfcbank", "amount": 100, "currency": "INR"])
-            let expired = try await client.switchFinal("pay_int3")
+            await client.advance(by: 299_999)
+            #expect(try await client.get("/upi/v1/transactions/pay_int3").string("status") == "PENDING")
+            await client.advance(by: 1)
+            let expired = try await client.get("/upi/v1/transactions/pay_int3")
             #expect(expired.string("status") == "EXPIRED")
             #expect(expired["payer_vpa"] is NSNull)
         }
@@ -293,7 +297,12 @@ import Testing
         try await withSandbox { client, recorder in
             recorder.refuse("retry", times: 1)
             _ = try await client.collect("pay_retry", payer: "success@ybl", callback: client.callbackURL("retry"))
-            let delivered = try await recorder.wait("retry")
+            await client.advance(by: client.payerDelayMs)
+            #expect(recorder.attemptCount("retry") == 1)
+            await client.advance(by: 999)
+            #expect(recorder.attemptCount("retry") == 1, "the retry waits a second")
+            await client.advance(by: 1)
+            let delivered = recorder.callbacks("retry")
             #expect(delivered.count == 1)
             #expect(recorder.attemptCount("retry") == 2)
             #expect(delivered.first?.isValidlySigned == true)
