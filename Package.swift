@@ -69,6 +69,7 @@ let package = Package(
         .target(
             name: "KoshSandbox",
             dependencies: [
+                "KoshJSON",
                 "KoshRandom",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

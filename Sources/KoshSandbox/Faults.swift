@@ -1,3 +1,4 @@
+import KoshJSON
 /// The three upstreams the sandbox plays.
 enum Rail: String, CaseIterable, Sendable, Hashable {
     case upiSwitch = "upi_switch"
@@ -29,7 +30,7 @@ struct FaultConfig: Sendable, Equatable {
     static let maximumHangMs: Int64 = 600_000
     static let maximumCallbackDelayMs: Int64 = 600_000
 
-    var json: JSONValue {
+    var json: JSON {
         .object([
             ("latency_ms", .object([("min", .int(latencyMinMs)), ("max", .int(latencyMaxMs))])),
             ("error_rate", .double(errorRate)),
@@ -137,7 +138,7 @@ struct PayerTiming: Sendable, Equatable {
 
     static let maximumMs: Int64 = 86_400_000
 
-    var json: JSONValue {
+    var json: JSON {
         .object([("payer_delay_ms", .int(payerDelayMs)), ("late_delay_ms", .int(lateDelayMs)),
                  ("collect_expiry_ms", .int(collectExpiryMs))])
     }
@@ -182,7 +183,7 @@ struct RailStats: Sendable, Equatable {
     var callbacksDropped: Int64 = 0
     var callbacksDuplicated: Int64 = 0
 
-    var json: JSONValue {
+    var json: JSON {
         .object([("calls", .int(calls)), ("errors_injected", .int(errorsInjected)), ("timeouts_injected", .int(timeoutsInjected)),
                  ("callbacks_sent", .int(callbacksSent)), ("callbacks_dropped", .int(callbacksDropped)),
                  ("callbacks_duplicated", .int(callbacksDuplicated))])

@@ -1,4 +1,5 @@
 import Foundation
+import KoshJSON
 import Hummingbird
 import Logging
 import NIOCore
@@ -41,7 +42,7 @@ enum Dialect: Sendable {
         }
     }
 
-    func errorBody(code: String, message: String) -> JSONValue {
+    func errorBody(code: String, message: String) -> JSON {
         switch self {
         case .standard: .object([("error", .object([("code", .string(code)), ("message", .string(message))]))])
         case .alphapay: .object([("error", .object([("code", .string(code)), ("description", .string(message))]))])
@@ -74,9 +75,9 @@ struct SandboxHTTPError: Error, Sendable {
     static let unauthorized = Self(status: .unauthorized, code: "UNAUTHORIZED", message: "Missing, stale or invalid request signature")
 }
 
-func jsonResponse(_ json: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+func jsonResponse(_ json: JSON, status: HTTPResponse.Status = .ok) -> Response {
     Response(status: status, headers: [.contentType: "application/json"],
-             body: ResponseBody(byteBuffer: ByteBuffer(string: json.serialized)))
+             body: ResponseBody(byteBuffer: ByteBuffer(string: json.serialized())))
 }
 
 /// Renders every failure in the dialect of the request's path; anything unexpected is a 500
@@ -154,7 +155,7 @@ struct FaultMiddleware: RouterMiddleware {
         case .unavailable(let delay):
             await runtime.pause(milliseconds: delay)
             let message = "\(rail.rawValue) is unavailable"
-            let detail: (String, JSONValue) = rail == .alphapay ? ("description", .string(message)) : ("message", .string(message))
+            let detail: (String, JSON) = rail == .alphapay ? ("description", .string(message)) : ("message", .string(message))
             return jsonResponse(.object([("error", .object([("code", .string("UPSTREAM_UNAVAILABLE")), detail]))]),
                                 status: .serviceUnavailable)
         case .proceed(let delay):

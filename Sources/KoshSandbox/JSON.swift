@@ -1,85 +1,28 @@
 import Foundation
+import KoshJSON
 import NIOCore
 
-/// A JSON value with ordered object keys, so bodies are rendered in a stable, readable order.
-enum JSONValue: Sendable {
-    case null
-    case bool(Bool)
-    case int(Int64)
-    case uint(UInt64)
-    case double(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([(String, JSONValue)])
+/// The sandbox writes its JSON with Kosh's one JSON stack (KoshJSON); these are the
+/// sandbox's conveniences on it.
+extension JSON {
+    static func optional(_ value: String?) -> JSON { value.map(JSON.string) ?? .null }
 
-    static func optional(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
-
-    /// The value under `key` of an object (first match), for tests and replays.
-    subscript(key: String) -> JSONValue? {
-        guard case .object(let pairs) = self else { return nil }
-        return pairs.first(where: { $0.0 == key })?.1
+    /// A fractional number (fault rates), written as Swift prints it.
+    static func double(_ value: Double) -> JSON {
+        precondition(value.isFinite, "non-finite number in JSON")
+        return .number("\(value)")
     }
 
+    /// An unsigned number (seeds) that may not fit in Int64.
+    static func uint(_ value: UInt64) -> JSON { .number(String(value)) }
+
     /// An object with `extra` appended.
-    func adding(_ extra: [(String, JSONValue)]) -> JSONValue {
+    func adding(_ extra: [(String, JSON)]) -> JSON {
         guard case .object(let pairs) = self else { preconditionFailure("adding keys to a non-object JSON value") }
         return .object(pairs + extra)
     }
 
-    var serialized: String {
-        var out = ""
-        write(to: &out)
-        return out
-    }
-
-    var bytes: [UInt8] { Array(serialized.utf8) }
-
-    private func write(to out: inout String) {
-        switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .uint(let u): out += String(u)
-        case .double(let d):
-            precondition(d.isFinite, "non-finite number in JSON")
-            out += "\(d)"
-        case .string(let s): Self.writeString(s, to: &out)
-        case .array(let items):
-            out += "["
-            for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
-                item.write(to: &out)
-            }
-            out += "]"
-        case .object(let pairs):
-            out += "{"
-            for (i, (key, value)) in pairs.enumerated() {
-                if i > 0 { out += "," }
-                Self.writeString(key, to: &out)
-                out += ":"
-                value.write(to: &out)
-            }
-            out += "}"
-        }
-    }
-
-    private static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
+    var bytes: [UInt8] { Array(serialized().utf8) }
 }
 
 /// An amount in paise as sent: nil when it was not an integer (1.5, "500", true), so the rail

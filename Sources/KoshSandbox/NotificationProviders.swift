@@ -1,3 +1,4 @@
+import KoshJSON
 import Hummingbird
 import Synchronization
 
@@ -6,7 +7,7 @@ import Synchronization
 /// sandbox call. `PUT …/outage {"failures": n}` makes the next n sends fail with 503.
 final class NotificationProviders: Sendable {
     struct Provider: Sendable {
-        var messages: [JSONValue] = []
+        var messages: [JSON] = []
         var failuresLeft = 0
     }
 
@@ -54,13 +55,13 @@ final class NotificationProviders: Sendable {
     }
 
     /// Records `message` unless an outage is on; nil when it failed.
-    func accept(_ provider: String, _ fields: [(String, JSONValue)]) -> JSONValue? {
+    func accept(_ provider: String, _ fields: [(String, JSON)]) -> JSON? {
         state.withLock { all in
             if all[provider, default: Provider()].failuresLeft > 0 {
                 all[provider]!.failuresLeft -= 1
                 return nil
             }
-            let message = JSONValue.object([("id", .string("\(provider)_\(all[provider, default: Provider()].messages.count + 1)"))] + fields
+            let message = JSON.object([("id", .string("\(provider)_\(all[provider, default: Provider()].messages.count + 1)"))] + fields
                                             + [("status", .string("accepted"))])
             all[provider, default: Provider()].messages.append(message)
             if all[provider]!.messages.count > Self.capacity { all[provider]!.messages.removeFirst() }
@@ -72,7 +73,7 @@ final class NotificationProviders: Sendable {
         for (provider, path) in [("sms", "sms/v1/messages"), ("push", "push/v1/notifications")] {
             router.post(RouterPath(path)) { request, context in
                 var request = request
-                let fields: [(String, JSONValue)]
+                let fields: [(String, JSON)]
                 if provider == "sms" {
                     let body = try await request.decode(SMSBody.self, context: context)
                     guard !body.to.isEmpty, body.to.count <= 32, !body.text.isEmpty, body.text.utf8.count <= 1_600 else {

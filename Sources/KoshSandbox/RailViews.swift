@@ -1,7 +1,8 @@
+import KoshJSON
 /// Each rail's own vocabulary for the same underlying UPI transaction (docs/SANDBOX.md).
 enum RailViews {
     /// The body a rail POSTs to the callback URL when a transaction is final.
-    static func callback(_ t: Transaction) -> JSONValue {
+    static func callback(_ t: Transaction) -> JSON {
         switch t.key.rail {
         case .upiSwitch:
             return switchStatus(t).adding([("event", .string("upi.txn.final"))])
@@ -15,7 +16,7 @@ enum RailViews {
 
     // MARK: UPI switch
 
-    static func switchStatus(_ t: Transaction) -> JSONValue {
+    static func switchStatus(_ t: Transaction) -> JSON {
         .object([
             ("txn_id", .string(t.key.id)),
             ("rrn", .string(t.rrn)),
@@ -30,7 +31,7 @@ enum RailViews {
     }
 
     /// The answer to a collect or intent create, and to its idempotent repeat.
-    static func switchAccepted(_ t: Transaction) -> JSONValue {
+    static func switchAccepted(_ t: Transaction) -> JSON {
         .object([("txn_id", .string(t.key.id)), ("rrn", .string(t.rrn)), ("status", .string(TxnStatus.pending.rawValue))])
     }
 
@@ -61,12 +62,12 @@ enum RailViews {
         }
     }
 
-    static func alphapayCreated(_ t: Transaction) -> JSONValue {
+    static func alphapayCreated(_ t: Transaction) -> JSON {
         .object([("id", .string(t.providerID)), ("reference", .string(t.key.id)), ("amount", .int(t.amount)),
                  ("status", .string("processing")), ("fee", .int(alphapayFee(t.amount)))])
     }
 
-    static func alphapayPayment(_ t: Transaction) -> JSONValue {
+    static func alphapayPayment(_ t: Transaction) -> JSON {
         let error = alphapayError(t.responseCode)
         return .object([
             ("id", .string(t.providerID)),
@@ -94,7 +95,7 @@ enum RailViews {
         }
     }
 
-    static func betapayStatus(_ t: Transaction) -> JSONValue {
+    static func betapayStatus(_ t: Transaction) -> JSON {
         let result = betapayResult(t)
         return .object([
             ("merchantTxnId", .string(t.key.id)),

@@ -4,6 +4,13 @@ public enum LedgerVerifier {
     /// Recomputes every balance from the journal in one consistent snapshot and compares.
     public static func verify(_ db: any SQLDatabase) async throws -> LedgerVerification.Report {
         try await db.transaction { conn in
+            // PostgreSQL's default (read committed) gives each statement its own snapshot: a
+            // refund settling between the postings query and the balances query once made a
+            // consistent ledger look broken. One snapshot for the whole check. (SQLite's
+            // transaction holds the writer lock, so it is one snapshot already.)
+            if conn.dialect == .postgres {
+                try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", [])
+            }
             let postingRows = try await conn.query("""
                 SELECT p.entry_id, p.account, p.currency, p.amount, e.phase, e.kind, e.payment_id
                 FROM postings p JOIN journal_entries e ON e.id = p.entry_id
