@@ -37,18 +37,22 @@ final class PinnedClients: Sendable {
     let capacity: Int
     let ttl: Duration
     let makeClient: @Sendable ([String: String]) -> HTTPClient
+    /// The time a check is dated by (tests step it).
+    let now: @Sendable () -> ContinuousClock.Instant
     let state = Mutex(State())
 
-    init(capacity: Int, ttl: Duration, makeClient: @escaping @Sendable ([String: String]) -> HTTPClient) {
+    init(capacity: Int, ttl: Duration, now: @escaping @Sendable () -> ContinuousClock.Instant = { .now },
+         makeClient: @escaping @Sendable ([String: String]) -> HTTPClient) {
         precondition(capacity >= 1, "at least one pinned client")
         self.capacity = capacity
         self.ttl = ttl
+        self.now = now
         self.makeClient = makeClient
     }
 
     /// The client pinned for `host` when its check is younger than the TTL.
     func fresh(host: String) -> Lease? {
-        let now = ContinuousClock.now
+        let now = self.now()
         return state.withLock { state -> Lease? in
             guard !state.closed, var pin = state.pins[host], pin.checkedAt.duration(to: now) < ttl,
                   let holder = state.clients[pin.id] else { return nil }
@@ -62,7 +66,7 @@ final class PinnedClients: Sendable {
     /// The client that connects `host` to `address` (checked just now): the pinned one when the
     /// address is unchanged, else a new one. Nil after `shutdown`.
     func pin(host: String, address: NetworkAddress) -> Lease? {
-        let now = ContinuousClock.now
+        let now = self.now()
         var doomed: [HTTPClient] = []
         let lease = state.withLock { state -> Lease? in
             guard !state.closed else { return nil }

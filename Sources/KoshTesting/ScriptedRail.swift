@@ -10,6 +10,19 @@ public final class ManualClock: KoshClock, Sendable {
     public func advance(bySeconds delta: Int64) { advance(byMillis: delta * 1000) }
 }
 
+/// The system clock, plus however far a test has stepped it forward: for a Kosh that talks to
+/// something keeping real time (the sandbox over HTTP) while the test skips one of Kosh's own
+/// waits (a breaker's open period) instead of sleeping through it.
+public final class LeapClock: KoshClock, Sendable {
+    private let leapt = Mutex<Int64>(0)
+    public init() {}
+    public func nowMillis() -> Int64 { SystemClock().nowMillis() + leapt.withLock { $0 } }
+    public func advance(byMillis delta: Int64) {
+        precondition(delta >= 0, "a clock never goes back")
+        leapt.withLock { $0 += delta }
+    }
+}
+
 /// A rail's answer in a script: the answer, or no answer at all (the call times out).
 public enum Scripted<Answer: Sendable>: Sendable {
     case answer(Answer)

@@ -14,7 +14,13 @@ struct ClaimLoopTests {
             var claims = 0
         }
         let state: Mutex<State>
-        init(_ count: Int) { state = Mutex(State(due: Array(0..<count))) }
+        let total: Int
+        /// Yields once, when the last item is handled.
+        let (finished, finish) = AsyncStream<Void>.makeStream()
+        init(_ count: Int) {
+            total = count
+            state = Mutex(State(due: Array(0..<count)))
+        }
 
         func claim(_ limit: Int) -> [Int] {
             state.withLock { s in
@@ -30,11 +36,15 @@ struct ClaimLoopTests {
                 s.inFlight += 1
                 s.mostInFlight = max(s.mostInFlight, s.inFlight)
             }
+            // Real time on purpose: each item takes a moment, as a delivery does, so items finish
+            // while the loop claims (the loop under test has no clock; it waits on slots).
             try? await Task.sleep(for: .milliseconds(1))
-            state.withLock { s in
+            let done = state.withLock { s in
                 s.inFlight -= 1
                 s.handled.append(item)
+                return s.handled.count == total
             }
+            if done { finish.yield() }
         }
     }
 
@@ -47,10 +57,7 @@ struct ClaimLoopTests {
             await ClaimLoop.run(concurrency: 4, pollIntervalMillis: 60_000, logger: Logger(label: "claim-loop"), what: "test",
                                 claim: { queue.claim($0) }, handle: { await queue.handle($0) })
         }
-        for _ in 0..<2_000 {
-            if queue.state.withLock({ $0.handled.count }) == 200 { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        for await _ in queue.finished { break }
         loop.cancel()
         await loop.value
         let state = queue.state.withLock { $0 }
@@ -63,15 +70,21 @@ struct ClaimLoopTests {
     @Test("a loop waiting for a free slot ends when its task is cancelled")
     func cancelWhileAllSlotsBusy() async throws {
         let started = Mutex(0)
+        let (starts, start) = AsyncStream<Void>.makeStream()
         let loop = Task {
             await ClaimLoop.run(concurrency: 2, pollIntervalMillis: 60_000, logger: Logger(label: "claim-loop"), what: "test",
                                 claim: { limit in Array(0..<limit) },
                                 handle: { _ in
                                     started.withLock { $0 += 1 }
-                                    try? await Task.sleep(for: .seconds(3_600))  // ends on cancellation
+                                    start.yield()
+                                    await untilCancelled()
                                 })
         }
-        while started.withLock({ $0 }) < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        var seen = 0
+        for await _ in starts {
+            seen += 1
+            if seen == 2 { break }
+        }
         loop.cancel()
         await loop.value
         #expect(started.withLock { $0 } == 2)
@@ -83,6 +96,8 @@ struct ClaimLoopTests {
         wakeup.signal()
         await wakeup.wait()  // returns at once: the signal was kept
         let waiter = Task { await wakeup.wait() }
+        // Real time on purpose: lets the waiter park before the cancellation (nothing to observe
+        // that by); if it has not yet, the already-cancelled path is what ends it, and the test still holds.
         try await Task.sleep(for: .milliseconds(20))
         waiter.cancel()
         await waiter.value
@@ -93,6 +108,8 @@ struct ClaimLoopTests {
         let batches = Mutex<[[Int]]>([])
         let writer = BatchWriter<Int, Int>(maximumBatch: 50) { items in
             batches.withLock { $0.append(items) }
+            // Real time on purpose: a write that takes a while (a database's), so submissions
+            // arrive during it and ride in the next batch; nothing here reads a clock.
             try await Task.sleep(for: .milliseconds(20))
             if items.contains(13) { throw CancellationError() }
             return items.map { $0 * 2 }
@@ -112,4 +129,11 @@ struct ClaimLoopTests {
         let withThirteen = try #require(written.first { $0.count > 1 && $0.contains(13) })
         #expect(written.flatMap { $0 }.count == 100 + withThirteen.count)
     }
+}
+
+/// Suspends until the calling task is cancelled: a handler that never finishes on its own.
+func untilCancelled() async {
+    let (stream, continuation) = AsyncStream<Void>.makeStream()
+    for await _ in stream {}  // ends when the task is cancelled
+    continuation.finish()  // (and holds the continuation until then)
 }

@@ -100,8 +100,9 @@ struct CommandLineTests {
     }
 
     static func waitForHealth(port: Int) async throws {
-        for _ in 0..<200 {
+        for _ in 0..<600 {
             if let (status, _) = try? await http("GET", "http://127.0.0.1:\(port)/healthz"), status == 200 { return }
+            // Real time on purpose: a `kosh` process starting up (up to 30 s on a loaded machine).
             try await Task.sleep(for: .milliseconds(50))
         }
         Issue.record("server on port \(port) never became healthy")
@@ -249,10 +250,11 @@ struct CommandLineTests {
         (server, _, _) = try Self.start(["serve", "--port", "\(port)", "--database", database], in: dir)
         try await Self.waitForHealth(port: port)
         var status = ""
-        for _ in 0..<100 {
+        for _ in 0..<300 {
             let (_, payment) = try await Self.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth)
             status = Self.string(payment, "status") ?? ""
             if status == "authorized" { break }
+            // Real time on purpose: the restarted process's own janitor (its clock is the system's), up to 30 s.
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(status == "authorized")
@@ -308,9 +310,10 @@ struct CommandLineTests {
                 """, auth: auth)
             #expect(status == 200, "\(pay.serialized())")
             let paymentID = try #require(Self.string(pay, "razorpay_payment_id"))
-            for _ in 0..<100 {
+            for _ in 0..<300 {
                 let (_, payment) = try await Self.http("GET", "\(base)/v1/payments/\(paymentID)", auth: auth)
                 if let s = Self.string(payment, "status"), s != "created" { return (paymentID, s) }
+                // Real time on purpose: a `kosh serve` process submits the payment, up to 30 s.
                 try await Task.sleep(for: .milliseconds(100))
             }
             return (paymentID, "created")
@@ -346,7 +349,10 @@ struct CommandLineTests {
     /// Waits for `process` to exit for up to `seconds`; kills it (SIGKILL) if it does not.
     static func exited(_ process: Process, within seconds: Double) async throws -> Bool {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1_000))
-        while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        while process.isRunning && ContinuousClock.now < deadline {
+            // Real time on purpose: a process shutting down.
+            try await Task.sleep(for: .milliseconds(20))
+        }
         guard process.isRunning else { return true }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()

@@ -75,6 +75,7 @@ struct ConnectionGuardTests {
             connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             let reply = await connection.readResponse(timeout: 5)
             #expect(statusCode(reply) == 200, "\(reply)")
+            // Real time on purpose: the server's idle timeout runs on the wall clock (NIO timers).
             try await Task.sleep(for: .milliseconds(200))
         }
         connection.send("GET /healthz HTTP/1.1\r\nHo")
@@ -96,8 +97,9 @@ struct ConnectionGuardTests {
         var pipelined: [UInt8] = []
         for _ in 0..<2_000 { pipelined += request }
         var accepted = false
-        for _ in 0..<100 where !accepted {
+        for _ in 0..<500 where !accepted {
             accepted = server.registry.openConnections == 1
+            // Real time on purpose: the listener accepting a real socket (up to 10 s).
             try await Task.sleep(for: .milliseconds(20))
         }
         #expect(accepted)
@@ -107,6 +109,7 @@ struct ConnectionGuardTests {
         while ContinuousClock.now < deadline {
             _ = connection.sendWithoutWaiting(pipelined)
             if server.registry.openConnections == 0 { closed = true; break }
+            // Real time on purpose: the send timeout (0.7 s) runs on the wall clock; 30 s of patience.
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(closed, "the connection of a client that reads nothing was still open after 30 s")
@@ -121,9 +124,12 @@ struct ConnectionGuardTests {
         let second = try #require(RawConnection(port: server.port))
         first.send("GET /healthz HTTP/1.1\r\nHo")
         second.send("GET /healthz HTTP/1.1\r\nHo")
+        // Real time on purpose: both connections are accepted and reading heads before the probe
+        // queues, and the probe waits in the backlog before they go idle (real sockets, no hook to wait on).
         try await Task.sleep(for: .milliseconds(200))
         let probe = try #require(RawConnection(port: server.port))  // waits in the backlog
         probe.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        // Real time on purpose: the probe sits in the backlog before the two go idle.
         try await Task.sleep(for: .milliseconds(200))
         first.send("st: x\r\n\r\n")
         second.send("st: x\r\n\r\n")
@@ -255,6 +261,7 @@ struct ConnectionGuardTests {
             if let connection = RawConnection(port: server.port) { idle.append(connection) }
         }
         // Twenty connections against a cap of eight: the listener holds the rest in its backlog.
+        // Real time on purpose: the listener accepts what it will of real sockets.
         try await Task.sleep(for: .milliseconds(200))
         // NIO accepts up to four connections per wake-up of the listener (maxMessagesPerRead),
         // so the cap may be passed by three at most.

@@ -53,6 +53,7 @@ struct DescriptorLimitTests {
 
         var answered = 0
         for _ in 0..<20 {
+            // Real time on purpose: a `kosh serve` process under a descriptor limit, probed once a second for 20 s.
             try await Task.sleep(for: .seconds(1))
             guard process.isRunning else { break }
             if let probe = RawConnection(port: port) {

@@ -12,11 +12,20 @@ import Logging
 import Testing
 
 /// A running Kosh (the production router and services) on a fresh database, with a helper
-/// client that speaks JSON and Basic auth.
+/// client that speaks JSON and Basic auth. Its clock is a manual one the test steps: whatever
+/// Kosh schedules from its clock (the test rail's approval, janitor checks, webhook and
+/// notification retries and leases) happens when the test moves the clock and runs the pass,
+/// never while it sleeps.
 struct Kosh: Sendable {
     let services: KoshServices
     let client: any TestClientProtocol
     let merchant: MerchantCredentials
+    /// The services' clock; nil in live mode (`LiveKosh`), whose sandbox keeps real time.
+    let manualClock: ManualClock?
+    var clock: ManualClock {
+        guard let manualClock else { preconditionFailure("this Kosh runs on the system clock (live mode)") }
+        return manualClock
+    }
 
     struct Reply: Sendable {
         let status: Int
@@ -34,16 +43,19 @@ struct Kosh: Sendable {
 
     /// `allowPrivateWebhooks`: webhooks may point at loopback receivers (`KOSH_WEBHOOK_ALLOW_PRIVATE=1`);
     /// off, as in production. Host names are looked up in `resolver`, never in DNS.
+    /// The manual clock starts at the wall clock's time, so what Kosh stamps with it stays
+    /// comparable with the database's own clock (node heartbeats).
     static func run(_ kind: String, allowPrivateWebhooks: Bool = false, resolver: ScriptedResolver = ScriptedResolver(),
                     _ body: @Sendable (Kosh) async throws -> Void) async throws {
         var config = try await TestDatabases.configuration(kind)
         config.webhooks.allowPrivateDestinations = allowPrivateWebhooks
         config.webhooks.resolver = resolver
-        let services = try await KoshServices.open(config, logger: Logger(label: "kosh-test"))
+        let clock = ManualClock(millis: SystemClock().nowMillis())
+        let services = try await KoshServices.open(config, logger: Logger(label: "kosh-test"), clock: clock)
         let merchant = try await services.merchants.create(name: "Test Merchant")
         let app = Application(router: services.router())
         try await app.test(.router) { client in
-            try await body(Kosh(services: services, client: client, merchant: merchant))
+            try await body(Kosh(services: services, client: client, merchant: merchant, manualClock: clock))
         }
         try await services.db.close()
     }
@@ -77,13 +89,15 @@ struct Kosh: Sendable {
             """, as: credentials)
     }
 
-    /// Runs the janitor until the payment leaves created/pending (the test rail approves after 50 ms).
+    /// Runs the janitor's pass, stepping the clock 50 ms between passes, until the payment
+    /// leaves created/pending (the test rail approves 50 ms after submission; an orphan is
+    /// submitted after the 1 s grace). At most 10 s of the manual clock.
     func settle(_ paymentID: String) async throws -> Payment {
         for _ in 0..<200 {
             _ = try await services.flows.runDueChecks()
             let payment = try await services.flows.payment(id: paymentID)
             if payment.state != .pending && payment.state != .created { return payment }
-            try await Task.sleep(for: .milliseconds(20))
+            clock.advance(byMillis: 50)
         }
         Issue.record("payment \(paymentID) never settled")
         return try await services.flows.payment(id: paymentID)

@@ -59,6 +59,7 @@ struct LifecycleTests {
             #expect(partial.int("amount_refunded") == 20_000)
             let over = try await kosh.call(.post, "/v1/payments/\(paymentID)/refund", #"{"amount": 30001}"#)
             #expect(over.status == 400)
+            kosh.clock.advance(bySeconds: 1)  // lists are newest first by created_at (seconds)
             let r2 = try await kosh.call(.post, "/v1/payments/\(paymentID)/refund", "{}")
             #expect(r2.int("amount") == 30_000)
             let full = try await kosh.call(.get, "/v1/payments/\(paymentID)")

@@ -22,6 +22,8 @@ struct LiveKosh: Sendable {
     let sandboxURL: String
     let admin: HTTPClient
     let signer: RailSigner
+    /// Kosh's clock: real time (the sandbox keeps it), which a test may step forward.
+    let clock: LeapClock
     var services: KoshServices { kosh.services }
 
     struct Tuning: Sendable {
@@ -46,7 +48,8 @@ struct LiveKosh: Sendable {
                                          pendingTimeoutMillis: tuning.pendingTimeoutMillis, lateWatchMillis: 60_000,
                                          lateCheckIntervalMillis: tuning.lateCheckIntervalMillis)
         config.gateway.resendInitiationAfterMillis = 2_000
-        let services = try await KoshServices.open(config, logger: logger)
+        let clock = LeapClock()
+        let services = try await KoshServices.open(config, logger: logger, clock: clock)
         let merchant = try await services.merchants.create(name: "Live Merchant", mode: .live, lateAuthorization: tuning.lateAuthorization)
         let admin = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
         let janitor = Task { try await Janitor(services: services, intervalMillis: 50, logger: logger).run() }
@@ -54,8 +57,8 @@ struct LiveKosh: Sendable {
             let app = Application(router: services.router())
             try await app.test(.live) { client in
                 services.upstream?.setCallbackBaseURL("http://127.0.0.1:\(client.port!)")
-                let live = LiveKosh(kosh: Kosh(services: services, client: client, merchant: merchant), sandboxURL: sandbox.url,
-                                    admin: admin, signer: RailSigner(secret: "live-test-secret"))
+                let live = LiveKosh(kosh: Kosh(services: services, client: client, merchant: merchant, manualClock: nil), sandboxURL: sandbox.url,
+                                    admin: admin, signer: RailSigner(secret: "live-test-secret"), clock: clock)
                 try await live.sandbox(.PUT, "/sandbox/v1/config", #"{"payer_delay_ms": 150, "late_delay_ms": 2500, "collect_expiry_ms": 1200}"#)
                 try await body(live)
             }
@@ -99,6 +102,8 @@ struct LiveKosh: Sendable {
         while Date() < deadline {
             let payment = try await services.flows.payment(id: paymentID)
             if done(payment) { return payment }
+            // Real time on purpose: the sandbox answers and calls back over real HTTP after its own
+            // real-time delays, and the janitor runs in the background, as in `kosh serve`.
             try await Task.sleep(for: .milliseconds(25))
         }
         let payment = try await services.flows.payment(id: paymentID)
@@ -174,6 +179,9 @@ struct LiveRailsTests {
     @Test("intent: the payment gets a upi://pay link; the payer's app pays it", arguments: TestDatabases.all)
     func intent(db: String) async throws {
         try await LiveKosh.run(db) { live in
+            // The request must outlive a loaded machine's pause between create and pay (with
+            // 1.2 s the app once found it expired: 409), as in the decline test.
+            try await live.sandbox(.PUT, "/sandbox/v1/config", #"{"collect_expiry_ms": 10000}"#)
             let order = try await live.kosh.createOrder(amount: 25_000)
             let reply = try await live.kosh.call(.post, "/v1/payments/create/upi", """
                 {"order_id": "\(order)", "amount": 25000, "currency": "INR", "method": "upi", "upi": {"flow": "intent"},
@@ -332,7 +340,7 @@ struct LiveRailsTests {
 
             // The switch heals; after the open period probes go through and close the breaker.
             try await live.sandbox(.PUT, "/sandbox/v1/faults/upi_switch", #"{"error_rate": 0}"#)
-            try await Task.sleep(for: .milliseconds(1_600))
+            live.clock.advance(byMillis: 1_600)  // past the breaker's 1.5 s open period
             for _ in 0..<3 {
                 let p = try await live.pay(vpa: "success@okhdfcbank", as: prober)
                 #expect(try await live.settled(p.payment).state == .authorized)
@@ -366,7 +374,9 @@ struct LiveRailsTests {
             }
             let p = try await live.pay(vpa: "success@ybl")
             #expect(try await live.settled(p.payment).state == .authorized)
-            try await Task.sleep(for: .milliseconds(500))  // let the second copy land
+            // Real time on purpose: the sandbox sends the second copy on its own, over HTTP; nothing
+            // tells the test it has been handled, so it gives it a second.
+            try await Task.sleep(for: .seconds(1))
             #expect(try await live.events(p.payment, "authorize") == 1)
             let (_, stats) = try await live.sandbox(.GET, "/sandbox/v1/stats")
             #expect((stats["upi_switch"]?["callbacks_duplicated"]?.intValueForTest ?? 0) >= 1, "\(stats.serialized())")

@@ -131,13 +131,14 @@ extension Kosh {
         return NotificationDispatcher(store: services.notifications, settings: settings, logger: Logger(label: "notifications-test"))
     }
 
-    /// Runs the dispatcher until every notification is delivered or dead.
+    /// Runs the dispatcher's pass, stepping the clock 10 ms after each, until every
+    /// notification is delivered or dead (retries come due as the clock passes them).
     func drainNotifications(_ dispatcher: NotificationDispatcher) async throws -> [NotificationLogEntry] {
         for _ in 0..<500 {
             try await dispatcher.runOnce()
             let log = try await services.notifications.log(merchantID: merchant.merchant.id)
             if !log.isEmpty && log.allSatisfy({ $0.status != .pending }) { return log }
-            try await Task.sleep(for: .milliseconds(10))
+            clock.advance(byMillis: 10)
         }
         Issue.record("notifications never finished")
         return try await services.notifications.log(merchantID: merchant.merchant.id)
@@ -233,7 +234,7 @@ struct NotificationTests {
                 try await dispatcher.runOnce()
                 email = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id).first { $0.channel == .email }
                 if email?.status == .dead { break }
-                try await Task.sleep(for: .milliseconds(10))
+                kosh.clock.advance(byMillis: 5)
             }
             let dead = try #require(email)
             #expect(dead.status == .dead)
@@ -260,7 +261,9 @@ struct NotificationTests {
             let first = try await store.claimDue(owner: "node-a", leaseMillis: 100, limit: 10, channels: all)
             #expect(first.count == 3)
             #expect(try await store.claimDue(owner: "node-b", leaseMillis: 100, limit: 10, channels: all).isEmpty)
-            try await Task.sleep(for: .milliseconds(150))
+            kosh.clock.advance(byMillis: 99)
+            #expect(try await store.claimDue(owner: "node-b", leaseMillis: 100, limit: 10, channels: all).isEmpty, "the lease still holds")
+            kosh.clock.advance(byMillis: 2)
             let second = try await store.claimDue(owner: "node-b", leaseMillis: 60_000, limit: 10, channels: all)
             #expect(Set(second.map(\.id)) == Set(first.map(\.id)))
             // The node that lost its lease cannot move the notification; the holder can.

@@ -289,12 +289,18 @@ struct WebhookDestinationTests {
 
     @Test("a pin is fresh for its TTL, then the host must be looked up and pinned again")
     func pinsExpire() async throws {
-        let pins = PinnedClients(capacity: 4, ttl: .milliseconds(300)) { _ in HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup) }
+        let elapsed = Mutex(Duration.zero)
+        let started = ContinuousClock.now
+        let pins = PinnedClients(capacity: 4, ttl: .milliseconds(300), now: { started + elapsed.withLock { $0 } }) { _ in
+            HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+        }
         let first = try #require(pins.pin(host: "a.example.com", address: .ipv4(93, 184, 215, 1)))
         pins.release(first)
         let again = try #require(pins.fresh(host: "a.example.com"), "fresh right after the check")
         pins.release(again)
-        try await Task.sleep(for: .milliseconds(400))
+        elapsed.withLock { $0 = .milliseconds(299) }
+        #expect(pins.fresh(host: "a.example.com").map { pins.release($0); return true } == true, "fresh just before the TTL")
+        elapsed.withLock { $0 = .milliseconds(300) }
         #expect(pins.fresh(host: "a.example.com") == nil, "stale after the TTL")
         // Checked again with the same answer: the same client, fresh once more.
         let renewed = try #require(pins.pin(host: "a.example.com", address: .ipv4(93, 184, 215, 1)))
@@ -308,6 +314,8 @@ struct WebhookDestinationTests {
 /// A DNS server that never answers (within a test's patience).
 struct HangingResolver: HostResolver {
     func addresses(of host: String) async throws -> [NetworkAddress] {
+        // Real time on purpose: the lookup timeout under test runs on the wall clock and leaves a
+        // blocked lookup to finish on its own (it is never cancelled), so this one ends, after 30 s.
         try await Task.sleep(for: .seconds(30))
         return []
     }

@@ -70,10 +70,14 @@ extension JSON {
     }
 }
 
+/// Polls `condition` on the wall clock. Only for what happens in real time: another process,
+/// a dispatcher's own loop, a receiver whose latency is the point. What Kosh schedules from its
+/// clock is stepped instead (`Kosh.dispatched(by:stepMillis:until:)`).
 func eventually(seconds: Double = 10, _ condition: () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
+        // Real time on purpose: the callers wait on processes, sockets and loops that keep real time.
         try await Task.sleep(for: .milliseconds(10))
     }
     return try await condition()
@@ -99,6 +103,19 @@ extension Kosh {
         settings.timeoutMillis = timeoutMillis
         return WebhookDispatcher(store: services.webhooks, settings: settings, logger: .init(label: "webhooks-test"),
                                  owner: owner ?? "test-" + UUID().uuidString.prefix(6))
+    }
+
+    /// Runs the dispatcher's pass, stepping the clock `stepMillis` after each, until `done`
+    /// (checked after every pass). A pass returns once its attempts are recorded, so what is
+    /// due is sent and what is not waits for the clock, never for the wall clock.
+    func dispatched(by dispatcher: WebhookDispatcher, stepMillis: Int64 = 10, passes: Int = 1_000,
+                    until done: () async throws -> Bool) async throws -> Bool {
+        for _ in 0..<passes {
+            try await dispatcher.runOnce()
+            if try await done() { return true }
+            clock.advance(byMillis: stepMillis)
+        }
+        return false
     }
 
     /// Deliveries recorded as delivered, all merchants.
@@ -139,7 +156,8 @@ struct WebhookTests {
             let webhookID = try await kosh.registerWebhook(receiver.url, events: ["payment.captured", "order.paid"], secret: secret)
             let paymentID = try await kosh.capturedPayment(amount: 5_000)
             let dispatcher = kosh.dispatcher()
-            let delivered = try await running([dispatcher]) { try await eventually { try await kosh.deliveredCount() == 2 } }
+            let delivered = try await kosh.dispatched(by: dispatcher) { try await kosh.deliveredCount() == 2 }
+            try await dispatcher.shutdown()
             #expect(delivered)
             let receipts = receiver.all
             #expect(receipts.count == 2)
@@ -200,20 +218,25 @@ struct WebhookTests {
             _ = try await kosh.capturedPayment(amount: 5_000)
             let schedule: [Int64] = [100, 200, 300, 400]
             let dispatcher = kosh.dispatcher(schedule: schedule)
-            let done = try await running([dispatcher]) {
-                try await eventually {
-                    let reply = try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries")
-                    return reply.json["items"]?[0]?["status"] == .string("delivered")
-                }
+            let step: Int64 = 10
+            let done = try await kosh.dispatched(by: dispatcher, stepMillis: step) {
+                let reply = try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries")
+                return reply.json["items"]?[0]?["status"] == .string("delivered")
             }
             #expect(done)
-            try await Task.sleep(for: .milliseconds(150))
+            // Nothing more is due, however late it gets.
+            kosh.clock.advance(bySeconds: 86_400)
+            #expect(try await dispatcher.runOnce() == 0)
+            try await dispatcher.shutdown()
             let receipts = receiver.all
             #expect(receipts.count == failures + 1)
-            for i in 1..<receipts.count {
-                let gap = receipts[i - 1].at.duration(to: receipts[i].at)
-                #expect(gap >= .milliseconds(schedule[i - 1]), "retry \(i) came after \(gap)")
-                #expect(gap < .milliseconds(schedule[i - 1] + 1_500), "retry \(i) came after \(gap)")
+            // Each retry went out on the first pass at or after its delay (the clock moves `step` a pass).
+            let logged = try #require(try await kosh.services.webhooks.deliveries(endpointID: webhookID, merchantID: kosh.merchant.merchant.id,
+                                                                                  page: Page()).first).attemptLog
+            #expect(logged.count == failures + 1)
+            for i in 1..<logged.count {
+                let gap = logged[i].at - logged[i - 1].at
+                #expect(gap >= schedule[i - 1] && gap < schedule[i - 1] + step, "retry \(i) came \(gap) ms after the attempt before")
             }
             #expect(Set(receipts.map(\.eventID)).count == 1)
             let delivery = try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries").json["items"]?[0]
@@ -233,8 +256,8 @@ struct WebhookTests {
             let webhookID = try await kosh.registerWebhook(receiver.url)
             _ = try await kosh.capturedPayment(amount: 5_000)
             let dispatcher = kosh.dispatcher(schedule: [20, 20])
-            try await running([dispatcher]) {
-                let dead = try await eventually {
+            do {
+                let dead = try await kosh.dispatched(by: dispatcher) {
                     try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries").json["items"]?[0]?["status"] == .string("dead")
                 }
                 #expect(dead)
@@ -248,7 +271,7 @@ struct WebhookTests {
                 let again = try await kosh.call(.post, "/v1/webhooks/deliveries/\(deliveryID)/redeliver")
                 #expect(again.status == 200, "\(again.body)")
                 #expect(again.string("status") == "pending")
-                let delivered = try await eventually {
+                let delivered = try await kosh.dispatched(by: dispatcher) {
                     try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries").json["items"]?[0]?["status"] == .string("delivered")
                 }
                 #expect(delivered)
@@ -258,6 +281,7 @@ struct WebhookTests {
                 let endpoint2 = try await kosh.call(.get, "/v1/webhooks/\(webhookID)")
                 #expect(endpoint2["failing"] == .bool(false))
             }
+            try await dispatcher.shutdown()
         }
     }
 
@@ -271,13 +295,12 @@ struct WebhookTests {
             _ = try await kosh.capturedPayment(amount: 5_000)
             _ = try await kosh.capturedPayment(amount: 6_000)
             let dispatcher = kosh.dispatcher(schedule: [20])
-            try await running([dispatcher]) {
-                let bothDead = try await eventually {
-                    guard case .array(let items)? = try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries").json["items"] else { return false }
-                    return items.count == 2 && items.allSatisfy { $0["status"] == .string("dead") }
-                }
-                #expect(bothDead)
+            let bothDead = try await kosh.dispatched(by: dispatcher) {
+                guard case .array(let items)? = try await kosh.call(.get, "/v1/webhooks/\(webhookID)/deliveries").json["items"] else { return false }
+                return items.count == 2 && items.allSatisfy { $0["status"] == .string("dead") }
             }
+            try await dispatcher.shutdown()
+            #expect(bothDead)
             let log = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id)
             let failing = log.filter { $0.template == "webhook.failing.merchant" }
             #expect(failing.count == 1, "one email per endpoint that starts failing, not one per dead delivery")
@@ -317,11 +340,11 @@ struct WebhookTests {
             #expect(left.count == 1)
             #expect(left.first?["event"] == .string("payment.captured"))
             #expect(left.first?["payload"]?["payment"]?["entity"]?["id"] == .string(paymentID))
-            try await running([kosh.dispatcher()]) {
-                let received = try await eventually { receiver.all.count == 1 }
-                let recorded = try await eventually { try await kosh.deliveredCount() == 1 }
-                #expect(received && recorded)
-            }
+            let dispatcher = kosh.dispatcher()
+            #expect(try await dispatcher.runOnce() == 1)
+            try await dispatcher.shutdown()
+            #expect(receiver.all.count == 1)
+            #expect(try await kosh.deliveredCount() == 1)
             #expect(try await kosh.services.webhooks.purgeEvents(createdBefore: now + 1) == 1)
             #expect(try await kosh.call(.get, "/v1/events")["count"] == .int(0))
             if case .string(let id)? = left.first?["id"] {
@@ -343,6 +366,8 @@ struct WebhookTests {
     func hangingReceiverDoesNotStallOthers(db: String) async throws {
         try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
             let hanging = try await Receiver.start { _ in
+                // Real time on purpose: a receiver that hangs past the dispatcher's 3 s timeout,
+                // while the other endpoint's delivery must not wait for it (the dispatcher's own loop runs).
                 try? await Task.sleep(for: .seconds(10))
                 return 200
             }
@@ -432,24 +457,31 @@ struct WebhookTests {
           arguments: TestDatabases.all)
     func twoDispatchersShareTheWork(db: String) async throws {
         try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
-            let receiver = try await Receiver.start { _ in
-                try? await Task.sleep(for: .milliseconds(20))
-                return 200
-            }
+            let receiver = try await Receiver.start()
             defer { receiver.stop() }
             _ = try await kosh.registerWebhook(receiver.url, events: ["refund.created"])
             let merchantID = kosh.merchant.merchant.id
             let count = 40
             for i in 0..<count {
                 try await kosh.services.store.transaction { tx in
-                    let now = SystemClock().nowMillis() / 1000
+                    let now = kosh.clock.nowMillis() / 1000
                     try await tx.enqueueEvent(OutboxEvent(id: Identifiers.make(.paymentEvent), merchantID: merchantID, name: .refundCreated,
                                                           body: #"{"n":\#(i)}"#, createdAt: now))
                 }
             }
             let a = kosh.dispatcher(owner: "node-a"), b = kosh.dispatcher(owner: "node-b")
-            let all = try await running([a, b]) { try await eventually { try await kosh.deliveredCount() == count } }
-            #expect(all)
+            // Both nodes' passes at once, claiming against each other (32 a pass each: 40 take both).
+            var sent = 0, passes = 0
+            while sent < count && passes < 20 {
+                async let fromA = a.runOnce()
+                async let fromB = b.runOnce()
+                sent += try await fromA + fromB
+                passes += 1
+            }
+            try await a.shutdown()
+            try await b.shutdown()
+            #expect(sent == count)
+            #expect(try await kosh.deliveredCount() == count)
             let ids = receiver.all.compactMap(\.eventID)
             #expect(ids.count == count)
             #expect(Set(ids).count == count)
@@ -457,13 +489,15 @@ struct WebhookTests {
             // A node claims a delivery and dies: after the lease another node sends it.
             try await kosh.services.store.transaction { tx in
                 try await tx.enqueueEvent(OutboxEvent(id: Identifiers.make(.paymentEvent), merchantID: merchantID, name: .refundCreated,
-                                                      body: #"{"n":"orphan"}"#, createdAt: SystemClock().nowMillis() / 1000))
+                                                      body: #"{"n":"orphan"}"#, createdAt: kosh.clock.nowMillis() / 1000))
             }
             let claimed = try await kosh.services.webhooks.claimDue(owner: "node-dead", leaseMillis: 300, limit: 10)
             #expect(claimed.count == 1)
             let c = kosh.dispatcher(owner: "node-c")
             #expect(try await c.runOnce() == 0)
-            try await Task.sleep(for: .milliseconds(350))
+            kosh.clock.advance(byMillis: 299)
+            #expect(try await c.runOnce() == 0, "the lease still holds")
+            kosh.clock.advance(byMillis: 2)
             #expect(try await c.runOnce() == 1)
             #expect(receiver.all.count == count + 1)
             #expect(try await kosh.deliveredCount() == count + 1)
@@ -493,6 +527,8 @@ struct WebhookTests {
     @Test("kill -9 of the server mid-delivery loses nothing")
     func killNineMidDelivery() async throws {
         let receiver = try await Receiver.start { n in
+            // Real time on purpose: the first POST is held (10 s, past the kill and restart) while
+            // a real `kosh serve` process is killed; the lease then runs out on its clock.
             if n == 1 { try? await Task.sleep(for: .seconds(10)) }
             return 200
         }
@@ -668,6 +704,8 @@ struct WebhookTwoNodeTests {
                 if s.firstAt[eventID] == nil { s.firstAt[eventID] = .now }
                 s.total += 1
             }
+            // Real time on purpose: each POST stays in flight 0.7 s, so two real processes overlap
+            // and one is killed while it holds some (their leases run on their own clocks).
             try? await Task.sleep(for: .milliseconds(700))
             tally.state.withLock { $0.inFlight[eventID, default: 1] -= 1 }
             return Response(status: .ok)
