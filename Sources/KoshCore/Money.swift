@@ -16,23 +16,6 @@ public enum Currency: String, Sendable, Hashable, CaseIterable, Codable {
 }
 
 /// An amount of money in integer minor units. Never a floating point number.
-public struct Money: Sendable, Hashable, Comparable, CustomStringConvertible {
-    public var minorUnits: Int64
-    public var currency: Currency
-
-    public init(_ minorUnits: Int64, _ currency: Currency) {
-        self.minorUnits = minorUnits
-        self.currency = currency
-    }
-
-    public static func < (lhs: Money, rhs: Money) -> Bool {
-        precondition(lhs.currency == rhs.currency, "comparing amounts in different currencies")
-        return lhs.minorUnits < rhs.minorUnits
-    }
-
-    public var description: String { "\(minorUnits) \(currency.rawValue) minor units" }
-}
-
 /// Explicit limits on amounts the API accepts.
 public enum AmountLimits {
     /// Razorpay's minimum order / payment amount: ₹1.00.
