@@ -27,8 +27,8 @@ public enum LedgerBenchmark {
             postings += try await store.transaction { tx in
                 var count = 0
                 for i in 0..<n {
-                    let entry = try PostingRules.fee(id: Identifiers.make(.journalEntry), paymentID: "pay_bench\(base + i)",
-                                                     merchantID: "mer_bench\((base + i) % merchants)",
+                    let entry = try PostingRules.fee(id: Identifiers.make(.journalEntry), paymentID: ID("pay_bench\(base + i)"),
+                                                     merchantID: ID("mer_bench\((base + i) % merchants)"),
                                                      fee: FeeBreakdown(base: 200, tax: 36), currency: .inr, at: 0)
                     try await tx.post(entry)
                     count += entry.postings.count

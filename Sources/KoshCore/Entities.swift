@@ -9,7 +9,7 @@ public enum LateAuthorizationPolicy: String, Sendable, Hashable, CaseIterable {
 }
 
 public struct Merchant: Sendable, Hashable {
-    public let id: String
+    public let id: ID<Merchant>
     public var name: String
     public var mode: Mode
     /// MDR in basis points for every method without an override.
@@ -20,7 +20,7 @@ public struct Merchant: Sendable, Hashable {
     /// Connectors the merchant wants tried first (live mode), best first.
     public var routePreference: [String]
 
-    public init(id: String, name: String, mode: Mode, defaultMDRBasisPoints: Int64 = FeeSchedule.defaultMDRBasisPoints, createdAt: Int64,
+    public init(id: ID<Merchant>, name: String, mode: Mode, defaultMDRBasisPoints: Int64 = FeeSchedule.defaultMDRBasisPoints, createdAt: Int64,
                 lateAuthorization: LateAuthorizationPolicy = .refund, routePreference: [String] = []) {
         self.id = id
         self.name = name
@@ -58,15 +58,15 @@ public struct Notes: Sendable, Hashable {
 }
 
 public struct Order: Sendable, Hashable {
-    public let id: String
-    public let merchantID: String
+    public let id: ID<Order>
+    public let merchantID: ID<Merchant>
     public let currency: Currency
     public var receipt: String?
     public var notes: Notes
     public var machine: OrderMachine
     public let createdAt: Int64
 
-    public init(id: String, merchantID: String, currency: Currency, receipt: String?, notes: Notes, machine: OrderMachine, createdAt: Int64) {
+    public init(id: ID<Order>, merchantID: ID<Merchant>, currency: Currency, receipt: String?, notes: Notes, machine: OrderMachine, createdAt: Int64) {
         self.id = id
         self.merchantID = merchantID
         self.currency = currency
@@ -80,9 +80,9 @@ public struct Order: Sendable, Hashable {
 }
 
 public struct Payment: Sendable, Hashable {
-    public let id: String
-    public let merchantID: String
-    public let orderID: String
+    public let id: ID<Payment>
+    public let merchantID: ID<Merchant>
+    public let orderID: ID<Order>
     public let currency: Currency
     public let method: PaymentMethod
     public var vpa: String?
@@ -112,7 +112,7 @@ public struct Payment: Sendable, Hashable {
     /// Optimistic concurrency: bumped on every update.
     public var version: Int64
 
-    public init(id: String, merchantID: String, orderID: String, currency: Currency, method: PaymentMethod, vpa: String?,
+    public init(id: ID<Payment>, merchantID: ID<Merchant>, orderID: ID<Order>, currency: Currency, method: PaymentMethod, vpa: String?,
                 email: String?, contact: String?, description: String?, notes: Notes, machine: PaymentMachine,
                 rail: String, flow: UPIFlow = .collect, upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: Int64,
                 authorizedAt: Int64? = nil, capturedAt: Int64? = nil, submittedAtMillis: Int64? = nil, nextCheckAt: Int64? = nil, version: Int64 = 0) {
@@ -146,9 +146,9 @@ public struct Payment: Sendable, Hashable {
 }
 
 public struct Refund: Sendable, Hashable {
-    public let id: String
-    public let merchantID: String
-    public let paymentID: String
+    public let id: ID<Refund>
+    public let merchantID: ID<Merchant>
+    public let paymentID: ID<Payment>
     public let currency: Currency
     public var notes: Notes
     public var receipt: String?
@@ -159,7 +159,7 @@ public struct Refund: Sendable, Hashable {
     public var processedAt: Int64?
     public var version: Int64
 
-    public init(id: String, merchantID: String, paymentID: String, currency: Currency, notes: Notes, receipt: String?,
+    public init(id: ID<Refund>, merchantID: ID<Merchant>, paymentID: ID<Payment>, currency: Currency, notes: Notes, receipt: String?,
                 speedRequested: String, machine: RefundMachine, railReference: String? = nil, createdAt: Int64,
                 processedAt: Int64? = nil, version: Int64 = 0) {
         self.id = id
@@ -238,9 +238,9 @@ public struct PaymentAttempt: Sendable, Hashable {
         case failed
     }
 
-    public let id: String
-    public let paymentID: String
-    public let merchantID: String
+    public let id: ID<PaymentAttempt>
+    public let paymentID: ID<Payment>
+    public let merchantID: ID<Merchant>
     public let seq: Int64
     public let connector: String
     public let reason: String
@@ -252,7 +252,7 @@ public struct PaymentAttempt: Sendable, Hashable {
     public let createdAt: Int64
     public var updatedAt: Int64
 
-    public init(id: String, paymentID: String, merchantID: String, seq: Int64, connector: String, reason: String, status: Status,
+    public init(id: ID<PaymentAttempt>, paymentID: ID<Payment>, merchantID: ID<Merchant>, seq: Int64, connector: String, reason: String, status: Status,
                 upstreamReference: String? = nil, errorCode: String? = nil, errorDescription: String? = nil, latencyMillis: Int64? = nil,
                 createdAt: Int64, updatedAt: Int64) {
         self.id = id

@@ -103,3 +103,16 @@ final class OrderedIDState: Sendable {
         state.withLock { body(&$0) }
     }
 }
+
+/// A typed identifier: `ID<Payment>` cannot be passed where an `ID<Refund>` is expected. The
+/// raw text (`pay_…`) is what the API, the rails and the database see.
+public struct ID<Entity>: Hashable, Sendable, Comparable, CustomStringConvertible, ExpressibleByStringInterpolation {
+    public let rawValue: String
+
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { self.rawValue = value }
+
+    public var description: String { rawValue }
+
+    public static func < (a: ID, b: ID) -> Bool { a.rawValue < b.rawValue }
+}

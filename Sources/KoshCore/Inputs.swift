@@ -13,7 +13,7 @@ public struct NewOrder: Sendable {
 }
 
 public struct NewPayment: Sendable {
-    public var orderID: String
+    public var orderID: ID<Order>
     public var amount: Int64
     public var currency: Currency
     public var method: PaymentMethod
@@ -23,7 +23,7 @@ public struct NewPayment: Sendable {
     public var description: String?
     public var notes: Notes
     public var flow: UPIFlow
-    public init(orderID: String, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, email: String?,
+    public init(orderID: ID<Order>, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, email: String?,
                 contact: String?, description: String?, notes: Notes, flow: UPIFlow = .collect) {
         self.flow = flow
         self.orderID = orderID

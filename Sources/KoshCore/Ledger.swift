@@ -101,11 +101,11 @@ public enum LedgerError: Error, Sendable, Hashable {
 
 /// The posting rules: which entry each payment or refund action produces. Pure functions.
 public enum PostingRules {
-    public static func authorization(id: String, paymentID: String, merchantID: String, rail: String,
+    public static func authorization(id: String, paymentID: ID<Payment>, merchantID: ID<Merchant>, rail: String,
                                      amount: Int64, currency: Currency, at: Int64) throws(LedgerError) -> JournalEntry {
-        try JournalEntry(id: id, kind: .authorization, phase: .pending, paymentID: paymentID, postings: [
+        try JournalEntry(id: id, kind: .authorization, phase: .pending, paymentID: paymentID.rawValue, postings: [
             Posting(.railClearing(rail: rail), amount, currency),
-            Posting(.merchantBalance(merchantID: merchantID), -amount, currency),
+            Posting(.merchantBalance(merchantID: merchantID.rawValue), -amount, currency),
         ], createdAt: at)
     }
 
@@ -121,38 +121,38 @@ public enum PostingRules {
                          paymentID: authorization.paymentID, postings: authorization.postings, createdAt: at)
     }
 
-    public static func fee(id: String, paymentID: String, merchantID: String, fee: FeeBreakdown,
+    public static func fee(id: String, paymentID: ID<Payment>, merchantID: ID<Merchant>, fee: FeeBreakdown,
                            currency: Currency, at: Int64) throws(LedgerError) -> JournalEntry {
-        var postings = [Posting(.merchantBalance(merchantID: merchantID), fee.total, currency)]
+        var postings = [Posting(.merchantBalance(merchantID: merchantID.rawValue), fee.total, currency)]
         if fee.base > 0 { postings.append(Posting(.feeRevenue, -fee.base, currency)) }
         if fee.tax > 0 { postings.append(Posting(.gstPayable, -fee.tax, currency)) }
-        return try JournalEntry(id: id, kind: .fee, phase: .posted, paymentID: paymentID, postings: postings, createdAt: at)
+        return try JournalEntry(id: id, kind: .fee, phase: .posted, paymentID: paymentID.rawValue, postings: postings, createdAt: at)
     }
 
     /// A refund accepted from the merchant: taken from the merchant's balance into in-transit.
-    public static func refund(id: String, paymentID: String, refundID: String, merchantID: String, rail: String,
+    public static func refund(id: String, paymentID: ID<Payment>, refundID: ID<Refund>, merchantID: ID<Merchant>, rail: String,
                               amount: Int64, currency: Currency, at: Int64) throws(LedgerError) -> JournalEntry {
-        try JournalEntry(id: id, kind: .refund, phase: .posted, paymentID: paymentID, refundID: refundID, postings: [
-            Posting(.merchantBalance(merchantID: merchantID), amount, currency),
+        try JournalEntry(id: id, kind: .refund, phase: .posted, paymentID: paymentID.rawValue, refundID: refundID.rawValue, postings: [
+            Posting(.merchantBalance(merchantID: merchantID.rawValue), amount, currency),
             Posting(.refundsInTransit(rail: rail), -amount, currency),
         ], createdAt: at)
     }
 
     /// The rail confirmed the refund: the money leaves through the rail.
-    public static func refundSettled(id: String, paymentID: String, refundID: String, rail: String,
+    public static func refundSettled(id: String, paymentID: ID<Payment>, refundID: ID<Refund>, rail: String,
                                      amount: Int64, currency: Currency, at: Int64) throws(LedgerError) -> JournalEntry {
-        try JournalEntry(id: id, kind: .refundSettled, phase: .posted, paymentID: paymentID, refundID: refundID, postings: [
+        try JournalEntry(id: id, kind: .refundSettled, phase: .posted, paymentID: paymentID.rawValue, refundID: refundID.rawValue, postings: [
             Posting(.refundsInTransit(rail: rail), amount, currency),
             Posting(.railClearing(rail: rail), -amount, currency),
         ], createdAt: at)
     }
 
     /// The rail failed the refund: the amount goes back to the merchant.
-    public static func refundReversal(id: String, paymentID: String, refundID: String, merchantID: String, rail: String,
+    public static func refundReversal(id: String, paymentID: ID<Payment>, refundID: ID<Refund>, merchantID: ID<Merchant>, rail: String,
                                       amount: Int64, currency: Currency, at: Int64) throws(LedgerError) -> JournalEntry {
-        try JournalEntry(id: id, kind: .refundReversal, phase: .posted, paymentID: paymentID, refundID: refundID, postings: [
+        try JournalEntry(id: id, kind: .refundReversal, phase: .posted, paymentID: paymentID.rawValue, refundID: refundID.rawValue, postings: [
             Posting(.refundsInTransit(rail: rail), amount, currency),
-            Posting(.merchantBalance(merchantID: merchantID), -amount, currency),
+            Posting(.merchantBalance(merchantID: merchantID.rawValue), -amount, currency),
         ], createdAt: at)
     }
 }

@@ -148,10 +148,10 @@ public enum NotificationTemplates {
                             merchantEmail: String?) -> [PlannedNotification] {
         guard events.contains(name) else { return [] }
         let currency = payment.currency.rawValue
-        var values = ["payment_id": payment.id, "merchant_id": merchantID, "amount": amount(payment.amount, currency: currency),
+        var values = ["payment_id": payment.id.rawValue, "merchant_id": merchantID, "amount": amount(payment.amount, currency: currency),
                       "reason": payment.machine.failure.map(\.description).flatMap { $0.isEmpty ? nil : $0 } ?? "declined"]
         if let refund {
-            values["refund_id"] = refund.id
+            values["refund_id"] = refund.id.rawValue
             values["refund_amount"] = amount(refund.amount, currency: refund.currency.rawValue)
         }
         var out: [PlannedNotification] = []

@@ -24,8 +24,8 @@ public struct SystemClock: KoshClock {
 // MARK: - Rails
 
 public struct RailPaymentRequest: Sendable, Hashable {
-    public let paymentID: String
-    public let merchantID: String
+    public let paymentID: ID<Payment>
+    public let merchantID: ID<Merchant>
     public let amount: Int64
     public let currency: Currency
     public let method: PaymentMethod
@@ -37,7 +37,7 @@ public struct RailPaymentRequest: Sendable, Hashable {
     public let payeeName: String
     public let description: String?
 
-    public init(paymentID: String, merchantID: String, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, submittedAt: Int64,
+    public init(paymentID: ID<Payment>, merchantID: ID<Merchant>, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, submittedAt: Int64,
                 flow: UPIFlow = .collect, payeeName: String = "Kosh merchant", description: String? = nil) {
         self.flow = flow
         self.payeeName = payeeName
@@ -65,12 +65,12 @@ public enum RailInitiation: Sendable, Hashable {
 
 /// What a rail's callback said about one payment.
 public struct RailCallback: Sendable, Hashable {
-    public let paymentID: String
+    public let paymentID: ID<Payment>
     public let status: RailPaymentStatus
     /// The amount the rail says moved, when it says (paise).
     public let amount: Int64?
 
-    public init(paymentID: String, status: RailPaymentStatus, amount: Int64?) {
+    public init(paymentID: ID<Payment>, status: RailPaymentStatus, amount: Int64?) {
         self.paymentID = paymentID
         self.status = status
         self.amount = amount
@@ -99,13 +99,13 @@ public enum RailPaymentStatus: Sendable, Hashable {
 }
 
 public struct RailRefundRequest: Sendable, Hashable {
-    public let refundID: String
-    public let paymentID: String
+    public let refundID: ID<Refund>
+    public let paymentID: ID<Payment>
     public let paymentReference: String?
     public let amount: Int64
     public let currency: Currency
 
-    public init(refundID: String, paymentID: String, paymentReference: String?, amount: Int64, currency: Currency) {
+    public init(refundID: ID<Refund>, paymentID: ID<Payment>, paymentReference: String?, amount: Int64, currency: Currency) {
         self.refundID = refundID
         self.paymentID = paymentID
         self.paymentReference = paymentReference
@@ -171,38 +171,38 @@ public protocol LiveRouting: Sendable {
 /// One database transaction. Reads with `forUpdate` lock the row until commit, so money
 /// changes on one payment or order are serialised.
 public protocol StoreTransaction {
-    func merchant(id: String) async throws -> Merchant?
+    func merchant(id: ID<Merchant>) async throws -> Merchant?
 
     func insertOrder(_ order: Order) async throws
-    func order(id: String, merchantID: String?, forUpdate: Bool) async throws -> Order?
+    func order(id: ID<Order>, merchantID: ID<Merchant>?, forUpdate: Bool) async throws -> Order?
     func updateOrder(_ order: Order) async throws
-    func orders(merchantID: String, page: Page) async throws -> [Order]
+    func orders(merchantID: ID<Merchant>, page: Page) async throws -> [Order]
 
     func insertPayment(_ payment: Payment) async throws
-    func payment(id: String, merchantID: String?, forUpdate: Bool) async throws -> Payment?
+    func payment(id: ID<Payment>, merchantID: ID<Merchant>?, forUpdate: Bool) async throws -> Payment?
     /// Writes the payment if its stored version is `payment.version - 1`; throws otherwise.
     func updatePayment(_ payment: Payment) async throws
-    func payments(merchantID: String, orderID: String?, page: Page) async throws -> [Payment]
+    func payments(merchantID: ID<Merchant>, orderID: ID<Order>?, page: Page) async throws -> [Payment]
     /// Payments of the order that hold it (`Payment.holdsOrder`).
-    func livePaymentCount(orderID: String) async throws -> Int
+    func livePaymentCount(orderID: ID<Order>) async throws -> Int
     /// Payments in flight whose next check is due.
     func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment]
 
     func insertRefund(_ refund: Refund) async throws
-    func refund(id: String, merchantID: String?, forUpdate: Bool) async throws -> Refund?
+    func refund(id: ID<Refund>, merchantID: ID<Merchant>?, forUpdate: Bool) async throws -> Refund?
     func updateRefund(_ refund: Refund) async throws
-    func refunds(merchantID: String, paymentID: String?, page: Page) async throws -> [Refund]
+    func refunds(merchantID: ID<Merchant>, paymentID: ID<Payment>?, page: Page) async throws -> [Refund]
     /// Pending refunds created before `createdBefore` (s) whose next try is due by `dueBy`
     /// (ms), the longest-due first.
     func pendingRefunds(createdBefore: Int64, dueBy: Int64, limit: Int) async throws -> [Refund]
     /// Counts one unsettled try of a pending refund, keeps why it did not settle (for
     /// operators: `kosh refunds stuck`) and sets its next try to `next(attempts)` (attempts
     /// counted with this one).
-    func postponeRefund(id: String, reason: String, next: (Int64) -> Int64) async throws
+    func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> Int64) async throws
 
     func insertAttempt(_ attempt: PaymentAttempt) async throws
     func updateAttempt(_ attempt: PaymentAttempt) async throws
-    func attempts(paymentID: String) async throws -> [PaymentAttempt]
+    func attempts(paymentID: ID<Payment>) async throws -> [PaymentAttempt]
 
     func appendEvent(_ event: PaymentEventRecord) async throws
     /// Who hears of the merchant's public events (read once per transaction).

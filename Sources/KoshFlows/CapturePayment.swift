@@ -3,7 +3,7 @@ import KoshCore
 extension PaymentFlows {
     /// `POST /v1/payments/:id/capture`: takes the authorised amount, less the merchant's fee
     /// for the method (the capture transition computes it), and pays the order.
-    public func capture(merchant: Merchant, paymentID: String, amount: Int64, currency: Currency,
+    public func capture(merchant: Merchant, paymentID: ID<Payment>, amount: Int64, currency: Currency,
                         idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
         try await command(idempotency) { tx in
             var payment = try await lockedPayment(paymentID, merchantID: merchant.id, tx)

@@ -39,7 +39,7 @@ enum Reply: Sendable {
         case .payment(let payment): return renderer.payment(payment)
         case .refund(let refund): return renderer.refund(refund)
         case .paymentCreated(let payment):
-            var fields: [(String, JSON)] = [("razorpay_payment_id", .string(payment.id))]
+            var fields: [(String, JSON)] = [("razorpay_payment_id", .string(payment.id.rawValue))]
             if payment.flow == .intent, let link = payment.upiLink { fields.append(("link", .string(link))) }
             return .object(fields)
         }

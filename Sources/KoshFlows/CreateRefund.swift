@@ -5,7 +5,7 @@ extension PaymentFlows {
     /// refundable amount and the merchant's balance are reduced in this transaction. A rail
     /// that answers in-process (the test rail) settles it in the same transaction, as
     /// `submitsInline` explains; any other is sent after commit (the follow-up `.sendRefund`).
-    public func refund(merchant: Merchant, paymentID: String, _ input: NewRefund,
+    public func refund(merchant: Merchant, paymentID: ID<Payment>, _ input: NewRefund,
                        idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
         try await command(idempotency) { tx in
             var payment = try await lockedPayment(paymentID, merchantID: merchant.id, tx)

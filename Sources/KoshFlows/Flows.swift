@@ -31,6 +31,8 @@ public struct PaymentFlows<Store: GatewayStore>: Sendable {
 
     func newID(_ prefix: IDPrefix) -> String { Identifiers.make(prefix, millis: clock.nowMillis()) }
 
+    func newID<Entity>(_ prefix: IDPrefix) -> ID<Entity> { ID(Identifiers.make(prefix, millis: clock.nowMillis())) }
+
     /// Writes a payment changed in `tx` since it was `loaded`; one version step per transaction.
     func save(_ payment: inout Payment, loaded: Payment, _ tx: any StoreTransaction) async throws {
         guard payment != loaded else { return }
@@ -39,16 +41,16 @@ public struct PaymentFlows<Store: GatewayStore>: Sendable {
     }
 
     /// A payment locked for this transaction; 404 when it does not exist (for this merchant).
-    func lockedPayment(_ id: String, merchantID: String? = nil, _ tx: any StoreTransaction) async throws -> Payment {
+    func lockedPayment(_ id: ID<Payment>, merchantID: ID<Merchant>? = nil, _ tx: any StoreTransaction) async throws -> Payment {
         guard let payment = try await tx.payment(id: id, merchantID: merchantID, forUpdate: true) else { throw KoshError.notFound() }
         return payment
     }
 
-    func event(_ merchantID: String, _ type: String, _ id: String, _ name: String, from: String?, to: String) -> PaymentEventRecord {
+    func event<Entity>(_ merchantID: ID<Merchant>, _ type: String, _ id: ID<Entity>, _ name: String, from: String?, to: String) -> PaymentEventRecord {
         let now = clock.nowMillis()
         // Ordered IDs: a payment's events of one transaction share a millisecond and must read back in order.
-        return PaymentEventRecord(id: Identifiers.makeOrdered(.paymentEvent, millis: now), merchantID: merchantID, entityType: type,
-                                  entityID: id, event: name, fromState: from, toState: to, createdAt: now)
+        return PaymentEventRecord(id: Identifiers.makeOrdered(.paymentEvent, millis: now), merchantID: merchantID.rawValue, entityType: type,
+                                  entityID: id.rawValue, event: name, fromState: from, toState: to, createdAt: now)
     }
 
     func request(for payment: Payment, payeeName: String = "Kosh merchant") -> RailPaymentRequest {

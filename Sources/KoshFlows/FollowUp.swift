@@ -5,9 +5,9 @@ import KoshCore
 /// fails, the janitor finishes it (the payment or refund is due for its next pass).
 public enum FollowUp: Sendable, Hashable {
     /// Hand a `created` payment to its rail (`submit`).
-    case submit(paymentID: String)
+    case submit(paymentID: ID<Payment>)
     /// Send a pending refund to its rail (`sendRefund`).
-    case sendRefund(refundID: String)
+    case sendRefund(refundID: ID<Refund>)
     /// Tell the router how a payment ended on its route (success-rate routing).
     case recordRouteOutcome(connector: String, success: Bool)
 }

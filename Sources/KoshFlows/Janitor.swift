@@ -28,7 +28,7 @@ extension PaymentFlows {
 
     /// Moves a payment's next check back by the slow interval, so a payment that cannot be
     /// handled now does not hold the head of the queue.
-    func postpone(paymentID: String) async throws {
+    func postpone(paymentID: ID<Payment>) async throws {
         try await store.transaction { tx in
             var payment = try await lockedPayment(paymentID, tx)
             guard payment.nextCheckAt != nil else { return }

@@ -44,7 +44,7 @@ extension PaymentFlows {
     /// Writes the public event `name` with the entities as the API renders them, in `tx`
     /// (the outbox, DESIGN.md §3.5): rendered once, here; the core's planner decides the
     /// deliveries and notifications from the typed entities; the store writes the rows.
-    func publish(_ name: WebhookEventName, merchantID: String, _ entities: [PublishedEntity], _ tx: any StoreTransaction) async throws {
+    func publish(_ name: WebhookEventName, merchantID: ID<Merchant>, _ entities: [PublishedEntity], _ tx: any StoreTransaction) async throws {
         guard publishesEvents else { return }
         let rendered: [(String, JSON)] = entities.map { entity in
             switch entity {
@@ -54,8 +54,9 @@ extension PaymentFlows {
             }
         }
         let now = nowSeconds
-        let event = OutboxEvent(id: newID(.paymentEvent), merchantID: merchantID, name: name,
-                                body: OutboxEvent.body(accountID: merchantID, name: name, entities: rendered, createdAt: now), createdAt: now)
+        let event = OutboxEvent(id: newID(.paymentEvent), merchantID: merchantID.rawValue, name: name,
+                                body: OutboxEvent.body(accountID: merchantID.rawValue, name: name, entities: rendered, createdAt: now),
+                                createdAt: now)
         var payment: Payment?, refund: Refund?
         for entity in entities {
             switch entity {
@@ -64,7 +65,7 @@ extension PaymentFlows {
             case .order: break
             }
         }
-        let recipients = try await tx.outboxRecipients(merchantID: merchantID)
+        let recipients = try await tx.outboxRecipients(merchantID: merchantID.rawValue)
         try await tx.writeOutbox(OutboxPlanner.plan(event, payment: payment, refund: refund, recipients: recipients))
     }
 }

@@ -5,7 +5,7 @@ extension PaymentFlows {
     /// caller writes the payment (`save`). Returns the follow-ups to run after commit (the
     /// refund of a late authorisation given back).
     @discardableResult
-    func apply(_ event: PaymentEvent, to payment: inout Payment, _ tx: any StoreTransaction, refundID: String? = nil) async throws -> [FollowUp] {
+    func apply(_ event: PaymentEvent, to payment: inout Payment, _ tx: any StoreTransaction, refundID: ID<Refund>? = nil) async throws -> [FollowUp] {
         let actions: [PaymentAction]
         do {
             actions = try payment.machine.apply(event)

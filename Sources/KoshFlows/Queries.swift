@@ -3,25 +3,25 @@ import KoshCore
 /// The reads behind the API's GET routes. Each runs in its own read transaction; a missing
 /// entity (or one of another merchant) is a 404.
 extension PaymentFlows {
-    public func order(id: String, merchantID: String) async throws -> Order {
+    public func order(id: ID<Order>, merchantID: ID<Merchant>) async throws -> Order {
         let order = try await store.transaction { tx in try await tx.order(id: id, merchantID: merchantID, forUpdate: false) }
         guard let order else { throw KoshError.notFound() }
         return order
     }
 
-    public func orders(merchantID: String, page: Page) async throws -> [Order] {
+    public func orders(merchantID: ID<Merchant>, page: Page) async throws -> [Order] {
         try await store.transaction { tx in try await tx.orders(merchantID: merchantID, page: page) }
     }
 
     /// A payment by id; of this merchant only, when `merchantID` is given.
-    public func payment(id: String, merchantID: String? = nil) async throws -> Payment {
+    public func payment(id: ID<Payment>, merchantID: ID<Merchant>? = nil) async throws -> Payment {
         let payment = try await store.transaction { tx in try await tx.payment(id: id, merchantID: merchantID, forUpdate: false) }
         guard let payment else { throw KoshError.notFound() }
         return payment
     }
 
     /// The merchant's payments, or an order's (404 when the order is not the merchant's).
-    public func payments(merchantID: String, orderID: String? = nil, page: Page) async throws -> [Payment] {
+    public func payments(merchantID: ID<Merchant>, orderID: ID<Order>? = nil, page: Page) async throws -> [Payment] {
         try await store.transaction { tx in
             if let orderID, try await tx.order(id: orderID, merchantID: merchantID, forUpdate: false) == nil { throw KoshError.notFound() }
             return try await tx.payments(merchantID: merchantID, orderID: orderID, page: page)
@@ -29,14 +29,14 @@ extension PaymentFlows {
     }
 
     /// The routes tried for a payment of the merchant, in order.
-    public func attempts(paymentID: String, merchantID: String) async throws -> [PaymentAttempt] {
+    public func attempts(paymentID: ID<Payment>, merchantID: ID<Merchant>) async throws -> [PaymentAttempt] {
         try await store.transaction { tx in
             guard try await tx.payment(id: paymentID, merchantID: merchantID, forUpdate: false) != nil else { throw KoshError.notFound() }
             return try await tx.attempts(paymentID: paymentID)
         }
     }
 
-    public func refunds(merchantID: String, paymentID: String? = nil, page: Page) async throws -> [Refund] {
+    public func refunds(merchantID: ID<Merchant>, paymentID: ID<Payment>? = nil, page: Page) async throws -> [Refund] {
         try await store.transaction { tx in
             if let paymentID, try await tx.payment(id: paymentID, merchantID: merchantID, forUpdate: false) == nil { throw KoshError.notFound() }
             return try await tx.refunds(merchantID: merchantID, paymentID: paymentID, page: page)
@@ -44,7 +44,7 @@ extension PaymentFlows {
     }
 
     /// A refund of the merchant; of this payment only, when `paymentID` is given.
-    public func refund(id: String, merchantID: String, paymentID: String? = nil) async throws -> Refund {
+    public func refund(id: ID<Refund>, merchantID: ID<Merchant>, paymentID: ID<Payment>? = nil) async throws -> Refund {
         let refund = try await store.transaction { tx -> Refund? in
             if let paymentID, try await tx.payment(id: paymentID, merchantID: merchantID, forUpdate: false) == nil { return nil }
             return try await tx.refund(id: id, merchantID: merchantID, forUpdate: false)

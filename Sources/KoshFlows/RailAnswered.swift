@@ -11,7 +11,7 @@ extension PaymentFlows {
     /// Asks the rail about a payment in flight (or a timed-out one still watched for a late
     /// authorisation) and applies the answer. Idempotent.
     @discardableResult
-    public func check(paymentID: String) async throws -> Payment {
+    public func check(paymentID: ID<Payment>) async throws -> Payment {
         let current = try await payment(id: paymentID)
         let watched = current.state == .pending || (current.state == .failed && current.nextCheckAt != nil)
         guard watched, let rail = rails.rail(named: current.rail) else { return current }
@@ -27,7 +27,7 @@ extension PaymentFlows {
     ///   - amount: the amount the rail says moved, when it says; must be the payment's.
     ///   - connector: the route that spoke; only the route the payment is on may.
     @discardableResult
-    public func railAnswered(paymentID: String, _ status: RailPaymentStatus, from source: RailAnswerSource, amount: Int64? = nil,
+    public func railAnswered(paymentID: ID<Payment>, _ status: RailPaymentStatus, from source: RailAnswerSource, amount: Int64? = nil,
                              connector: String? = nil) async throws -> Payment {
         let (payment, followUps) = try await store.transaction { tx in
             var payment = try await lockedPayment(paymentID, tx)

@@ -5,7 +5,7 @@ extension PaymentFlows {
     /// A refund the rail did not settle is sent again on `GatewaySettings.refundRetryDelaysMillis`.
     /// Idempotent: the rail dedupes by refund id, and a settled refund is returned unchanged.
     @discardableResult
-    public func sendRefund(refundID: String) async throws -> Refund {
+    public func sendRefund(refundID: ID<Refund>) async throws -> Refund {
         let (refund, payment) = try await store.transaction { tx in
             guard let refund = try await tx.refund(id: refundID, merchantID: nil, forUpdate: false) else { throw KoshError.notFound() }
             guard let payment = try await tx.payment(id: refund.paymentID, merchantID: nil, forUpdate: false) else { throw KoshError.notFound() }

@@ -14,7 +14,7 @@ extension PaymentFlows {
     /// unchanged. Each try is recorded as an attempt before the call, and the payment points
     /// at the attempt's connector, so after a crash the janitor asks the right upstream.
     @discardableResult
-    public func submit(paymentID: String) async throws -> Payment {
+    public func submit(paymentID: ID<Payment>) async throws -> Payment {
         let start: SubmissionStart = try await store.transaction { tx in
             var payment = try await lockedPayment(paymentID, tx)
             guard payment.state == .created else { return .notCreated }

@@ -2,7 +2,7 @@ import KoshCore
 
 extension PaymentFlows {
     /// `POST /v1/payments/:id/cancel`: releases an authorisation that was not captured.
-    public func void(merchant: Merchant, paymentID: String, idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
+    public func void(merchant: Merchant, paymentID: ID<Payment>, idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
         try await command(idempotency) { tx in
             var payment = try await lockedPayment(paymentID, merchantID: merchant.id, tx)
             let loaded = payment

@@ -188,7 +188,7 @@ struct BasicAuthMiddleware: RouterMiddleware {
         }
         var context = context
         context.merchant = merchant
-        context.logger[metadataKey: "merchant.id"] = .string(merchant.id)
+        context.logger[metadataKey: "merchant.id"] = .string(merchant.id.rawValue)
         return try await next(request, context)
     }
 }

@@ -57,8 +57,8 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
             return jsonResponse(Render.collection(refunds.map(Render.refund)))
         }
         v1.get("payments/:id/refunds/:rid") { _, context in
-            let paymentID = try Self.id(context, .payment)
-            let refundID = try Self.id(context, .refund, parameter: "rid")
+            let paymentID: ID<Payment> = try Self.id(context, .payment)
+            let refundID: ID<Refund> = try Self.id(context, .refund, parameter: "rid")
             return jsonResponse(Render.refund(try await flows.refund(id: refundID, merchantID: context.merchant.id, paymentID: paymentID)))
         }
         v1.get("refunds") { request, context in
@@ -71,10 +71,10 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
     }
 
     /// The route's id parameter, checked for its prefix and shape.
-    static func id(_ context: MerchantContext, _ prefix: IDPrefix, parameter: String = "id") throws -> String {
+    static func id<Entity>(_ context: MerchantContext, _ prefix: IDPrefix, parameter: String = "id") throws -> ID<Entity> {
         let id = try context.parameters.require(parameter)
         try validateID(id, prefix)
-        return id
+        return ID(id)
     }
 
     // MARK: Mutations
@@ -144,14 +144,14 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         let notes = try body.notes()
         // Sent by Razorpay's S2S integrations; accepted and not used by Kosh.
         try body.rejectUnknown(ignoring: ["customer_id", "ip", "referer", "user_agent", "save", "callback_url"])
-        let input = NewPayment(orderID: orderID, amount: amount, currency: currency, method: .upi, vpa: vpa, email: email,
+        let input = NewPayment(orderID: ID(orderID), amount: amount, currency: currency, method: .upi, vpa: vpa, email: email,
                                contact: contact, description: description, notes: notes, flow: flow)
         return try respond(try await flows.createPayment(merchant: merchant, input, idempotency: try idempotency(request, merchant, text)), context)
     }
 
     func capture(_ request: Request, _ context: MerchantContext) async throws -> Response {
         let merchant = context.merchant
-        let id = try Self.id(context, .payment)
+        let id: ID<Payment> = try Self.id(context, .payment)
         let (raw, text) = try await RequestBody.parse(request, context: context)
         var body = raw
         let amount = try body.int("amount", required: true, range: 1...AmountLimits.maximum)!
@@ -163,7 +163,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
 
     func cancel(_ request: Request, _ context: MerchantContext) async throws -> Response {
         let merchant = context.merchant
-        let id = try Self.id(context, .payment)
+        let id: ID<Payment> = try Self.id(context, .payment)
         let (body, text) = try await RequestBody.parse(request, context: context, allowEmpty: true)
         try body.rejectUnknown()
         return try respond(try await flows.void(merchant: merchant, paymentID: id, idempotency: try idempotency(request, merchant, text)), context)
@@ -171,7 +171,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
 
     func createRefund(_ request: Request, _ context: MerchantContext) async throws -> Response {
         let merchant = context.merchant
-        let id = try Self.id(context, .payment)
+        let id: ID<Payment> = try Self.id(context, .payment)
         let (raw, text) = try await RequestBody.parse(request, context: context, allowEmpty: true)
         var body = raw
         let amount = try body.int("amount", required: false, range: 1...AmountLimits.maximum)
@@ -229,7 +229,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         guard !key.isEmpty, key.unicodeScalars.count <= 255 else {
             throw KoshError.badRequest("The Idempotency-Key header must be 1 to 255 characters", field: "Idempotency-Key")
         }
-        return IdempotencyRequest(merchantID: merchant.id, key: key,
+        return IdempotencyRequest(merchantID: merchant.id.rawValue, key: key,
                                   requestHash: MerchantRequestHash.compute(method: request.method.rawValue, path: request.uri.path, body: body))
     }
 

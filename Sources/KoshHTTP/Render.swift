@@ -22,9 +22,9 @@ enum Render {
     static func attempt(_ a: PaymentAttempt) -> JSON {
         func text(_ value: String?) -> JSON { value.map(JSON.string) ?? .null }
         return .object([
-            ("id", .string(a.id)),
+            ("id", .string(a.id.rawValue)),
             ("entity", .string("payment.attempt")),
-            ("payment_id", .string(a.paymentID)),
+            ("payment_id", .string(a.paymentID.rawValue)),
             ("seq", .int(a.seq)),
             ("connector", .string(a.connector)),
             ("reason", .string(a.reason)),
@@ -39,7 +39,7 @@ enum Render {
 
     static func order(_ o: Order) -> JSON {
         .object([
-            ("id", .string(o.id)),
+            ("id", .string(o.id.rawValue)),
             ("entity", .string("order")),
             ("amount", .int(o.amount)),
             ("amount_paid", .int(o.machine.amountPaid)),
@@ -60,12 +60,12 @@ enum Render {
         let amountRefunded: Int64 = p.state == .voided ? p.amount : p.machine.amountRefunded
         func text(_ value: String?) -> JSON { value.map(JSON.string) ?? .null }
         var pairs: [(String, JSON)] = []
-        pairs.append(("id", .string(p.id)))
+        pairs.append(("id", .string(p.id.rawValue)))
         pairs.append(("entity", .string("payment")))
         pairs.append(("amount", .int(p.amount)))
         pairs.append(("currency", .string(p.currency.rawValue)))
         pairs.append(("status", .string(p.state.publicStatus)))
-        pairs.append(("order_id", .string(p.orderID)))
+        pairs.append(("order_id", .string(p.orderID.rawValue)))
         pairs.append(("invoice_id", .null))
         pairs.append(("international", .bool(false)))
         pairs.append(("method", .string(p.method.rawValue)))
@@ -95,11 +95,11 @@ enum Render {
 
     static func refund(_ r: Refund) -> JSON {
         .object([
-            ("id", .string(r.id)),
+            ("id", .string(r.id.rawValue)),
             ("entity", .string("refund")),
             ("amount", .int(r.amount)),
             ("currency", .string(r.currency.rawValue)),
-            ("payment_id", .string(r.paymentID)),
+            ("payment_id", .string(r.paymentID.rawValue)),
             ("notes", r.notes.json),
             ("receipt", r.receipt.map(JSON.string) ?? .null),
             ("acquirer_data", .object([("arn", r.railReference.map(JSON.string) ?? .null)])),

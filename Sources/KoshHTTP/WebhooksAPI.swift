@@ -102,7 +102,7 @@ public struct WebhooksAPI: Sendable {
             let events = try Self.events(&body, required: true)!
             let secret = try Self.secret(&body) ?? Self.generatedSecret()
             try body.rejectUnknown(ignoring: ["events"])
-            let endpoint = try await flows.createEndpoint(merchantID: merchant.id, url: given, events: events, secret: secret)
+            let endpoint = try await flows.createEndpoint(merchantID: merchant.id.rawValue, url: given, events: events, secret: secret)
             // The secret is shown once, when Kosh made it up; it is never returned again.
             var json = Render.webhook(endpoint)
             if case .object(var pairs) = json, raw["secret"] == nil {
@@ -114,7 +114,7 @@ public struct WebhooksAPI: Sendable {
         v1.get("webhooks") { request, context in
             let merchant = context.merchant
             let page = try page(from: request)
-            return jsonResponse(Render.collection(try await flows.endpoints(merchantID: merchant.id, page: page).map(Render.webhook)))
+            return jsonResponse(Render.collection(try await flows.endpoints(merchantID: merchant.id.rawValue, page: page).map(Render.webhook)))
         }
         v1.get("webhooks/:id") { _, context in
             jsonResponse(Render.webhook(try await self.endpoint(context)))
@@ -150,24 +150,24 @@ public struct WebhooksAPI: Sendable {
             try validateID(id, .webhookDelivery)
             let (body, _) = try await RequestBody.parse(request, context: context, allowEmpty: true)
             try body.rejectUnknown()
-            let delivery = try await flows.redeliver(deliveryID: id, merchantID: merchant.id)
+            let delivery = try await flows.redeliver(deliveryID: id, merchantID: merchant.id.rawValue)
             return jsonResponse(Render.delivery(delivery))
         }
         v1.get("events") { request, context in
             let merchant = context.merchant
             let page = try page(from: request)
-            return jsonResponse(Render.collection(try await flows.events(merchantID: merchant.id, page: page).map(Render.event)))
+            return jsonResponse(Render.collection(try await flows.events(merchantID: merchant.id.rawValue, page: page).map(Render.event)))
         }
         v1.get("notifications") { request, context in
             let merchant = context.merchant
             let page = try page(from: request)
-            return jsonResponse(Render.collection(try await flows.notifications(merchantID: merchant.id, page: page).map(Render.notification)))
+            return jsonResponse(Render.collection(try await flows.notifications(merchantID: merchant.id.rawValue, page: page).map(Render.notification)))
         }
         v1.get("events/:id") { _, context in
             let merchant = context.merchant
             let id = try context.parameters.require("id")
             try validateID(id, .paymentEvent)
-            let event = try await flows.event(id: id, merchantID: merchant.id)
+            let event = try await flows.event(id: id, merchantID: merchant.id.rawValue)
             return jsonResponse(Render.event(event))
         }
     }
@@ -176,7 +176,7 @@ public struct WebhooksAPI: Sendable {
         let merchant = context.merchant
         let id = try context.parameters.require("id")
         try validateID(id, .webhook)
-        return try await flows.endpoint(id: id, merchantID: merchant.id)
+        return try await flows.endpoint(id: id, merchantID: merchant.id.rawValue)
     }
 
     static func events(_ body: inout RequestBody, required: Bool) throws -> [WebhookEventName]? {

@@ -42,7 +42,7 @@ public enum UPIResponseCode {
 /// pending (and eventually times out) rather than being authorised for the wrong amount.
 func checkAmount(_ amount: Int64?, _ request: RailPaymentRequest) throws {
     if let amount, amount != request.amount {
-        throw UpstreamError.badResponse("the rail reports amount \(amount) for payment \(request.paymentID) of \(request.amount)")
+        throw UpstreamError.badResponse("the rail reports amount \(amount) for payment \(request.paymentID.rawValue) of \(request.amount)")
     }
 }
 
@@ -111,13 +111,13 @@ public struct UPISwitchConnector: PaymentRail {
     public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
         let intent = request.flow == .intent
         let body = JSON.obj([
-            ("txn_id", .string(request.paymentID)),
+            ("txn_id", .string(request.paymentID.rawValue)),
             ("payer_vpa", intent ? nil : request.vpa.map(JSON.string)),
             ("payee_vpa", .string(payeeVPA)),
             ("payee_name", intent ? .string(Self.shortName(request.payeeName)) : nil),
             ("amount", .int(request.amount)),
             ("currency", .string(request.currency.rawValue)),
-            ("note", .string(String((request.description ?? "Payment \(request.paymentID)").prefix(50)))),
+            ("note", .string(String((request.description ?? "Payment \(request.paymentID.rawValue)").prefix(50)))),
             ("callback_url", .string(http.callbackURL(for: name))),
         ])
         let status: Int, json: JSON
@@ -144,7 +144,7 @@ public struct UPISwitchConnector: PaymentRail {
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
-        let (status, json) = try await http.call(name, .GET, "/upi/v1/transactions/\(percentEncoded(request.paymentID))",
+        let (status, json) = try await http.call(name, .GET, "/upi/v1/transactions/\(percentEncoded(request.paymentID.rawValue))",
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         if status == 404 { return .pending }  // not (yet) known there: unknown is not failed
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from the UPI switch") }
@@ -162,13 +162,13 @@ public struct UPISwitchConnector: PaymentRail {
     }
 
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
-        let body = JSON.obj([("refund_id", .string(request.refundID)), ("txn_id", .string(request.paymentID)), ("amount", .int(request.amount))])
+        let body = JSON.obj([("refund_id", .string(request.refundID.rawValue)), ("txn_id", .string(request.paymentID.rawValue)), ("amount", .int(request.amount))])
         let (status, json) = try await http.call(name, .POST, "/upi/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
         let code = json["error"]?["code"]?.stringValue
         switch (status, code) {
         case (200...299, _) where json["status"]?.stringValue == "SUCCESS":
-            return .processed(reference: json["rrn"]?.stringValue ?? request.refundID)
+            return .processed(reference: json["rrn"]?.stringValue ?? request.refundID.rawValue)
         case (200...299, _): return .pending
         case (400, "REFUND_EXCEEDS"), (400, "TXN_NOT_SUCCESS"): return .failed(reason: code!)
         default: throw UpstreamError.noAnswer("refund: HTTP \(status) \(code ?? "") from the UPI switch")
@@ -186,7 +186,7 @@ public struct UPISwitchConnector: PaymentRail {
     public func parseCallback(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> RailCallback {
         let json = try CallbackReader(signer: http.signer, clock: http.clock).verified(method: method, path: path, headers: headers, body: body)
         guard let id = json["txn_id"]?.stringValue else { throw KoshError.badRequest("The callback has no txn_id", field: "txn_id") }
-        return RailCallback(paymentID: id, status: Self.paymentStatus(json), amount: json["amount"]?.intValue)
+        return RailCallback(paymentID: ID(id), status: Self.paymentStatus(json), amount: json["amount"]?.intValue)
     }
 }
 
@@ -215,7 +215,7 @@ public struct AlphaPayConnector: PaymentRail {
 
     public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
         let body = JSON.obj([
-            ("reference", .string(request.paymentID)), ("amount", .int(request.amount)), ("currency", .string(request.currency.rawValue)),
+            ("reference", .string(request.paymentID.rawValue)), ("amount", .int(request.amount)), ("currency", .string(request.currency.rawValue)),
             ("method", .string("upi")), ("vpa", request.vpa.map(JSON.string)), ("notify_url", .string(http.callbackURL(for: name))),
         ])
         let status: Int, json: JSON
@@ -240,7 +240,7 @@ public struct AlphaPayConnector: PaymentRail {
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
-        let (status, json) = try await http.call(name, .GET, "/alphapay/v1/payments/\(percentEncoded(request.paymentID))",
+        let (status, json) = try await http.call(name, .GET, "/alphapay/v1/payments/\(percentEncoded(request.paymentID.rawValue))",
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         if status == 404 { return .pending }
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from alphapay") }
@@ -257,13 +257,13 @@ public struct AlphaPayConnector: PaymentRail {
     }
 
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
-        let body = JSON.obj([("reference", .string(request.refundID)), ("payment_reference", .string(request.paymentID)),
+        let body = JSON.obj([("reference", .string(request.refundID.rawValue)), ("payment_reference", .string(request.paymentID.rawValue)),
                              ("amount", .int(request.amount))])
         let (status, json) = try await http.call(name, .POST, "/alphapay/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
         let code = json["error"]?["code"]?.stringValue
         switch (status, code) {
-        case (200...299, _) where json["status"]?.stringValue == "processed": return .processed(reference: json["id"]?.stringValue ?? request.refundID)
+        case (200...299, _) where json["status"]?.stringValue == "processed": return .processed(reference: json["id"]?.stringValue ?? request.refundID.rawValue)
         case (200...299, _): return .pending
         case (400, "REFUND_EXCEEDS"), (400, "PAYMENT_NOT_AUTHORIZED"): return .failed(reason: code!)
         default: throw UpstreamError.noAnswer("refund: HTTP \(status) \(code ?? "") from alphapay")
@@ -278,7 +278,7 @@ public struct AlphaPayConnector: PaymentRail {
         let json = try CallbackReader(signer: http.signer, clock: http.clock).verified(method: method, path: path, headers: headers, body: body)
         let payload = json["payload"] ?? .null
         guard let id = payload["reference"]?.stringValue else { throw KoshError.badRequest("The callback has no reference", field: "reference") }
-        return RailCallback(paymentID: id, status: Self.paymentStatus(payload), amount: payload["amount"]?.intValue)
+        return RailCallback(paymentID: ID(id), status: Self.paymentStatus(payload), amount: payload["amount"]?.intValue)
     }
 }
 
@@ -327,7 +327,7 @@ public struct BetaPayConnector: PaymentRail {
 
     public func initiate(_ request: RailPaymentRequest) async throws -> RailInitiation {
         let body = JSON.obj([
-            ("merchantTxnId", .string(request.paymentID)), ("txnAmount", .string(Self.rupees(request.amount))),
+            ("merchantTxnId", .string(request.paymentID.rawValue)), ("txnAmount", .string(Self.rupees(request.amount))),
             ("payerVpa", request.vpa.map(JSON.string)), ("callbackUrl", .string(http.callbackURL(for: name))),
         ])
         let status: Int, json: JSON
@@ -344,7 +344,7 @@ public struct BetaPayConnector: PaymentRail {
             return .accepted(reference: id, link: nil)
         case "E409":
             // A transaction under our id exists there already: it is resolved by status checks.
-            return .accepted(reference: request.paymentID, link: nil)
+            return .accepted(reference: request.paymentID.rawValue, link: nil)
         case "E101":
             return .rejected(Self.failure(code: "E101", message: json["resultMsg"]?.stringValue))
         case "E100", "E102", "E401", "E413":
@@ -356,7 +356,7 @@ public struct BetaPayConnector: PaymentRail {
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
-        let (status, json) = try await http.call(name, .GET, "/betapay/api/v2/transactions/\(percentEncoded(request.paymentID))",
+        let (status, json) = try await http.call(name, .GET, "/betapay/api/v2/transactions/\(percentEncoded(request.paymentID.rawValue))",
                                                  timeoutMillis: http.configuration.statusTimeoutMillis, idempotent: true)
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
         try checkAmount(json["txnAmount"]?.stringValue.flatMap(Self.paise), request)
@@ -372,13 +372,13 @@ public struct BetaPayConnector: PaymentRail {
     }
 
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
-        let body = JSON.obj([("merchantRefundId", .string(request.refundID)), ("merchantTxnId", .string(request.paymentID)),
+        let body = JSON.obj([("merchantRefundId", .string(request.refundID.rawValue)), ("merchantTxnId", .string(request.paymentID.rawValue)),
                              ("refundAmount", .string(Self.rupees(request.amount)))])
         let (status, json) = try await http.call(name, .POST, "/betapay/api/v2/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
         guard status == 200 else { throw UpstreamError.noAnswer("HTTP \(status) from betapay") }
         switch (json["resultCode"]?.stringValue, json["refundStatus"]?.stringValue) {
-        case ("0000", "SUCCESS"): return .processed(reference: json["betaRefundId"]?.stringValue ?? request.refundID)
+        case ("0000", "SUCCESS"): return .processed(reference: json["betaRefundId"]?.stringValue ?? request.refundID.rawValue)
         case ("0000", _): return .pending
         case ("E301", _), ("E302", _): return .failed(reason: json["resultCode"]!.stringValue!)
         case (let code, _): throw UpstreamError.noAnswer("refund: betapay answered resultCode \(code ?? "none")")
@@ -392,6 +392,6 @@ public struct BetaPayConnector: PaymentRail {
     public func parseCallback(method: String, path: String, headers: [String: String], body: [UInt8]) throws -> RailCallback {
         let json = try CallbackReader(signer: http.signer, clock: http.clock).verified(method: method, path: path, headers: headers, body: body)
         guard let id = json["merchantTxnId"]?.stringValue else { throw KoshError.badRequest("The callback has no merchantTxnId") }
-        return RailCallback(paymentID: id, status: Self.paymentStatus(json), amount: json["txnAmount"]?.stringValue.flatMap(Self.paise))
+        return RailCallback(paymentID: ID(id), status: Self.paymentStatus(json), amount: json["txnAmount"]?.stringValue.flatMap(Self.paise))
     }
 }

@@ -52,19 +52,19 @@ public struct TestRail: PaymentRail {
             return .rejected(PaymentFailure(code: "BAD_REQUEST_ERROR", description: problem.message, source: "customer",
                                             step: "payment_initiation", reason: "invalid_vpa"))
         }
-        return .accepted(reference: reference(for: request.paymentID), link: nil)
+        return .accepted(reference: reference(for: request.paymentID.rawValue), link: nil)
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
         if clock.nowMillis() < request.submittedAt + approvalDelayMillis { return .pending }
         switch request.vpa?.lowercased() {
-        case Self.successVPA: return .authorized(reference: reference(for: request.paymentID))
+        case Self.successVPA: return .authorized(reference: reference(for: request.paymentID.rawValue))
         default: return .failed(Self.declined)
         }
     }
 
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
-        .processed(reference: "test_rfnd_" + request.refundID.dropFirst("rfnd_".count))
+        .processed(reference: "test_rfnd_" + request.refundID.rawValue.dropFirst("rfnd_".count))
     }
 
     public func lookup(vpa: String) async throws -> VPALookup {

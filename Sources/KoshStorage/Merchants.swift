@@ -126,7 +126,7 @@ public final class MerchantDirectory: MerchantAuthenticator {
     public func create(name: String, mode: Mode = .test, lateAuthorization: LateAuthorizationPolicy = .refund,
                        routePreference: [String] = []) async throws -> MerchantCredentials {
         let now = clock.nowMillis() / 1000
-        let merchant = Merchant(id: Identifiers.make(.merchant), name: name, mode: mode, createdAt: now,
+        let merchant = Merchant(id: ID(Identifiers.make(.merchant)), name: name, mode: mode, createdAt: now,
                                 lateAuthorization: lateAuthorization, routePreference: routePreference)
         let keyID = Identifiers.make(mode == .test ? .testKey : .liveKey)
         var secretBytes = [UInt8](repeating: 0, count: 18)
@@ -137,13 +137,13 @@ public final class MerchantDirectory: MerchantAuthenticator {
         let sealed = try AES.GCM.seal(Data(secret.utf8), using: masterKey.sealingKey, authenticating: Data(keyID.utf8)).combined!
         try await db.transaction { conn in
             let merchantRecord: SQLRecord = [
-                "id": .text(merchant.id), "name": .text(name), "mode": .text(mode.rawValue),
+                "id": SQLValue(merchant.id), "name": .text(name), "mode": .text(mode.rawValue),
                 "default_mdr_bps": .int(merchant.defaultMDRBasisPoints), "created_at": .int(now),
                 "late_authorization": .text(lateAuthorization.rawValue), "route_preference": .text(routePreference.joined(separator: ",")),
             ]
             try await conn.query(merchantRecord.insertSQL(into: "merchants"), merchantRecord.binds)
             let key: SQLRecord = [
-                "key_id": .text(keyID), "merchant_id": .text(merchant.id), "mode": .text(mode.rawValue), "secret_mac": .text(mac),
+                "key_id": .text(keyID), "merchant_id": SQLValue(merchant.id), "mode": .text(mode.rawValue), "secret_mac": .text(mac),
                 "secret_sealed": .text(sealed.base64EncodedString()), "created_at": .int(now),
             ]
             try await conn.query(key.insertSQL(into: "api_keys"), key.binds)
@@ -175,10 +175,10 @@ public final class MerchantDirectory: MerchantAuthenticator {
     }
 
     /// The merchant with this id (operator tools).
-    public func merchant(id: String) async throws -> Merchant? {
-        guard id.count <= 64 else { return nil }
+    public func merchant(id: ID<Merchant>) async throws -> Merchant? {
+        guard id.rawValue.count <= 64 else { return nil }
         return try await db.transaction { conn in
-            try await conn.query("SELECT * FROM merchants WHERE id = ?", [.text(id)]).first.map(SQLStoreTransaction.merchant)
+            try await conn.query("SELECT * FROM merchants WHERE id = ?", [SQLValue(id)]).first.map(SQLStoreTransaction.merchant)
         }
     }
 

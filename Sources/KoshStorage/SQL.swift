@@ -203,3 +203,9 @@ extension StorageError: ConcurrentModificationError {
         }
     }
 }
+
+extension SQLValue {
+    /// A typed identifier, stored as its text.
+    init<Entity>(_ id: ID<Entity>) { self = .text(id.rawValue) }
+    init<Entity>(_ id: ID<Entity>?) { self = id.map { .text($0.rawValue) } ?? .null }
+}

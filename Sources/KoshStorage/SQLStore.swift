@@ -43,13 +43,13 @@ public final class SQLStoreTransaction: StoreTransaction {
         let events = pendingEvents
         pendingEvents = []
         try await insertRows(events, into: "payment_events") { e in
-            ["id": .text(e.id), "merchant_id": .text(e.merchantID), "entity_type": .text(e.entityType), "entity_id": .text(e.entityID),
+            ["id": SQLValue(e.id), "merchant_id": SQLValue(e.merchantID), "entity_type": .text(e.entityType), "entity_id": .text(e.entityID),
              "event": .text(e.event), "from_state": SQLValue(e.fromState), "to_state": .text(e.toState), "created_at": .int(e.createdAt)]
         }
         let entries = pendingEntries
         pendingEntries = []
         try await insertRows(entries, into: "journal_entries") { entry in
-            ["id": .text(entry.id), "kind": .text(entry.kind.rawValue), "phase": .text(entry.phase.rawValue),
+            ["id": SQLValue(entry.id), "kind": .text(entry.kind.rawValue), "phase": .text(entry.phase.rawValue),
              "pending_entry_id": SQLValue(entry.pendingEntryID), "payment_id": SQLValue(entry.paymentID),
              "refund_id": SQLValue(entry.refundID), "created_at": .int(entry.createdAt)]
         }
@@ -101,12 +101,12 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     // MARK: Merchants
 
-    public func merchant(id: String) async throws -> Merchant? {
-        try await conn.query("SELECT * FROM merchants WHERE id = ?", [.text(id)]).first.map(Self.merchant)
+    public func merchant(id: ID<Merchant>) async throws -> Merchant? {
+        try await conn.query("SELECT * FROM merchants WHERE id = ?", [SQLValue(id)]).first.map(Self.merchant)
     }
 
     static func merchant(_ row: SQLRow) throws -> Merchant {
-        Merchant(id: try row.requireText("id"), name: try row.requireText("name"),
+        Merchant(id: ID(try row.requireText("id")), name: try row.requireText("name"),
                  mode: Mode(rawValue: try row.requireText("mode")) ?? .test,
                  defaultMDRBasisPoints: try row.requireInt("default_mdr_bps"), createdAt: try row.requireInt("created_at"),
                  lateAuthorization: LateAuthorizationPolicy(rawValue: row.text("late_authorization") ?? "") ?? .refund,
@@ -117,7 +117,7 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     public func insertOrder(_ order: Order) async throws {
         let record: SQLRecord = [
-            "id": .text(order.id), "merchant_id": .text(order.merchantID), "amount": .int(order.amount),
+            "id": SQLValue(order.id), "merchant_id": SQLValue(order.merchantID), "amount": .int(order.amount),
             "currency": .text(order.currency.rawValue), "receipt": SQLValue(order.receipt), "notes": .text(order.notes.storageText),
             "created_at": .int(order.createdAt),
         ] + Self.updatableColumns(order)
@@ -130,12 +130,12 @@ public final class SQLStoreTransaction: StoreTransaction {
          "attempts": .int(Int64(order.machine.attempts))]
     }
 
-    public func order(id: String, merchantID: String?, forUpdate lock: Bool) async throws -> Order? {
+    public func order(id: ID<Order>, merchantID: ID<Merchant>?, forUpdate lock: Bool) async throws -> Order? {
         var sql = "SELECT * FROM orders WHERE id = ?"
-        var binds: [SQLValue] = [.text(id)]
+        var binds: [SQLValue] = [SQLValue(id)]
         if let merchantID {
             sql += " AND merchant_id = ?"
-            binds.append(.text(merchantID))
+            binds.append(SQLValue(merchantID))
         }
         if lock { sql += forUpdate }
         return try await conn.query(sql, binds).first.map(Self.order)
@@ -143,18 +143,18 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     public func updateOrder(_ order: Order) async throws {
         let record = Self.updatableColumns(order)
-        try await conn.query(record.updateSQL("orders") + " WHERE id = ?", record.binds + [.text(order.id)])
+        try await conn.query(record.updateSQL("orders") + " WHERE id = ?", record.binds + [SQLValue(order.id)])
     }
 
-    public func orders(merchantID: String, page: Page) async throws -> [Order] {
-        let (sql, binds) = Self.pageQuery("orders", dialect: conn.dialect, merchantID: merchantID, extra: nil, page: page)
+    public func orders(merchantID: ID<Merchant>, page: Page) async throws -> [Order] {
+        let (sql, binds) = Self.pageQuery("orders", dialect: conn.dialect, merchantID: merchantID.rawValue, extra: nil, page: page)
         return try await conn.query(sql, binds).map(Self.order)
     }
 
     static func order(_ row: SQLRow) throws -> Order {
         guard let currency = Currency(code: try row.requireText("currency")),
               let state = OrderState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("order") }
-        return Order(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"), currency: currency,
+        return Order(id: ID(try row.requireText("id")), merchantID: ID(try row.requireText("merchant_id")), currency: currency,
                      receipt: row.text("receipt"), notes: Notes(storageText: try row.requireText("notes")),
                      machine: OrderMachine(amount: try row.requireInt("amount"), state: state, amountPaid: try row.requireInt("amount_paid"),
                                            attempts: Int(try row.requireInt("attempts"))),
@@ -164,7 +164,7 @@ public final class SQLStoreTransaction: StoreTransaction {
     /// Razorpay's collection query: newest first, `from`/`to` inclusive, then `skip` and `count`.
     static func pageQuery(_ table: String, dialect: SQLDialect, merchantID: String, extra: (String, SQLValue)?, page: Page) -> (String, [SQLValue]) {
         var sql = "SELECT * FROM \(table) WHERE merchant_id = ?"
-        var binds: [SQLValue] = [.text(merchantID)]
+        var binds: [SQLValue] = [SQLValue(merchantID)]
         if let (column, value) = extra {
             sql += " AND \(column) = ?"
             binds.append(value)
@@ -188,7 +188,7 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     public func insertPayment(_ p: Payment) async throws {
         let record: SQLRecord = [
-            "id": .text(p.id), "merchant_id": .text(p.merchantID), "order_id": .text(p.orderID), "amount": .int(p.amount),
+            "id": SQLValue(p.id), "merchant_id": SQLValue(p.merchantID), "order_id": SQLValue(p.orderID), "amount": .int(p.amount),
             "currency": .text(p.currency.rawValue), "method": .text(p.method.rawValue), "email": SQLValue(p.email),
             "contact": SQLValue(p.contact), "description": SQLValue(p.description), "notes": .text(p.notes.storageText),
             "flow": .text(p.flow.rawValue), "created_at": .int(p.createdAt),
@@ -223,12 +223,12 @@ public final class SQLStoreTransaction: StoreTransaction {
         ]
     }
 
-    public func payment(id: String, merchantID: String?, forUpdate lock: Bool) async throws -> Payment? {
+    public func payment(id: ID<Payment>, merchantID: ID<Merchant>?, forUpdate lock: Bool) async throws -> Payment? {
         var sql = "SELECT * FROM payments WHERE id = ?"
-        var binds: [SQLValue] = [.text(id)]
+        var binds: [SQLValue] = [SQLValue(id)]
         if let merchantID {
             sql += " AND merchant_id = ?"
-            binds.append(.text(merchantID))
+            binds.append(SQLValue(merchantID))
         }
         if lock { sql += forUpdate }
         return try await conn.query(sql, binds).first.map(Self.payment)
@@ -237,19 +237,19 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func updatePayment(_ p: Payment) async throws {
         let record = Self.updatableColumns(p)
         let rows = try await conn.query(record.updateSQL("payments") + " WHERE id = ? AND version < ? RETURNING id",
-                                        record.binds + [.text(p.id), .int(p.version)])
+                                        record.binds + [SQLValue(p.id), .int(p.version)])
         guard rows.count == 1 else { throw StorageError.concurrentUpdate("payment \(p.id)") }
     }
 
-    public func payments(merchantID: String, orderID: String?, page: Page) async throws -> [Payment] {
-        let (sql, binds) = Self.pageQuery("payments", dialect: conn.dialect, merchantID: merchantID, extra: orderID.map { ("order_id", .text($0)) }, page: page)
+    public func payments(merchantID: ID<Merchant>, orderID: ID<Order>?, page: Page) async throws -> [Payment] {
+        let (sql, binds) = Self.pageQuery("payments", dialect: conn.dialect, merchantID: merchantID.rawValue, extra: orderID.map { ("order_id", SQLValue($0)) }, page: page)
         return try await conn.query(sql, binds).map(Self.payment)
     }
 
-    public func livePaymentCount(orderID: String) async throws -> Int {
+    public func livePaymentCount(orderID: ID<Order>) async throws -> Int {
         let rows = try await conn.query("""
             SELECT COUNT(*) AS n FROM payments WHERE order_id = ? AND \(PaymentStatesSQL.holdsOrder)
-            """, [.text(orderID)])
+            """, [SQLValue(orderID)])
         return Int(rows.first?.int("n") ?? 0)
     }
 
@@ -276,7 +276,7 @@ public final class SQLStoreTransaction: StoreTransaction {
         }
         let machine = PaymentMachine(amount: try row.requireInt("amount"), state: state,
                                      amountRefunded: try row.requireInt("amount_refunded"), failure: failure, fee: fee)
-        return Payment(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"), orderID: try row.requireText("order_id"),
+        return Payment(id: ID(try row.requireText("id")), merchantID: ID(try row.requireText("merchant_id")), orderID: ID(try row.requireText("order_id")),
                        currency: currency, method: method, vpa: row.text("vpa"), email: row.text("email"),
                        contact: row.text("contact"), description: row.text("description"),
                        notes: Notes(storageText: try row.requireText("notes")), machine: machine, rail: try row.requireText("rail"),
@@ -291,7 +291,7 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     public func insertRefund(_ r: Refund) async throws {
         let record: SQLRecord = [
-            "id": .text(r.id), "merchant_id": .text(r.merchantID), "payment_id": .text(r.paymentID), "amount": .int(r.amount),
+            "id": SQLValue(r.id), "merchant_id": SQLValue(r.merchantID), "payment_id": SQLValue(r.paymentID), "amount": .int(r.amount),
             "currency": .text(r.currency.rawValue), "notes": .text(r.notes.storageText), "receipt": SQLValue(r.receipt),
             "speed_requested": .text(r.speedRequested), "created_at": .int(r.createdAt),
         ] + Self.updatableColumns(r)
@@ -304,12 +304,12 @@ public final class SQLStoreTransaction: StoreTransaction {
          "processed_at": SQLValue(r.processedAt), "version": .int(r.version)]
     }
 
-    public func refund(id: String, merchantID: String?, forUpdate lock: Bool) async throws -> Refund? {
+    public func refund(id: ID<Refund>, merchantID: ID<Merchant>?, forUpdate lock: Bool) async throws -> Refund? {
         var sql = "SELECT * FROM refunds WHERE id = ?"
-        var binds: [SQLValue] = [.text(id)]
+        var binds: [SQLValue] = [SQLValue(id)]
         if let merchantID {
             sql += " AND merchant_id = ?"
-            binds.append(.text(merchantID))
+            binds.append(SQLValue(merchantID))
         }
         if lock { sql += forUpdate }
         return try await conn.query(sql, binds).first.map(Self.refund)
@@ -318,12 +318,12 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func updateRefund(_ r: Refund) async throws {
         let record = Self.updatableColumns(r)
         let rows = try await conn.query(record.updateSQL("refunds") + " WHERE id = ? AND version < ? RETURNING id",
-                                        record.binds + [.text(r.id), .int(r.version)])
+                                        record.binds + [SQLValue(r.id), .int(r.version)])
         guard rows.count == 1 else { throw StorageError.concurrentUpdate("refund \(r.id)") }
     }
 
-    public func refunds(merchantID: String, paymentID: String?, page: Page) async throws -> [Refund] {
-        let (sql, binds) = Self.pageQuery("refunds", dialect: conn.dialect, merchantID: merchantID, extra: paymentID.map { ("payment_id", .text($0)) }, page: page)
+    public func refunds(merchantID: ID<Merchant>, paymentID: ID<Payment>?, page: Page) async throws -> [Refund] {
+        let (sql, binds) = Self.pageQuery("refunds", dialect: conn.dialect, merchantID: merchantID.rawValue, extra: paymentID.map { ("payment_id", SQLValue($0)) }, page: page)
         return try await conn.query(sql, binds).map(Self.refund)
     }
 
@@ -334,17 +334,17 @@ public final class SQLStoreTransaction: StoreTransaction {
             """, [.int(createdBefore), .int(dueBy), .int(Int64(limit))]).map(Self.refund)
     }
 
-    public func postponeRefund(id: String, reason: String, next: (Int64) -> Int64) async throws {
-        guard let row = try await conn.query("SELECT attempts FROM refunds WHERE id = ?\(conn.dialect.forUpdate)", [.text(id)]).first else { return }
+    public func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> Int64) async throws {
+        guard let row = try await conn.query("SELECT attempts FROM refunds WHERE id = ?\(conn.dialect.forUpdate)", [SQLValue(id)]).first else { return }
         let attempts = (row.int("attempts") ?? 0) + 1
         try await conn.query("UPDATE refunds SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                             [.int(attempts), .int(next(attempts)), .text(Masking.text(reason)), .text(id)])
+                             [.int(attempts), .int(next(attempts)), .text(Masking.text(reason)), SQLValue(id)])
     }
 
     static func refund(_ row: SQLRow) throws -> Refund {
         guard let currency = Currency(code: try row.requireText("currency")),
               let state = RefundState(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("refund") }
-        return Refund(id: try row.requireText("id"), merchantID: try row.requireText("merchant_id"), paymentID: try row.requireText("payment_id"),
+        return Refund(id: ID(try row.requireText("id")), merchantID: ID(try row.requireText("merchant_id")), paymentID: ID(try row.requireText("payment_id")),
                       currency: currency, notes: Notes(storageText: try row.requireText("notes")), receipt: row.text("receipt"),
                       speedRequested: try row.requireText("speed_requested"),
                       machine: RefundMachine(amount: try row.requireInt("amount"), state: state), railReference: row.text("rail_reference"),
@@ -355,7 +355,7 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     public func insertAttempt(_ a: PaymentAttempt) async throws {
         let record: SQLRecord = [
-            "id": .text(a.id), "payment_id": .text(a.paymentID), "merchant_id": .text(a.merchantID), "seq": .int(a.seq),
+            "id": SQLValue(a.id), "payment_id": SQLValue(a.paymentID), "merchant_id": SQLValue(a.merchantID), "seq": .int(a.seq),
             "connector": .text(a.connector), "reason": .text(a.reason), "created_at": .int(a.createdAt),
         ] + Self.updatableColumns(a)
         try await conn.query(record.insertSQL(into: "payment_attempts"), record.binds)
@@ -369,14 +369,14 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     public func updateAttempt(_ a: PaymentAttempt) async throws {
         let record = Self.updatableColumns(a)
-        try await conn.query(record.updateSQL("payment_attempts") + " WHERE id = ?", record.binds + [.text(a.id)])
+        try await conn.query(record.updateSQL("payment_attempts") + " WHERE id = ?", record.binds + [SQLValue(a.id)])
     }
 
-    public func attempts(paymentID: String) async throws -> [PaymentAttempt] {
-        try await conn.query("SELECT * FROM payment_attempts WHERE payment_id = ? ORDER BY seq", [.text(paymentID)]).map { row in
+    public func attempts(paymentID: ID<Payment>) async throws -> [PaymentAttempt] {
+        try await conn.query("SELECT * FROM payment_attempts WHERE payment_id = ? ORDER BY seq", [SQLValue(paymentID)]).map { row in
             guard let status = PaymentAttempt.Status(rawValue: try row.requireText("status")) else { throw StorageError.corrupt("payment attempt") }
-            return PaymentAttempt(id: try row.requireText("id"), paymentID: try row.requireText("payment_id"),
-                                  merchantID: try row.requireText("merchant_id"), seq: try row.requireInt("seq"),
+            return PaymentAttempt(id: ID(try row.requireText("id")), paymentID: ID(try row.requireText("payment_id")),
+                                  merchantID: ID(try row.requireText("merchant_id")), seq: try row.requireInt("seq"),
                                   connector: try row.requireText("connector"), reason: try row.requireText("reason"), status: status,
                                   upstreamReference: row.text("upstream_reference"), errorCode: row.text("error_code"),
                                   errorDescription: row.text("error_description"), latencyMillis: row.int("latency_ms"),

@@ -3,13 +3,13 @@ import Synchronization
 
 /// Everything an `InMemoryStore` holds, as plain values.
 public struct InMemoryState: Sendable {
-    public var merchants: [String: Merchant] = [:]
-    public var orders: [String: Order] = [:]
-    public var payments: [String: Payment] = [:]
-    public var refunds: [String: Refund] = [:]
+    public var merchants: [ID<Merchant>: Merchant] = [:]
+    public var orders: [ID<Order>: Order] = [:]
+    public var payments: [ID<Payment>: Payment] = [:]
+    public var refunds: [ID<Refund>: Refund] = [:]
     /// Unsettled tries of a refund: count, next try (ms), last reason.
-    public var refundRetries: [String: (attempts: Int64, next: Int64, reason: String)] = [:]
-    public var attempts: [String: [PaymentAttempt]] = [:]
+    public var refundRetries: [ID<Refund>: (attempts: Int64, next: Int64, reason: String)] = [:]
+    public var attempts: [ID<Payment>: [PaymentAttempt]] = [:]
     public var events: [PaymentEventRecord] = []
     public var outbox: [OutboxEvent] = []
     /// Who hears of each merchant's events (set by tests), and what the outbox planned for them.
@@ -64,7 +64,7 @@ public final class InMemoryStore: GatewayStore, IdempotencyKeys, Sendable {
                                                                    account: $0.account.key, currency: $0.currency, amount: $0.amount) }
         }
         let payments = state.payments.values.filter(\.machine.isCaptured).map {
-            LedgerVerification.PaymentFigures(paymentID: $0.id, merchantID: $0.merchantID, capturedAmount: $0.amount,
+            LedgerVerification.PaymentFigures(paymentID: $0.id.rawValue, merchantID: $0.merchantID.rawValue, capturedAmount: $0.amount,
                                               amountRefunded: $0.machine.amountRefunded)
         }
         let resolutions = state.entries.compactMap { entry in entry.pendingEntryID.map { (resolving: entry.id, pending: $0) } }
@@ -163,22 +163,22 @@ final class InMemoryTransaction: StoreTransaction {
 
     init(state: InMemoryState) { self.state = state }
 
-    func merchant(id: String) async throws -> Merchant? { state.merchants[id] }
+    func merchant(id: ID<Merchant>) async throws -> Merchant? { state.merchants[id] }
 
     func insertOrder(_ order: Order) async throws {
         guard state.orders[order.id] == nil else { throw InMemoryStoreError(description: "duplicate order \(order.id)") }
         state.orders[order.id] = order
-        state.stamp(order.id)
+        state.stamp(order.id.rawValue)
     }
 
-    func order(id: String, merchantID: String?, forUpdate: Bool) async throws -> Order? {
+    func order(id: ID<Order>, merchantID: ID<Merchant>?, forUpdate: Bool) async throws -> Order? {
         state.orders[id].flatMap { merchantID == nil || $0.merchantID == merchantID ? $0 : nil }
     }
 
     func updateOrder(_ order: Order) async throws { state.orders[order.id] = order }
 
-    func orders(merchantID: String, page: Page) async throws -> [Order] {
-        state.listed(state.orders.values.filter { $0.merchantID == merchantID }, id: \.id, createdAt: \.createdAt, page: page)
+    func orders(merchantID: ID<Merchant>, page: Page) async throws -> [Order] {
+        state.listed(state.orders.values.filter { $0.merchantID == merchantID }, id: \.id.rawValue, createdAt: \.createdAt, page: page)
     }
 
     func insertPayment(_ payment: Payment) async throws {
@@ -188,10 +188,10 @@ final class InMemoryTransaction: StoreTransaction {
             throw InMemoryStoreError(description: "unique index: a payment already holds order \(payment.orderID)")
         }
         state.payments[payment.id] = payment
-        state.stamp(payment.id)
+        state.stamp(payment.id.rawValue)
     }
 
-    func payment(id: String, merchantID: String?, forUpdate: Bool) async throws -> Payment? {
+    func payment(id: ID<Payment>, merchantID: ID<Merchant>?, forUpdate: Bool) async throws -> Payment? {
         state.payments[id].flatMap { merchantID == nil || $0.merchantID == merchantID ? $0 : nil }
     }
 
@@ -202,47 +202,47 @@ final class InMemoryTransaction: StoreTransaction {
         state.payments[payment.id] = payment
     }
 
-    func payments(merchantID: String, orderID: String?, page: Page) async throws -> [Payment] {
+    func payments(merchantID: ID<Merchant>, orderID: ID<Order>?, page: Page) async throws -> [Payment] {
         let matching = state.payments.values.filter { $0.merchantID == merchantID && (orderID == nil || $0.orderID == orderID) }
-        return state.listed(matching, id: \.id, createdAt: \.createdAt, page: page)
+        return state.listed(matching, id: \.id.rawValue, createdAt: \.createdAt, page: page)
     }
 
-    func livePaymentCount(orderID: String) async throws -> Int {
+    func livePaymentCount(orderID: ID<Order>) async throws -> Int {
         state.payments.values.filter { $0.orderID == orderID && $0.holdsOrder }.count
     }
 
     func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment] {
         state.payments.values
             .filter { payment in payment.nextCheckAt.map { $0 <= now } ?? false && PaymentState.watched.contains(payment.state) }
-            .sorted { ($0.nextCheckAt ?? 0, $0.id) < ($1.nextCheckAt ?? 0, $1.id) }
+            .sorted { ($0.nextCheckAt ?? 0, $0.id.rawValue) < ($1.nextCheckAt ?? 0, $1.id.rawValue) }
             .prefix(limit).map { $0 }
     }
 
     func insertRefund(_ refund: Refund) async throws {
         guard state.refunds[refund.id] == nil else { throw InMemoryStoreError(description: "duplicate refund \(refund.id)") }
         state.refunds[refund.id] = refund
-        state.stamp(refund.id)
+        state.stamp(refund.id.rawValue)
     }
 
-    func refund(id: String, merchantID: String?, forUpdate: Bool) async throws -> Refund? {
+    func refund(id: ID<Refund>, merchantID: ID<Merchant>?, forUpdate: Bool) async throws -> Refund? {
         state.refunds[id].flatMap { merchantID == nil || $0.merchantID == merchantID ? $0 : nil }
     }
 
     func updateRefund(_ refund: Refund) async throws { state.refunds[refund.id] = refund }
 
-    func refunds(merchantID: String, paymentID: String?, page: Page) async throws -> [Refund] {
+    func refunds(merchantID: ID<Merchant>, paymentID: ID<Payment>?, page: Page) async throws -> [Refund] {
         let matching = state.refunds.values.filter { $0.merchantID == merchantID && (paymentID == nil || $0.paymentID == paymentID) }
-        return state.listed(matching, id: \.id, createdAt: \.createdAt, page: page)
+        return state.listed(matching, id: \.id.rawValue, createdAt: \.createdAt, page: page)
     }
 
     func pendingRefunds(createdBefore: Int64, dueBy: Int64, limit: Int) async throws -> [Refund] {
         state.refunds.values
             .filter { $0.machine.state == .pending && $0.createdAt <= createdBefore && (state.refundRetries[$0.id]?.next ?? 0) <= dueBy }
-            .sorted { (state.refundRetries[$0.id]?.next ?? 0, $0.createdAt, $0.id) < (state.refundRetries[$1.id]?.next ?? 0, $1.createdAt, $1.id) }
+            .sorted { (state.refundRetries[$0.id]?.next ?? 0, $0.createdAt, $0.id.rawValue) < (state.refundRetries[$1.id]?.next ?? 0, $1.createdAt, $1.id.rawValue) }
             .prefix(limit).map { $0 }
     }
 
-    func postponeRefund(id: String, reason: String, next: (Int64) -> Int64) async throws {
+    func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> Int64) async throws {
         guard state.refunds[id] != nil else { return }
         let attempts = (state.refundRetries[id]?.attempts ?? 0) + 1
         state.refundRetries[id] = (attempts, next(attempts), reason)
@@ -262,7 +262,7 @@ final class InMemoryTransaction: StoreTransaction {
         state.attempts[attempt.paymentID]![index] = attempt
     }
 
-    func attempts(paymentID: String) async throws -> [PaymentAttempt] { state.attempts[paymentID] ?? [] }
+    func attempts(paymentID: ID<Payment>) async throws -> [PaymentAttempt] { state.attempts[paymentID] ?? [] }
 
     func appendEvent(_ event: PaymentEventRecord) async throws { state.events.append(event) }
 

@@ -40,7 +40,7 @@ public struct ScriptedRailTimeout: Error, CustomStringConvertible {
 public final class ScriptedRail: PaymentRail, Sendable {
     public struct Script: Sendable {
         public var initiations: [Scripted<RailInitiation>] = []
-        public var statuses: [String: Scripted<RailPaymentStatus>] = [:]
+        public var statuses: [ID<Payment>: Scripted<RailPaymentStatus>] = [:]
         public var refunds: [Scripted<RailRefundStatus>] = []
         /// Calls made, in order: "initiate pay_…", "status pay_…", "refund rfnd_…".
         public var calls: [String] = []
@@ -58,7 +58,7 @@ public final class ScriptedRail: PaymentRail, Sendable {
     /// Queues answers to the next initiations.
     public func onInitiate(_ answers: Scripted<RailInitiation>...) { script.withLock { $0.initiations += answers } }
     /// What status checks of this payment answer from now on.
-    public func setStatus(_ paymentID: String, _ answer: Scripted<RailPaymentStatus>) { script.withLock { $0.statuses[paymentID] = answer } }
+    public func setStatus(_ paymentID: ID<Payment>, _ answer: Scripted<RailPaymentStatus>) { script.withLock { $0.statuses[paymentID] = answer } }
     /// Queues answers to the next refunds.
     public func onRefund(_ answers: Scripted<RailRefundStatus>...) { script.withLock { $0.refunds += answers } }
     public var calls: [String] { script.withLock { $0.calls } }

@@ -49,7 +49,7 @@ struct BenchCommand: AsyncParsableCommand {
                 try await services.close()
                 keyID = credentials.keyID
                 keySecret = credentials.keySecret
-                merchantID = credentials.merchant.id
+                merchantID = credentials.merchant.id.rawValue
             }
             var options = LoadOptions(url: url, keyID: keyID!, keySecret: keySecret!)
             options.duration = duration

@@ -159,11 +159,11 @@ struct MerchantCommand: AsyncParsableCommand {
                                                                   lateAuthorization: LateAuthorizationPolicy(rawValue: lateAuthorization) ?? .refund,
                                                                   routePreference: preferred)
             if let email {
-                try await services.notifications.setMerchantEmail(merchantID: credentials.merchant.id, email: email)
+                try await services.notifications.setMerchantEmail(merchantID: credentials.merchant.id.rawValue, email: email)
             }
             try await services.close()
             print(JSON.object([
-                ("merchant_id", .string(credentials.merchant.id)),
+                ("merchant_id", .string(credentials.merchant.id.rawValue)),
                 ("key_id", .string(credentials.keyID)),
                 ("key_secret", .string(credentials.keySecret)),
             ]).serialized())

@@ -20,7 +20,7 @@ struct MerchantTarget: ParsableArguments {
         config.railsURL = nil  // managing webhooks needs no rails
         let services = try await KoshServices.open(config, logger: makeLogger())
         do {
-            guard let found = try await services.merchants.merchant(id: merchant) else {
+            guard let found = try await services.merchants.merchant(id: ID(merchant)) else {
                 throw ValidationError("no merchant \(merchant.prefix(64))")
             }
             let result = try await body(services, found)
@@ -70,7 +70,7 @@ struct MerchantWebhookCommand: AsyncParsableCommand {
             let secret = try checked { try self.secret.map(WebhookAdministration.checkedSecret) }
             let json = try await target.with { services, merchant in
                 let chosen = secret ?? WebhookAdministration.generatedSecret()
-                let endpoint = try await services.webhooks.createEndpoint(merchantID: merchant.id, url: url, events: events, secret: chosen)
+                let endpoint = try await services.webhooks.createEndpoint(merchantID: merchant.id.rawValue, url: url, events: events, secret: chosen)
                 guard secret == nil, case .object(let pairs) = WebhookAdministration.render(endpoint) else {
                     return WebhookAdministration.render(endpoint)
                 }
@@ -86,7 +86,7 @@ struct MerchantWebhookCommand: AsyncParsableCommand {
 
         func run() async throws {
             let endpoints = try await target.with { services, merchant in
-                try await services.webhooks.endpoints(merchantID: merchant.id, page: Page(count: 100, skip: 0))
+                try await services.webhooks.endpoints(merchantID: merchant.id.rawValue, page: Page(count: 100, skip: 0))
             }
             for endpoint in endpoints { print(WebhookAdministration.render(endpoint).serialized()) }
         }
@@ -108,7 +108,7 @@ struct MerchantWebhookCommand: AsyncParsableCommand {
             let events = try checked { try self.events.map(WebhookAdministration.events) }
             let secret = try checked { try self.secret.map(WebhookAdministration.checkedSecret) }
             let json = try await target.with { services, merchant in
-                guard var endpoint = try await services.webhooks.endpoint(id: id, merchantID: merchant.id) else {
+                guard var endpoint = try await services.webhooks.endpoint(id: id, merchantID: merchant.id.rawValue) else {
                     throw ValidationError("the merchant has no webhook \(id)")
                 }
                 if let url { endpoint.url = url }
@@ -130,7 +130,7 @@ struct MerchantWebhookCommand: AsyncParsableCommand {
         func run() async throws {
             let id = try endpointID(self.id)
             try await target.with { services, merchant in
-                guard try await services.webhooks.deleteEndpoint(id: id, merchantID: merchant.id) else {
+                guard try await services.webhooks.deleteEndpoint(id: id, merchantID: merchant.id.rawValue) else {
                     throw ValidationError("the merchant has no webhook \(id)")
                 }
             }
@@ -151,10 +151,10 @@ struct MerchantWebhookCommand: AsyncParsableCommand {
         func run() async throws {
             let id = try endpointID(self.id)
             let deliveries = try await target.with { services, merchant in
-                guard try await services.webhooks.endpoint(id: id, merchantID: merchant.id) != nil else {
+                guard try await services.webhooks.endpoint(id: id, merchantID: merchant.id.rawValue) != nil else {
                     throw ValidationError("the merchant has no webhook \(id)")
                 }
-                return try await services.webhooks.deliveries(endpointID: id, merchantID: merchant.id, page: Page(count: count, skip: 0))
+                return try await services.webhooks.deliveries(endpointID: id, merchantID: merchant.id.rawValue, page: Page(count: count, skip: 0))
             }
             for delivery in deliveries { print(WebhookAdministration.render(delivery).serialized()) }
         }
@@ -168,7 +168,7 @@ struct MerchantWebhookCommand: AsyncParsableCommand {
         func run() async throws {
             let id = self.id
             let json = try await target.with { services, merchant in
-                guard let delivery = try await services.webhooks.redeliver(deliveryID: id, merchantID: merchant.id) else {
+                guard let delivery = try await services.webhooks.redeliver(deliveryID: id, merchantID: merchant.id.rawValue) else {
                     throw ValidationError("the merchant has no webhook delivery \(id.prefix(64))")
                 }
                 return WebhookAdministration.render(delivery)
@@ -190,7 +190,7 @@ struct MerchantNotificationsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let entries = try await target.with { services, merchant in
-            try await services.webhooks.notifications(merchantID: merchant.id, page: Page(count: count, skip: 0))
+            try await services.webhooks.notifications(merchantID: merchant.id.rawValue, page: Page(count: count, skip: 0))
         }
         for entry in entries { print(WebhookAdministration.render(entry).serialized()) }
     }

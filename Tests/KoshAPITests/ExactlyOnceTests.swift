@@ -43,7 +43,7 @@ struct ExactlyOnceTests {
             // Keys expire after 24 h.
             let idempotency = IdempotencyStore(db: kosh.services.db)
             let later = kosh.services.clock.nowMillis() + IdempotencyStore.lifetimeMillis + 1
-            guard case .claimed = try await idempotency.claim(merchantID: kosh.merchant.merchant.id, key: "order-1", requestHash: "x", now: later) else {
+            guard case .claimed = try await idempotency.claim(merchantID: kosh.merchant.merchant.id.rawValue, key: "order-1", requestHash: "x", now: later) else {
                 Issue.record("an expired key was not claimed anew")
                 return
             }
@@ -189,7 +189,7 @@ struct ExactlyOnceTests {
                     }
                     try await kosh.expectLedgerConsistent()
                     for id in payments {
-                        let p = try await kosh.services.flows.payment(id: id)
+                        let p = try await kosh.services.flows.payment(id: ID(id))
                         #expect(p.machine.amountRefunded <= (p.machine.isCaptured ? p.amount : 0))
                     }
                 } catch {

@@ -95,12 +95,12 @@ struct Kosh: Sendable {
     func settle(_ paymentID: String) async throws -> Payment {
         for _ in 0..<200 {
             _ = try await services.flows.runDueChecks()
-            let payment = try await services.flows.payment(id: paymentID)
+            let payment = try await services.flows.payment(id: ID(paymentID))
             if payment.state != .pending && payment.state != .created { return payment }
             clock.advance(byMillis: 50)
         }
         Issue.record("payment \(paymentID) never settled")
-        return try await services.flows.payment(id: paymentID)
+        return try await services.flows.payment(id: ID(paymentID))
     }
 
     /// An authorised payment of `amount` on a new order.

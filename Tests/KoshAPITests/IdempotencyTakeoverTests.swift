@@ -22,7 +22,7 @@ struct IdempotencyTakeoverTests {
             try await conn.query("""
                 INSERT INTO idempotency_keys (merchant_id, key, request_hash, status, created_at, locked_at, owner)
                 VALUES (?, ?, ?, 'started', ?, ?, ?)
-                """, [.text(kosh.merchant.merchant.id), .text(key), .text(hash), .int(now - 1_000), .int(now - 1_000), .text(owner)])
+                """, [.text(kosh.merchant.merchant.id.rawValue), .text(key), .text(hash), .int(now - 1_000), .int(now - 1_000), .text(owner)])
         }
     }
 
@@ -61,7 +61,7 @@ struct IdempotencyTakeoverTests {
     func takenOver(_ kind: String) async throws {
         try await Kosh.run(kind) { kosh in
             let store = IdempotencyStore(db: kosh.services.db, leaseMillis: 60_000)
-            let merchant = kosh.merchant.merchant.id
+            let merchant = kosh.merchant.merchant.id.rawValue
             let now = kosh.services.clock.nowMillis()
             guard case .claimed(let first) = try await store.claim(merchantID: merchant, key: "k", requestHash: "h", now: now) else {
                 Issue.record("not claimed"); return

@@ -147,11 +147,11 @@ struct LifecycleTests {
             // Its follow-up (`.submit`) never runs.
             let (payment, _) = try await kosh.services.store.transaction { tx in
                 try await kosh.services.flows.createPayment(tx, merchant: merchant, NewPayment(
-                    orderID: order, amount: 1_000, currency: .inr, method: .upi, vpa: "success@razorpay", email: nil, contact: nil,
+                    orderID: ID(order), amount: 1_000, currency: .inr, method: .upi, vpa: "success@razorpay", email: nil, contact: nil,
                     description: nil, notes: Notes()), inline: false)
             }
             #expect(try await kosh.services.flows.payment(id: payment.id).state == .created)
-            #expect(try await kosh.settle(payment.id).state == .authorized)  // after the 1 s grace
+            #expect(try await kosh.settle(payment.id.rawValue).state == .authorized)  // after the 1 s grace
         }
     }
 }

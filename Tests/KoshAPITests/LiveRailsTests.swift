@@ -100,13 +100,13 @@ struct LiveKosh: Sendable {
               until done: (Payment) -> Bool) async throws -> Payment {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
-            let payment = try await services.flows.payment(id: paymentID)
+            let payment = try await services.flows.payment(id: ID(paymentID))
             if done(payment) { return payment }
             // Real time on purpose: the sandbox answers and calls back over real HTTP after its own
             // real-time delays, and the janitor runs in the background, as in `kosh serve`.
             try await Task.sleep(for: .milliseconds(25))
         }
-        let payment = try await services.flows.payment(id: paymentID)
+        let payment = try await services.flows.payment(id: ID(paymentID))
         Issue.record("payment \(paymentID) stuck in \(payment.state) on \(payment.rail)", sourceLocation: sourceLocation)
         return payment
     }
@@ -231,7 +231,7 @@ struct LiveRailsTests {
             // The switch takes 4 s to answer; Kosh gives up on the call after 3 s. The switch did the work.
             try await live.sandbox(.PUT, "/sandbox/v1/faults/upi_switch", #"{"timeout_rate": 1.0, "hang_ms": 4000}"#)
             let p = try await live.pay(vpa: "success@okhdfcbank")
-            let afterSubmit = try await live.services.flows.payment(id: p.payment)
+            let afterSubmit = try await live.services.flows.payment(id: ID(p.payment))
             #expect(afterSubmit.state == .pending)
             #expect(afterSubmit.rail == "upi_switch")
             let attempts = try await live.attempts(p.payment)
@@ -463,7 +463,7 @@ struct LiveRailsTests {
             #expect(signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 2], now: now))
             #expect(!signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 3], now: now))
             #expect(!signer.verify(signature: good, timestamp: String(now), method: "POST", path: "/x", body: [1, 2], now: now + 300_001))
-            #expect(try await live.services.flows.payment(id: p.payment).state != .authorized)
+            #expect(try await live.services.flows.payment(id: ID(p.payment)).state != .authorized)
         }
     }
 }

@@ -136,12 +136,12 @@ extension Kosh {
     func drainNotifications(_ dispatcher: NotificationDispatcher) async throws -> [NotificationLogEntry] {
         for _ in 0..<500 {
             try await dispatcher.runOnce()
-            let log = try await services.notifications.log(merchantID: merchant.merchant.id)
+            let log = try await services.notifications.log(merchantID: merchant.merchant.id.rawValue)
             if !log.isEmpty && log.allSatisfy({ $0.status != .pending }) { return log }
             clock.advance(byMillis: 10)
         }
         Issue.record("notifications never finished")
-        return try await services.notifications.log(merchantID: merchant.merchant.id)
+        return try await services.notifications.log(merchantID: merchant.merchant.id.rawValue)
     }
 }
 
@@ -169,13 +169,13 @@ struct NotificationTests {
         let (sandbox, sandboxTask) = try await InProcessSandbox.start(seed: 1, secret: SandboxConfiguration.defaultSecret, logger: Logger(label: "sandbox"))
         defer { Task { await sandbox.stop(); _ = try? await sandboxTask.value } }
         try await Kosh.run(db) { kosh in
-            try await kosh.services.notifications.setMerchantEmail(merchantID: kosh.merchant.merchant.id, email: "ops@merchant.example")
+            try await kosh.services.notifications.setMerchantEmail(merchantID: kosh.merchant.merchant.id.rawValue, email: "ops@merchant.example")
             let paymentID = try await kosh.capturedPayment(amount: 50_000)
-            #expect(try await kosh.services.notifications.pending(merchantID: kosh.merchant.merchant.id)
+            #expect(try await kosh.services.notifications.pending(merchantID: kosh.merchant.merchant.id.rawValue)
                 == ["email": 2, "sms": 1, "push": 1, "webhook": 0])
             let log = try await kosh.drainNotifications(kosh.notifier(smtpPort: smtp.port, sandboxURL: sandbox.url))
             #expect(log.map(\.status) == [.delivered, .delivered, .delivered, .delivered])
-            #expect(try await kosh.services.notifications.pending(merchantID: kosh.merchant.merchant.id) == ["webhook": 0])
+            #expect(try await kosh.services.notifications.pending(merchantID: kosh.merchant.merchant.id.rawValue) == ["webhook": 0])
             #expect(Set(log.map(\.recipientMasked)) == ["ga***@example.com", "91******89", "op***@merchant.example"])
             #expect(log.allSatisfy { $0.attempts == 1 && $0.lastError == nil })
 
@@ -190,7 +190,7 @@ struct NotificationTests {
             let sms = try await sandboxGet(sandbox.url, "/sms/v1/messages")
             #expect(sms["count"] == .int(1))
             #expect(sms["items"]?[0]?["to"] == .string("9123456789"))
-            #expect(sms["items"]?[0]?["text"] == .string("Your payment \(paymentID) of INR 500.00 to \(kosh.merchant.merchant.id) was successful."))
+            #expect(sms["items"]?[0]?["text"] == .string("Your payment \(paymentID) of INR 500.00 to \(kosh.merchant.merchant.id.rawValue) was successful."))
             let push = try await sandboxGet(sandbox.url, "/push/v1/notifications")
             #expect(push["count"] == .int(1))
             #expect(push["items"]?[0]?["title"] == .string("Payment of INR 500.00 successful"))
@@ -232,7 +232,7 @@ struct NotificationTests {
             var email: NotificationLogEntry?
             for _ in 0..<300 {
                 try await dispatcher.runOnce()
-                email = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id).first { $0.channel == .email }
+                email = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id.rawValue).first { $0.channel == .email }
                 if email?.status == .dead { break }
                 kosh.clock.advance(byMillis: 5)
             }
@@ -244,7 +244,7 @@ struct NotificationTests {
             #expect(error.contains("ga***@example.com"))
             #expect(!error.contains("gaurav.kumar"))
             // SMS and push wait: no provider is configured for this dispatcher.
-            let log = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id)
+            let log = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id.rawValue)
             #expect(log.filter { $0.channel != .email }.allSatisfy { $0.status == .pending && $0.attempts == 0 })
         }
     }
@@ -254,7 +254,7 @@ struct NotificationTests {
         try await Kosh.run(db) { kosh in
             let order = try await kosh.createOrder()
             _ = try await kosh.createPayment(order: order)
-            #expect(try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id).isEmpty)
+            #expect(try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id.rawValue).isEmpty)
             _ = try await kosh.capturedPayment()
             let store = kosh.services.notifications
             let all: [NotificationChannel] = [.email, .sms, .push]

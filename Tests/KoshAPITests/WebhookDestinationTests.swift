@@ -135,7 +135,7 @@ struct WebhookDestinationTests {
         try await Kosh.run(db) { kosh in
             let receiver = try await Receiver.start()
             defer { receiver.stop() }
-            let merchantID = kosh.merchant.merchant.id
+            let merchantID = kosh.merchant.merchant.id.rawValue
             var ids: [String: String] = [:]
             let urls = ["http://localhost:\(receiver.port)/hook": "destination refused: local host name",
                         "http://0x7f.1:\(receiver.port)/hook": "destination refused: private address",
@@ -190,7 +190,7 @@ struct WebhookDestinationTests {
             let receiver = try await Receiver.start()
             defer { receiver.stop() }
             let webhookID = try await kosh.services.webhooks.createEndpoint(
-                merchantID: kosh.merchant.merchant.id, url: "http://\(host):\(receiver.port)/hook", events: [.paymentCaptured],
+                merchantID: kosh.merchant.merchant.id.rawValue, url: "http://\(host):\(receiver.port)/hook", events: [.paymentCaptured],
                 secret: "whsec_kosh_test_secret").id
             var settings = kosh.services.webhookSettings
             settings.schedule = WebhookRetrySchedule(retryDelaysMillis: [60_000])

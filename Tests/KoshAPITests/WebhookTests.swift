@@ -164,7 +164,7 @@ struct WebhookTests {
             let captured = try #require(receipts.first { (try? JSON.parse($0.body))?["event"] == .string("payment.captured") })
             let body = try JSON.parse(captured.body)
             #expect(body["entity"] == .string("event"))
-            #expect(body["account_id"] == .string(kosh.merchant.merchant.id))
+            #expect(body["account_id"] == .string(kosh.merchant.merchant.id.rawValue))
             #expect(body["contains"] == .array([.string("payment")]))
             let payment = try await kosh.call(.get, "/v1/payments/\(paymentID)")
             #expect(body["payload"]?["payment"]?["entity"] == payment.json)
@@ -231,7 +231,7 @@ struct WebhookTests {
             let receipts = receiver.all
             #expect(receipts.count == failures + 1)
             // Each retry went out on the first pass at or after its delay (the clock moves `step` a pass).
-            let logged = try #require(try await kosh.services.webhooks.deliveries(endpointID: webhookID, merchantID: kosh.merchant.merchant.id,
+            let logged = try #require(try await kosh.services.webhooks.deliveries(endpointID: webhookID, merchantID: kosh.merchant.merchant.id.rawValue,
                                                                                   page: Page()).first).attemptLog
             #expect(logged.count == failures + 1)
             for i in 1..<logged.count {
@@ -288,7 +288,7 @@ struct WebhookTests {
     @Test("a dead delivery tells the merchant once by email; the notification log lists it masked", arguments: TestDatabases.all)
     func deadDeliveryNotifiesTheMerchantOnce(db: String) async throws {
         try await Kosh.run(db, allowPrivateWebhooks: true) { kosh in
-            try await kosh.services.notifications.setMerchantEmail(merchantID: kosh.merchant.merchant.id, email: "ops.team@merchant.example")
+            try await kosh.services.notifications.setMerchantEmail(merchantID: kosh.merchant.merchant.id.rawValue, email: "ops.team@merchant.example")
             let receiver = try await Receiver.start { _ in 500 }
             defer { receiver.stop() }
             let webhookID = try await kosh.registerWebhook(receiver.url)
@@ -301,7 +301,7 @@ struct WebhookTests {
             }
             try await dispatcher.shutdown()
             #expect(bothDead)
-            let log = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id)
+            let log = try await kosh.services.notifications.log(merchantID: kosh.merchant.merchant.id.rawValue)
             let failing = log.filter { $0.template == "webhook.failing.merchant" }
             #expect(failing.count == 1, "one email per endpoint that starts failing, not one per dead delivery")
             #expect(failing.first?.channel == .email)
@@ -460,7 +460,7 @@ struct WebhookTests {
             let receiver = try await Receiver.start()
             defer { receiver.stop() }
             _ = try await kosh.registerWebhook(receiver.url, events: ["refund.created"])
-            let merchantID = kosh.merchant.merchant.id
+            let merchantID = kosh.merchant.merchant.id.rawValue
             let count = 40
             for i in 0..<count {
                 try await kosh.services.store.transaction { tx in

@@ -106,7 +106,7 @@ struct OrderAndPaymentFlowTests {
     @Test("idempotency: a replay answers the recorded body; a refusal is recorded; a failed commit frees the key")
     func idempotency() async throws {
         let rig = Rig()
-        let key = IdempotencyRequest(merchantID: rig.merchant.id, key: "k1", requestHash: "h1")
+        let key = IdempotencyRequest(merchantID: rig.merchant.id.rawValue, key: "k1", requestHash: "h1")
         let input = NewOrder(amount: 1_000, currency: .inr, receipt: nil, notes: Notes())
         let first = try await rig.flows.createOrder(merchant: rig.merchant, input, idempotency: key)
         let again = try await rig.flows.createOrder(merchant: rig.merchant, input, idempotency: key)
@@ -116,11 +116,11 @@ struct OrderAndPaymentFlowTests {
         }
         #expect(body == replayed)
         #expect(rig.store.snapshot.orders.count == 1)
-        let other = IdempotencyRequest(merchantID: rig.merchant.id, key: "k1", requestHash: "different")
+        let other = IdempotencyRequest(merchantID: rig.merchant.id.rawValue, key: "k1", requestHash: "different")
         #expect(await refusal { try await rig.flows.createOrder(merchant: rig.merchant, input, idempotency: other) }?.reason == "idempotency_key_reused")
 
         // A refusal (4xx) is the key's response.
-        let refusedKey = IdempotencyRequest(merchantID: rig.merchant.id, key: "k2", requestHash: "h2")
+        let refusedKey = IdempotencyRequest(merchantID: rig.merchant.id.rawValue, key: "k2", requestHash: "h2")
         let bad = NewOrder(amount: 0, currency: .inr, receipt: nil, notes: Notes())
         #expect(await refusal { try await rig.flows.createOrder(merchant: rig.merchant, bad, idempotency: refusedKey) } != nil)
         guard case .replayed(400, let error) = try await rig.flows.createOrder(merchant: rig.merchant, bad, idempotency: refusedKey) else {
@@ -130,7 +130,7 @@ struct OrderAndPaymentFlowTests {
         #expect(error.contains("BAD_REQUEST_ERROR"))
 
         // A commit that fails frees the key; the retry runs and writes once.
-        let retried = IdempotencyRequest(merchantID: rig.merchant.id, key: "k3", requestHash: "h3")
+        let retried = IdempotencyRequest(merchantID: rig.merchant.id.rawValue, key: "k3", requestHash: "h3")
         rig.store.failNextCommit(with: InMemoryStoreError(description: "database went away"))
         await #expect(throws: InMemoryStoreError.self) { try await rig.flows.createOrder(merchant: rig.merchant, input, idempotency: retried) }
         #expect(rig.store.snapshot.orders.count == 1)

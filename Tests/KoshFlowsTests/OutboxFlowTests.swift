@@ -11,7 +11,7 @@ struct OutboxFlowTests {
         let rig = Rig()
         rig.store.setRecipients(OutboxRecipients(endpoints: [.init(id: "wh_all", events: Set(WebhookEventName.allCases)),
                                                              .init(id: "wh_refunds", events: [.refundProcessed])],
-                                                 merchantEmail: "ops@flow.example"), merchantID: rig.merchant.id)
+                                                 merchantEmail: "ops@flow.example"), merchantID: rig.merchant.id.rawValue)
         let payment = try await rig.captured()
         let json = try body(try await rig.flows.refund(merchant: rig.merchant, paymentID: payment.id,
                                                        NewRefund(amount: 2_500, speed: .optimum, receipt: nil, notes: Notes())))

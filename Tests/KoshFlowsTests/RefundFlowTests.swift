@@ -5,10 +5,10 @@ import Testing
 
 @Suite("Flows: refunds and their settlement")
 struct RefundFlowTests {
-    func refund(_ rig: Rig, _ paymentID: String, amount: Int64?) async throws -> Refund {
+    func refund(_ rig: Rig, _ paymentID: ID<Payment>, amount: Int64?) async throws -> Refund {
         let json = try body(try await rig.flows.refund(merchant: rig.merchant, paymentID: paymentID,
                                                        NewRefund(amount: amount, speed: .normal, receipt: nil, notes: Notes())))
-        return try await rig.flows.refund(id: try #require(json["id"]?.stringValue), merchantID: rig.merchant.id)
+        return try await rig.flows.refund(id: ID(try #require(json["id"]?.stringValue)), merchantID: rig.merchant.id)
     }
 
     @Test("test mode: a refund is accepted and settled in one transaction; the balance and the refundable amount go down")

@@ -34,18 +34,18 @@ struct Rig {
 
     func order(amount: Int64 = 10_000) async throws -> Order {
         let body = try body(try await flows.createOrder(merchant: merchant, NewOrder(amount: amount, currency: .inr, receipt: nil, notes: Notes())))
-        return try await flows.order(id: try #require(body["id"]?.stringValue), merchantID: merchant.id)
+        return try await flows.order(id: ID(try #require(body["id"]?.stringValue)), merchantID: merchant.id)
     }
 
-    func newPayment(_ orderID: String, amount: Int64 = 10_000, currency: Currency = .inr) -> NewPayment {
+    func newPayment(_ orderID: ID<Order>, amount: Int64 = 10_000, currency: Currency = .inr) -> NewPayment {
         NewPayment(orderID: orderID, amount: amount, currency: currency, method: .upi, vpa: "payer@okbank", email: "payer@example.com",
                    contact: "+919900000001", description: nil, notes: Notes())
     }
 
     /// Creates a payment (running its follow-ups, as the API does) and returns it.
-    func pay(_ orderID: String, amount: Int64 = 10_000, idempotency: IdempotencyRequest? = nil) async throws -> Payment {
+    func pay(_ orderID: ID<Order>, amount: Int64 = 10_000, idempotency: IdempotencyRequest? = nil) async throws -> Payment {
         let body = try body(try await flows.createPayment(merchant: merchant, newPayment(orderID, amount: amount), idempotency: idempotency))
-        return try await flows.payment(id: try #require(body["razorpay_payment_id"]?.stringValue))
+        return try await flows.payment(id: ID(try #require(body["razorpay_payment_id"]?.stringValue)))
     }
 
     /// An authorised payment of a new order.
@@ -64,15 +64,15 @@ struct Rig {
         return try await flows.payment(id: payment.id)
     }
 
-    func attempts(_ paymentID: String) -> [PaymentAttempt] { store.snapshot.attempts[paymentID] ?? [] }
+    func attempts(_ paymentID: ID<Payment>) -> [PaymentAttempt] { store.snapshot.attempts[paymentID] ?? [] }
 
-    func events(_ entityID: String) -> [String] { store.snapshot.events.filter { $0.entityID == entityID }.map(\.event) }
+    func events<Entity>(_ entityID: ID<Entity>) -> [String] { store.snapshot.events.filter { $0.entityID == entityID.rawValue }.map(\.event) }
 
     func published() -> [WebhookEventName] { store.snapshot.outbox.map(\.name) }
 
     /// The merchant's balance as Kosh owes it (credit-normal, so negated), posted.
     func merchantBalance() -> Int64 {
-        -(store.snapshot.balances.balances[LedgerBalances.Key(account: LedgerAccount.merchantBalance(merchantID: merchant.id).key,
+        -(store.snapshot.balances.balances[LedgerBalances.Key(account: LedgerAccount.merchantBalance(merchantID: merchant.id.rawValue).key,
                                                               currency: .inr)]?.posted ?? 0)
     }
 
