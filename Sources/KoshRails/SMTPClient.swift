@@ -118,7 +118,10 @@ public struct SMTPClient: Sendable {
             try await command("DATA", expect: [354])
             try await command(Self.message(from: config.from, to: to, subject: subject, body: body, messageID: messageID) + ".",
                               expect: [250])
-            try? await command("QUIT", expect: [221])
+            // The relay took the message with its 250: it is sent. QUIT is a courtesy whose answer
+            // is not awaited, so a relay slow to say goodbye cannot turn a sent mail into a
+            // timeout, and a retry into a second copy.
+            try? await outbound.write(ByteBuffer(string: "QUIT\r\n"))
         }
     }
 

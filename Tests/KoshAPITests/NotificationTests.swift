@@ -125,7 +125,9 @@ extension Kosh {
         var settings = NotificationSettings()
         settings.schedule = WebhookRetrySchedule(retryDelaysMillis: schedule)
         settings.pollIntervalMillis = 5
-        settings.timeoutMillis = 5_000
+        // Generous: a full parallel run on two cores can hold a send's task off the CPU for
+        // seconds, and a timeout here sends the mail twice (the test counts mails).
+        settings.timeoutMillis = 30_000
         settings.smtp = SMTPConfiguration(host: "127.0.0.1", port: smtpPort, from: "payments@kosh.example")
         settings.providerURL = sandboxURL
         return NotificationDispatcher(store: services.notifications, settings: settings, logger: Logger(label: "notifications-test"))
