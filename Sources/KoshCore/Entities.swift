@@ -64,9 +64,9 @@ public struct Order: Sendable, Hashable {
     public var receipt: String?
     public var notes: Notes
     public var machine: OrderMachine
-    public let createdAt: Int64
+    public let createdAt: UnixSeconds
 
-    public init(id: ID<Order>, merchantID: ID<Merchant>, currency: Currency, receipt: String?, notes: Notes, machine: OrderMachine, createdAt: Int64) {
+    public init(id: ID<Order>, merchantID: ID<Merchant>, currency: Currency, receipt: String?, notes: Notes, machine: OrderMachine, createdAt: UnixSeconds) {
         self.id = id
         self.merchantID = merchantID
         self.currency = currency
@@ -102,20 +102,20 @@ public struct Payment: Sendable, Hashable {
     public var railReference: String?
     /// The pending ledger entry holding the authorisation.
     public var authorizationEntryID: String?
-    public let createdAt: Int64
-    public var authorizedAt: Int64?
-    public var capturedAt: Int64?
-    /// When the payment was handed to its rail (unix ms).
-    public var submittedAtMillis: Int64?
-    /// When the janitor should next ask the rail about a payment still in flight (unix ms).
-    public var nextCheckAt: Int64?
+    public let createdAt: UnixSeconds
+    public var authorizedAt: UnixSeconds?
+    public var capturedAt: UnixSeconds?
+    /// When the payment was handed to its rail.
+    public var submittedAt: UnixMillis?
+    /// When the janitor should next ask the rail about a payment still in flight.
+    public var nextCheckAt: UnixMillis?
     /// Optimistic concurrency: bumped on every update.
     public var version: Int64
 
     public init(id: ID<Payment>, merchantID: ID<Merchant>, orderID: ID<Order>, currency: Currency, method: PaymentMethod, vpa: String?,
                 email: String?, contact: String?, description: String?, notes: Notes, machine: PaymentMachine,
-                rail: String, flow: UPIFlow = .collect, upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: Int64,
-                authorizedAt: Int64? = nil, capturedAt: Int64? = nil, submittedAtMillis: Int64? = nil, nextCheckAt: Int64? = nil, version: Int64 = 0) {
+                rail: String, flow: UPIFlow = .collect, upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: UnixSeconds,
+                authorizedAt: UnixSeconds? = nil, capturedAt: UnixSeconds? = nil, submittedAt: UnixMillis? = nil, nextCheckAt: UnixMillis? = nil, version: Int64 = 0) {
         self.id = id
         self.merchantID = merchantID
         self.orderID = orderID
@@ -136,7 +136,7 @@ public struct Payment: Sendable, Hashable {
         self.createdAt = createdAt
         self.authorizedAt = authorizedAt
         self.capturedAt = capturedAt
-        self.submittedAtMillis = submittedAtMillis
+        self.submittedAt = submittedAt
         self.nextCheckAt = nextCheckAt
         self.version = version
     }
@@ -155,13 +155,13 @@ public struct Refund: Sendable, Hashable {
     public let speedRequested: String
     public var machine: RefundMachine
     public var railReference: String?
-    public let createdAt: Int64
-    public var processedAt: Int64?
+    public let createdAt: UnixSeconds
+    public var processedAt: UnixSeconds?
     public var version: Int64
 
     public init(id: ID<Refund>, merchantID: ID<Merchant>, paymentID: ID<Payment>, currency: Currency, notes: Notes, receipt: String?,
-                speedRequested: String, machine: RefundMachine, railReference: String? = nil, createdAt: Int64,
-                processedAt: Int64? = nil, version: Int64 = 0) {
+                speedRequested: String, machine: RefundMachine, railReference: String? = nil, createdAt: UnixSeconds,
+                processedAt: UnixSeconds? = nil, version: Int64 = 0) {
         self.id = id
         self.merchantID = merchantID
         self.paymentID = paymentID
@@ -249,12 +249,12 @@ public struct PaymentAttempt: Sendable, Hashable {
     public var errorCode: String?
     public var errorDescription: String?
     public var latencyMillis: Int64?
-    public let createdAt: Int64
-    public var updatedAt: Int64
+    public let createdAt: UnixMillis
+    public var updatedAt: UnixMillis
 
     public init(id: ID<PaymentAttempt>, paymentID: ID<Payment>, merchantID: ID<Merchant>, seq: Int64, connector: String, reason: String, status: Status,
                 upstreamReference: String? = nil, errorCode: String? = nil, errorDescription: String? = nil, latencyMillis: Int64? = nil,
-                createdAt: Int64, updatedAt: Int64) {
+                createdAt: UnixMillis, updatedAt: UnixMillis) {
         self.id = id
         self.paymentID = paymentID
         self.merchantID = merchantID

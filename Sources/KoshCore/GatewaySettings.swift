@@ -27,7 +27,7 @@ public struct GatewaySettings: Sendable {
     public var refundRetryDelaysMillis: [Int64] = [5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000]
 
     /// When to send a refund again after its `attempts`-th unsettled try (1-based).
-    public func nextRefundAttempt(attempts: Int64, now: Int64) -> Int64 {
+    public func nextRefundAttempt(attempts: Int64, now: UnixMillis) -> UnixMillis {
         let delays = refundRetryDelaysMillis.isEmpty ? [5_000] : refundRetryDelaysMillis
         return now + delays[Int(min(max(attempts, 1), Int64(delays.count))) - 1]
     }
@@ -47,15 +47,15 @@ public struct GatewaySettings: Sendable {
 
     /// When to ask the rail next about a payment submitted at `submittedAt` that is still
     /// pending at `now`; nil means it has waited long enough and times out now.
-    public func nextPendingCheck(submittedAt: Int64, now: Int64) -> Int64? {
+    public func nextPendingCheck(submittedAt: UnixMillis, now: UnixMillis) -> UnixMillis? {
         let age = now - submittedAt
         guard age < pendingTimeoutMillis else { return nil }
         let next = now + (age < pollWindowMillis ? checkIntervalMillis : slowCheckIntervalMillis)
-        return min(next, submittedAt + pendingTimeoutMillis)
+        return Swift.min(next, submittedAt + pendingTimeoutMillis)
     }
 
     /// When to look again for a late authorisation of a timed-out payment; nil: stop watching.
-    public func nextLateCheck(submittedAt: Int64, now: Int64) -> Int64? {
+    public func nextLateCheck(submittedAt: UnixMillis, now: UnixMillis) -> UnixMillis? {
         now - submittedAt < lateWatchMillis ? now + lateCheckIntervalMillis : nil
     }
 }

@@ -30,14 +30,14 @@ public struct RailPaymentRequest: Sendable, Hashable {
     public let currency: Currency
     public let method: PaymentMethod
     public let vpa: String?
-    /// When the payment was handed to the rail (unix ms).
-    public let submittedAt: Int64
+    /// When the payment was handed to the rail.
+    public let submittedAt: UnixMillis
     public let flow: UPIFlow
     /// Who is paid (shown in the payer's app).
     public let payeeName: String
     public let description: String?
 
-    public init(paymentID: ID<Payment>, merchantID: ID<Merchant>, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, submittedAt: Int64,
+    public init(paymentID: ID<Payment>, merchantID: ID<Merchant>, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, submittedAt: UnixMillis,
                 flow: UPIFlow = .collect, payeeName: String = "Kosh merchant", description: String? = nil) {
         self.flow = flow
         self.payeeName = payeeName
@@ -186,7 +186,7 @@ public protocol StoreTransaction {
     /// Payments of the order that hold it (`Payment.holdsOrder`).
     func livePaymentCount(orderID: ID<Order>) async throws -> Int
     /// Payments in flight whose next check is due.
-    func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment]
+    func paymentsDueForCheck(now: UnixMillis, limit: Int) async throws -> [Payment]
 
     func insertRefund(_ refund: Refund) async throws
     func refund(id: ID<Refund>, merchantID: ID<Merchant>?, forUpdate: Bool) async throws -> Refund?
@@ -194,11 +194,11 @@ public protocol StoreTransaction {
     func refunds(merchantID: ID<Merchant>, paymentID: ID<Payment>?, page: Page) async throws -> [Refund]
     /// Pending refunds created before `createdBefore` (s) whose next try is due by `dueBy`
     /// (ms), the longest-due first.
-    func pendingRefunds(createdBefore: Int64, dueBy: Int64, limit: Int) async throws -> [Refund]
+    func pendingRefunds(createdBefore: UnixSeconds, dueBy: UnixMillis, limit: Int) async throws -> [Refund]
     /// Counts one unsettled try of a pending refund, keeps why it did not settle (for
     /// operators: `kosh refunds stuck`) and sets its next try to `next(attempts)` (attempts
     /// counted with this one).
-    func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> Int64) async throws
+    func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> UnixMillis) async throws
 
     func insertAttempt(_ attempt: PaymentAttempt) async throws
     func updateAttempt(_ attempt: PaymentAttempt) async throws

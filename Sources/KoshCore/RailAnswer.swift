@@ -16,7 +16,7 @@ public enum RailAnswerAction: Sendable, Hashable {
     /// The payer's VPA the rail reported (an intent payment learns it here), unless known.
     case takePayerVPA(String)
     /// Ask the rail again at this time (unix ms).
-    case scheduleCheck(at: Int64)
+    case scheduleCheck(at: UnixMillis)
     /// Ask no more.
     case stopWatching
     /// Record the final word on the payment's current attempt.
@@ -38,7 +38,7 @@ extension PaymentMachine {
     /// - Parameters:
     ///   - watching: whether the payment has a next check scheduled.
     ///   - submittedAt: when the payment was handed to its rail (unix ms).
-    public func reconcile(_ answer: RailPaymentStatus, from source: RailAnswerSource, watching: Bool, submittedAt: Int64, now: Int64,
+    public func reconcile(_ answer: RailPaymentStatus, from source: RailAnswerSource, watching: Bool, submittedAt: UnixMillis, now: UnixMillis,
                           schedule: GatewaySettings) -> [RailAnswerAction] {
         switch (state, answer) {
         case (.pending, .pending):
@@ -68,7 +68,7 @@ extension PaymentMachine {
         }
     }
 
-    static func lateWatch(_ next: Int64?) -> RailAnswerAction {
+    static func lateWatch(_ next: UnixMillis?) -> RailAnswerAction {
         next.map { .scheduleCheck(at: $0) } ?? .stopWatching
     }
 }

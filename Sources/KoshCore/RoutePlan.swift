@@ -93,7 +93,7 @@ public enum FailureSource: String, Sendable, Hashable, CaseIterable {
 extension PaymentAttempt {
     /// Records what the route did with the payment. `settled`: a callback already recorded
     /// the final word on this attempt while the call was out; that word stands.
-    public mutating func record(_ outcome: RoutePlan.Outcome, latencyMillis: Int64, at now: Int64) {
+    public mutating func record(_ outcome: RoutePlan.Outcome, latencyMillis: Int64, at now: UnixMillis) {
         let settled = status != .initiated
         self.latencyMillis = latencyMillis
         updatedAt = now
@@ -120,7 +120,7 @@ extension PaymentAttempt {
     }
 
     /// Records the final word on the attempt (from the rail's answer or a timeout).
-    public mutating func settle(_ status: Status, reference: String?, failure: PaymentFailure?, at now: Int64) {
+    public mutating func settle(_ status: Status, reference: String?, failure: PaymentFailure?, at now: UnixMillis) {
         self.status = status
         upstreamReference = upstreamReference ?? reference
         if let failure {

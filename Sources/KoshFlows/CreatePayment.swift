@@ -28,13 +28,13 @@ extension PaymentFlows {
         } catch {
             throw PaymentRefusals.clientError(error)
         }
-        let now = clock.nowMillis()
+        let now = clock.now
         // Live payments get their connector when the router picks one at submission.
         let rail = merchant.mode == .test ? rails.test.name : RailRegistry.unrouted
         var payment = Payment(id: newID(.payment), merchantID: merchant.id, orderID: order.id, currency: input.currency,
                               method: input.method, vpa: input.vpa, email: input.email, contact: input.contact,
                               description: input.description, notes: input.notes, machine: PaymentMachine(amount: input.amount),
-                              rail: rail, flow: input.flow, createdAt: now / 1000, nextCheckAt: now + settings.submitGraceMillis)
+                              rail: rail, flow: input.flow, createdAt: now.seconds, nextCheckAt: now + settings.submitGraceMillis)
         try await tx.updateOrder(order)
         try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
         try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,

@@ -27,7 +27,7 @@ public struct PaymentFlows<Store: GatewayStore>: Sendable {
         self.idempotency = idempotency
     }
 
-    var nowSeconds: Int64 { clock.nowMillis() / 1000 }
+    var nowSeconds: UnixSeconds { clock.now.seconds }
 
     func newID(_ prefix: IDPrefix) -> String { Identifiers.make(prefix, millis: clock.nowMillis()) }
 
@@ -55,7 +55,7 @@ public struct PaymentFlows<Store: GatewayStore>: Sendable {
 
     func request(for payment: Payment, payeeName: String = "Kosh merchant") -> RailPaymentRequest {
         RailPaymentRequest(paymentID: payment.id, merchantID: payment.merchantID, amount: payment.amount, currency: payment.currency,
-                           method: payment.method, vpa: payment.vpa, submittedAt: payment.submittedAtMillis ?? payment.createdAt * 1000,
+                           method: payment.method, vpa: payment.vpa, submittedAt: payment.submittedAt ?? payment.createdAt.millis,
                            flow: payment.flow, payeeName: payeeName, description: payment.description)
     }
 

@@ -4,7 +4,7 @@ extension PaymentFlows {
     /// The janitor's payment pass: submits or checks every payment whose next check is due.
     /// Returns how many it handled.
     public func runDueChecks(limit: Int = 100) async throws -> Int {
-        let due = try await store.transaction { tx in try await tx.paymentsDueForCheck(now: clock.nowMillis(), limit: limit) }
+        let due = try await store.transaction { tx in try await tx.paymentsDueForCheck(now: clock.now, limit: limit) }
         for payment in due {
             do {
                 switch payment.state {
@@ -33,7 +33,7 @@ extension PaymentFlows {
             var payment = try await lockedPayment(paymentID, tx)
             guard payment.nextCheckAt != nil else { return }
             let loaded = payment
-            payment.nextCheckAt = clock.nowMillis() + settings.slowCheckIntervalMillis
+            payment.nextCheckAt = clock.now + settings.slowCheckIntervalMillis
             try await save(&payment, loaded: loaded, tx)
         }
     }
@@ -41,8 +41,8 @@ extension PaymentFlows {
     /// The janitor's refund pass: sends again every pending refund older than
     /// `olderThanMillis` whose next try is due, the longest-due first.
     public func sendPendingRefunds(olderThanMillis: Int64 = 5_000, limit: Int = 100) async throws -> Int {
-        let now = clock.nowMillis()
-        let cutoff = (now - olderThanMillis) / 1000
+        let now = clock.now
+        let cutoff = (now - olderThanMillis).seconds
         let pending = try await store.transaction { tx in try await tx.pendingRefunds(createdBefore: cutoff, dueBy: now, limit: limit) }
         for refund in pending {
             // One refund's trouble must not stall the others.

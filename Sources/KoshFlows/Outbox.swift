@@ -53,7 +53,7 @@ extension PaymentFlows {
             case .refund(let refund): (entity.key, renderer.refund(refund))
             }
         }
-        let now = nowSeconds
+        let now = nowSeconds.value
         let event = OutboxEvent(id: newID(.paymentEvent), merchantID: merchantID.rawValue, name: name,
                                 body: OutboxEvent.body(accountID: merchantID.rawValue, name: name, entities: rendered, createdAt: now),
                                 createdAt: now)

@@ -27,30 +27,30 @@ extension PaymentFlows {
                 if let refundID { followUps.append(.sendRefund(refundID: refundID)) }
             case .postAuthorization(let amount):
                 let entry = try PostingRules.authorization(id: newID(.journalEntry), paymentID: payment.id, merchantID: payment.merchantID,
-                                                           rail: payment.rail, amount: amount, currency: payment.currency, at: seconds)
+                                                           rail: payment.rail, amount: amount, currency: payment.currency, at: seconds.value)
                 try await tx.post(entry)
                 payment.authorizationEntryID = entry.id
                 payment.authorizedAt = seconds
             case .postCapture:
                 let authorization = try await authorizationEntry(of: payment, tx)
-                try await tx.post(PostingRules.capture(id: newID(.journalEntry), authorization: authorization, at: seconds))
+                try await tx.post(PostingRules.capture(id: newID(.journalEntry), authorization: authorization, at: seconds.value))
                 payment.capturedAt = seconds
             case .postFee(let fee):
                 try await tx.post(PostingRules.fee(id: newID(.journalEntry), paymentID: payment.id, merchantID: payment.merchantID,
-                                                   fee: fee, currency: payment.currency, at: seconds))
+                                                   fee: fee, currency: payment.currency, at: seconds.value))
             case .voidAuthorization:
                 let authorization = try await authorizationEntry(of: payment, tx)
-                try await tx.post(PostingRules.void(id: newID(.journalEntry), authorization: authorization, at: seconds))
+                try await tx.post(PostingRules.void(id: newID(.journalEntry), authorization: authorization, at: seconds.value))
             case .postRefund(let amount):
                 guard let refundID else { preconditionFailure("refund without a refund id") }
                 try await tx.post(PostingRules.refund(id: newID(.journalEntry), paymentID: payment.id, refundID: refundID,
                                                       merchantID: payment.merchantID, rail: payment.rail, amount: amount,
-                                                      currency: payment.currency, at: seconds))
+                                                      currency: payment.currency, at: seconds.value))
             case .reverseRefund(let amount):
                 guard let refundID else { preconditionFailure("refund reversal without a refund id") }
                 try await tx.post(PostingRules.refundReversal(id: newID(.journalEntry), paymentID: payment.id, refundID: refundID,
                                                               merchantID: payment.merchantID, rail: payment.rail, amount: amount,
-                                                              currency: payment.currency, at: seconds))
+                                                              currency: payment.currency, at: seconds.value))
             case .markOrderPaid:
                 paidOrder = try await markOrderPaid(payment, tx)
             case .recordEvent(let from, let to, let kind):

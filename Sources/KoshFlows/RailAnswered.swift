@@ -42,7 +42,7 @@ extension PaymentFlows {
             let answered = try await answer(&payment, status, from: source, tx)
             if let settlement = answered.attemptSettlement,
                var attempt = try await tx.attempts(paymentID: paymentID).last(where: { $0.connector == payment.rail }) {
-                attempt.settle(settlement.status, reference: settlement.reference, failure: settlement.failure, at: clock.nowMillis())
+                attempt.settle(settlement.status, reference: settlement.reference, failure: settlement.failure, at: clock.now)
                 try await tx.updateAttempt(attempt)
             }
             try await save(&payment, loaded: loaded, tx)
@@ -58,8 +58,8 @@ extension PaymentFlows {
     func answer(_ payment: inout Payment, _ status: RailPaymentStatus, from source: RailAnswerSource,
                 _ tx: any StoreTransaction) async throws -> AnsweredPayment {
         let actions = payment.machine.reconcile(status, from: source, watching: payment.nextCheckAt != nil,
-                                                submittedAt: payment.submittedAtMillis ?? payment.createdAt * 1000,
-                                                now: clock.nowMillis(), schedule: settings)
+                                                submittedAt: payment.submittedAt ?? payment.createdAt.millis,
+                                                now: clock.now, schedule: settings)
         var answered = AnsweredPayment()
         for action in actions {
             switch action {
@@ -88,7 +88,7 @@ extension PaymentFlows {
     func resendLostInitiation(_ payment: Payment, _ rail: any PaymentRail) async throws -> Payment? {
         let attempts = try await store.transaction { tx in try await tx.attempts(paymentID: payment.id) }
         guard let attempt = attempts.last, attempt.connector == payment.rail, attempt.status == .initiated,
-              clock.nowMillis() - attempt.createdAt >= settings.resendInitiationAfterMillis else { return nil }
+              clock.now - attempt.createdAt >= settings.resendInitiationAfterMillis else { return nil }
         let began = clock.nowMillis()
         let outcome: RoutePlan.Outcome
         do {

@@ -34,7 +34,7 @@ extension PaymentFlows {
                 case .processed?: "not applied"
                 }
                 try await tx.postponeRefund(id: refund.id, reason: reason) { attempts in
-                    settings.nextRefundAttempt(attempts: attempts, now: clock.nowMillis())
+                    settings.nextRefundAttempt(attempts: attempts, now: clock.now)
                 }
             }
             return refund
@@ -61,7 +61,7 @@ extension PaymentFlows {
             switch action {
             case .postRefundSettled(let amount):
                 try await tx.post(PostingRules.refundSettled(id: newID(.journalEntry), paymentID: payment.id, refundID: refund.id,
-                                                             rail: payment.rail, amount: amount, currency: refund.currency, at: now))
+                                                             rail: payment.rail, amount: amount, currency: refund.currency, at: now.value))
             case .reverseRefund(let amount):
                 var locked = try await lockedPayment(payment.id, tx)
                 let loaded = locked

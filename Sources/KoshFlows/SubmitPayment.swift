@@ -31,9 +31,9 @@ extension PaymentFlows {
             return try await payment(id: paymentID)
         }
         while true {
-            let began = clock.nowMillis()
+            let began = clock.now
             let outcome = await initiate(current, on: attempt.connector, payeeName: payee)
-            let latency = clock.nowMillis() - began
+            let latency = clock.now - began
             if outcome.countsAsRouteFailure { rails.recordOutcome(attempt.connector, success: false) }
             let step = try await store.transaction { [plan, attempt] tx in
                 var payment = try await lockedPayment(paymentID, tx)
@@ -76,10 +76,10 @@ extension PaymentFlows {
         guard var attempt = first else { return ([], []) }
         var attempts: [PaymentAttempt] = []
         while true {
-            let began = clock.nowMillis()
+            let began = clock.now
             let outcome = await initiate(payment, on: attempt.connector, payeeName: merchant.name)
             if outcome.countsAsRouteFailure { rails.recordOutcome(attempt.connector, success: false) }
-            let next = try await finishAttempt(&payment, &attempt, outcome, latency: clock.nowMillis() - began, plan: &plan, tx)
+            let next = try await finishAttempt(&payment, &attempt, outcome, latency: clock.now - began, plan: &plan, tx)
             attempts.append(attempt)
             guard let next else { break }
             attempt = next
@@ -91,7 +91,7 @@ extension PaymentFlows {
         let status = (try? await rail.status(request(for: payment))) ?? .pending
         let answered = try await answer(&payment, status, from: .statusCheck, tx)
         if let settlement = answered.attemptSettlement, let last = attempts.indices.last, attempts[last].connector == payment.rail {
-            attempts[last].settle(settlement.status, reference: settlement.reference, failure: settlement.failure, at: clock.nowMillis())
+            attempts[last].settle(settlement.status, reference: settlement.reference, failure: settlement.failure, at: clock.now)
         }
         return (attempts, answered.followUps)
     }
@@ -104,8 +104,8 @@ extension PaymentFlows {
         let plan = RoutePlan(routes: try rails.plan(mode: merchant.mode, RoutingRequest(
             method: payment.method, flow: payment.flow, amount: payment.amount, preferred: merchant.routePreference)))
         try await apply(.submit, to: &payment, tx)
-        let now = clock.nowMillis()
-        payment.submittedAtMillis = now
+        let now = clock.now
+        payment.submittedAt = now
         guard let first = plan.current else {
             try await apply(.fail(.noRoute), to: &payment, tx)
             payment.nextCheckAt = nil
@@ -116,7 +116,7 @@ extension PaymentFlows {
         return (plan, newAttempt(payment, seq: 1, first, now: now))
     }
 
-    func newAttempt(_ payment: Payment, seq: Int64, _ choice: RouteChoice, now: Int64) -> PaymentAttempt {
+    func newAttempt(_ payment: Payment, seq: Int64, _ choice: RouteChoice, now: UnixMillis) -> PaymentAttempt {
         PaymentAttempt(id: newID(.attempt), paymentID: payment.id, merchantID: payment.merchantID, seq: seq, connector: choice.connector,
                        reason: choice.reason, status: .initiated, createdAt: now, updatedAt: now)
     }
@@ -135,7 +135,7 @@ extension PaymentFlows {
     /// decides, in `tx`. Returns the next route's attempt (not yet written) when the plan moves on.
     func finishAttempt(_ payment: inout Payment, _ attempt: inout PaymentAttempt, _ outcome: RoutePlan.Outcome, latency: Int64,
                        plan: inout RoutePlan, _ tx: any StoreTransaction) async throws -> PaymentAttempt? {
-        let now = clock.nowMillis()
+        let now = clock.now
         attempt.record(outcome, latencyMillis: latency, at: now)
         // Only the attempt the payment points at may move it (a callback may have been faster).
         guard payment.state == .pending, payment.rail == attempt.connector else { return nil }

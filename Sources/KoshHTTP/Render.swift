@@ -33,7 +33,7 @@ enum Render {
             ("error_code", text(a.errorCode)),
             ("error_description", text(a.errorDescription)),
             ("latency_ms", a.latencyMillis.map(JSON.int) ?? .null),
-            ("created_at", .int(a.createdAt / 1000)),
+            ("created_at", .int(a.createdAt.seconds.value)),
         ])
     }
 
@@ -50,7 +50,7 @@ enum Render {
             ("status", .string(o.machine.state.rawValue)),
             ("attempts", .int(Int64(o.machine.attempts))),
             ("notes", o.notes.json),
-            ("created_at", .int(o.createdAt)),
+            ("created_at", .int(o.createdAt.value)),
         ])
     }
 
@@ -89,7 +89,7 @@ enum Render {
         pairs.append(("error_reason", text(failure?.reason)))
         pairs.append(("acquirer_data", .object([("rrn", text(p.railReference))])))
         pairs.append(("upi", .object([("vpa", text(p.vpa))])))
-        pairs.append(("created_at", .int(p.createdAt)))
+        pairs.append(("created_at", .int(p.createdAt.value)))
         return .object(pairs)
     }
 
@@ -103,7 +103,7 @@ enum Render {
             ("notes", r.notes.json),
             ("receipt", r.receipt.map(JSON.string) ?? .null),
             ("acquirer_data", .object([("arn", r.railReference.map(JSON.string) ?? .null)])),
-            ("created_at", .int(r.createdAt)),
+            ("created_at", .int(r.createdAt.value)),
             ("batch_id", .null),
             ("status", .string(r.machine.state.rawValue)),
             ("speed_processed", .string("normal")),

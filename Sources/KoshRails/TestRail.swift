@@ -56,7 +56,7 @@ public struct TestRail: PaymentRail {
     }
 
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
-        if clock.nowMillis() < request.submittedAt + approvalDelayMillis { return .pending }
+        if clock.now < request.submittedAt + approvalDelayMillis { return .pending }
         switch request.vpa?.lowercased() {
         case Self.successVPA: return .authorized(reference: reference(for: request.paymentID.rawValue))
         default: return .failed(Self.declined)

@@ -209,3 +209,16 @@ extension SQLValue {
     init<Entity>(_ id: ID<Entity>) { self = .text(id.rawValue) }
     init<Entity>(_ id: ID<Entity>?) { self = id.map { .text($0.rawValue) } ?? .null }
 }
+
+extension SQLValue {
+    /// A moment, stored as its integer (seconds or milliseconds, as the column says).
+    init(_ moment: UnixSeconds?) { self = moment.map { .int($0.value) } ?? .null }
+    init(_ moment: UnixMillis?) { self = moment.map { .int($0.value) } ?? .null }
+}
+
+extension SQLRow {
+    func seconds(_ column: String) -> UnixSeconds? { int(column).map { UnixSeconds($0) } }
+    func millis(_ column: String) -> UnixMillis? { int(column).map { UnixMillis($0) } }
+    func requireSeconds(_ column: String) throws -> UnixSeconds { UnixSeconds(try requireInt(column)) }
+    func requireMillis(_ column: String) throws -> UnixMillis { UnixMillis(try requireInt(column)) }
+}

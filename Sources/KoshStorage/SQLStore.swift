@@ -119,7 +119,7 @@ public final class SQLStoreTransaction: StoreTransaction {
         let record: SQLRecord = [
             "id": SQLValue(order.id), "merchant_id": SQLValue(order.merchantID), "amount": .int(order.amount),
             "currency": .text(order.currency.rawValue), "receipt": SQLValue(order.receipt), "notes": .text(order.notes.storageText),
-            "created_at": .int(order.createdAt),
+            "created_at": SQLValue(order.createdAt),
         ] + Self.updatableColumns(order)
         try await conn.query(record.insertSQL(into: "orders"), record.binds)
     }
@@ -158,7 +158,7 @@ public final class SQLStoreTransaction: StoreTransaction {
                      receipt: row.text("receipt"), notes: Notes(storageText: try row.requireText("notes")),
                      machine: OrderMachine(amount: try row.requireInt("amount"), state: state, amountPaid: try row.requireInt("amount_paid"),
                                            attempts: Int(try row.requireInt("attempts"))),
-                     createdAt: try row.requireInt("created_at"))
+                     createdAt: try row.requireSeconds("created_at"))
     }
 
     /// Razorpay's collection query: newest first, `from`/`to` inclusive, then `skip` and `count`.
@@ -191,7 +191,7 @@ public final class SQLStoreTransaction: StoreTransaction {
             "id": SQLValue(p.id), "merchant_id": SQLValue(p.merchantID), "order_id": SQLValue(p.orderID), "amount": .int(p.amount),
             "currency": .text(p.currency.rawValue), "method": .text(p.method.rawValue), "email": SQLValue(p.email),
             "contact": SQLValue(p.contact), "description": SQLValue(p.description), "notes": .text(p.notes.storageText),
-            "flow": .text(p.flow.rawValue), "created_at": .int(p.createdAt),
+            "flow": .text(p.flow.rawValue), "created_at": SQLValue(p.createdAt),
         ] + Self.updatableColumns(p)
         try await conn.query(record.insertSQL(into: "payments"), record.binds)
     }
@@ -211,7 +211,7 @@ public final class SQLStoreTransaction: StoreTransaction {
             "error_reason": SQLValue(failure?.reason),
             "rail_reference": SQLValue(p.railReference),
             "authorization_entry_id": SQLValue(p.authorizationEntryID),
-            "submitted_at_ms": SQLValue(p.submittedAtMillis),
+            "submitted_at_ms": SQLValue(p.submittedAt),
             "authorized_at": SQLValue(p.authorizedAt),
             "captured_at": SQLValue(p.capturedAt),
             "next_check_at": SQLValue(p.nextCheckAt),
@@ -253,11 +253,11 @@ public final class SQLStoreTransaction: StoreTransaction {
         return Int(rows.first?.int("n") ?? 0)
     }
 
-    public func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment] {
+    public func paymentsDueForCheck(now: UnixMillis, limit: Int) async throws -> [Payment] {
         try await conn.query("""
             SELECT * FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= ? AND \(PaymentStatesSQL.watched)
             ORDER BY next_check_at LIMIT ?
-            """, [.int(now), .int(Int64(limit))]).map(Self.payment)
+            """, [SQLValue(now), .int(Int64(limit))]).map(Self.payment)
     }
 
     static func payment(_ row: SQLRow) throws -> Payment {
@@ -282,9 +282,9 @@ public final class SQLStoreTransaction: StoreTransaction {
                        notes: Notes(storageText: try row.requireText("notes")), machine: machine, rail: try row.requireText("rail"),
                        flow: flow, upiLink: row.text("upi_link"), autoRefunded: (row.int("auto_refunded") ?? 0) != 0,
                        railReference: row.text("rail_reference"), authorizationEntryID: row.text("authorization_entry_id"),
-                       createdAt: try row.requireInt("created_at"), authorizedAt: row.int("authorized_at"),
-                       capturedAt: row.int("captured_at"), submittedAtMillis: row.int("submitted_at_ms"),
-                       nextCheckAt: row.int("next_check_at"), version: try row.requireInt("version"))
+                       createdAt: try row.requireSeconds("created_at"), authorizedAt: row.seconds("authorized_at"),
+                       capturedAt: row.seconds("captured_at"), submittedAt: row.millis("submitted_at_ms"),
+                       nextCheckAt: row.millis("next_check_at"), version: try row.requireInt("version"))
     }
 
     // MARK: Refunds
@@ -293,7 +293,7 @@ public final class SQLStoreTransaction: StoreTransaction {
         let record: SQLRecord = [
             "id": SQLValue(r.id), "merchant_id": SQLValue(r.merchantID), "payment_id": SQLValue(r.paymentID), "amount": .int(r.amount),
             "currency": .text(r.currency.rawValue), "notes": .text(r.notes.storageText), "receipt": SQLValue(r.receipt),
-            "speed_requested": .text(r.speedRequested), "created_at": .int(r.createdAt),
+            "speed_requested": .text(r.speedRequested), "created_at": SQLValue(r.createdAt),
         ] + Self.updatableColumns(r)
         try await conn.query(record.insertSQL(into: "refunds"), record.binds)
     }
@@ -327,18 +327,18 @@ public final class SQLStoreTransaction: StoreTransaction {
         return try await conn.query(sql, binds).map(Self.refund)
     }
 
-    public func pendingRefunds(createdBefore: Int64, dueBy: Int64, limit: Int) async throws -> [Refund] {
+    public func pendingRefunds(createdBefore: UnixSeconds, dueBy: UnixMillis, limit: Int) async throws -> [Refund] {
         try await conn.query("""
             SELECT * FROM refunds WHERE status = 'pending' AND created_at <= ? AND COALESCE(next_attempt_at, 0) <= ?
             ORDER BY COALESCE(next_attempt_at, 0), created_at LIMIT ?
-            """, [.int(createdBefore), .int(dueBy), .int(Int64(limit))]).map(Self.refund)
+            """, [SQLValue(createdBefore), SQLValue(dueBy), .int(Int64(limit))]).map(Self.refund)
     }
 
-    public func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> Int64) async throws {
+    public func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> UnixMillis) async throws {
         guard let row = try await conn.query("SELECT attempts FROM refunds WHERE id = ?\(conn.dialect.forUpdate)", [SQLValue(id)]).first else { return }
         let attempts = (row.int("attempts") ?? 0) + 1
         try await conn.query("UPDATE refunds SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
-                             [.int(attempts), .int(next(attempts)), .text(Masking.text(reason)), SQLValue(id)])
+                             [.int(attempts), SQLValue(next(attempts)), .text(Masking.text(reason)), SQLValue(id)])
     }
 
     static func refund(_ row: SQLRow) throws -> Refund {
@@ -348,7 +348,7 @@ public final class SQLStoreTransaction: StoreTransaction {
                       currency: currency, notes: Notes(storageText: try row.requireText("notes")), receipt: row.text("receipt"),
                       speedRequested: try row.requireText("speed_requested"),
                       machine: RefundMachine(amount: try row.requireInt("amount"), state: state), railReference: row.text("rail_reference"),
-                      createdAt: try row.requireInt("created_at"), processedAt: row.int("processed_at"), version: try row.requireInt("version"))
+                      createdAt: try row.requireSeconds("created_at"), processedAt: row.seconds("processed_at"), version: try row.requireInt("version"))
     }
 
     // MARK: Payment attempts
@@ -356,7 +356,7 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func insertAttempt(_ a: PaymentAttempt) async throws {
         let record: SQLRecord = [
             "id": SQLValue(a.id), "payment_id": SQLValue(a.paymentID), "merchant_id": SQLValue(a.merchantID), "seq": .int(a.seq),
-            "connector": .text(a.connector), "reason": .text(a.reason), "created_at": .int(a.createdAt),
+            "connector": .text(a.connector), "reason": .text(a.reason), "created_at": SQLValue(a.createdAt),
         ] + Self.updatableColumns(a)
         try await conn.query(record.insertSQL(into: "payment_attempts"), record.binds)
     }
@@ -364,7 +364,7 @@ public final class SQLStoreTransaction: StoreTransaction {
     /// The columns `updateAttempt` writes; an insert writes these and those fixed at creation.
     static func updatableColumns(_ a: PaymentAttempt) -> SQLRecord {
         ["status": .text(a.status.rawValue), "upstream_reference": SQLValue(a.upstreamReference), "error_code": SQLValue(a.errorCode),
-         "error_description": SQLValue(a.errorDescription), "latency_ms": SQLValue(a.latencyMillis), "updated_at": .int(a.updatedAt)]
+         "error_description": SQLValue(a.errorDescription), "latency_ms": SQLValue(a.latencyMillis), "updated_at": SQLValue(a.updatedAt)]
     }
 
     public func updateAttempt(_ a: PaymentAttempt) async throws {
@@ -380,7 +380,7 @@ public final class SQLStoreTransaction: StoreTransaction {
                                   connector: try row.requireText("connector"), reason: try row.requireText("reason"), status: status,
                                   upstreamReference: row.text("upstream_reference"), errorCode: row.text("error_code"),
                                   errorDescription: row.text("error_description"), latencyMillis: row.int("latency_ms"),
-                                  createdAt: try row.requireInt("created_at"), updatedAt: try row.requireInt("updated_at"))
+                                  createdAt: try row.requireMillis("created_at"), updatedAt: try row.requireMillis("updated_at"))
         }
     }
 

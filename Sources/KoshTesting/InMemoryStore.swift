@@ -8,7 +8,7 @@ public struct InMemoryState: Sendable {
     public var payments: [ID<Payment>: Payment] = [:]
     public var refunds: [ID<Refund>: Refund] = [:]
     /// Unsettled tries of a refund: count, next try (ms), last reason.
-    public var refundRetries: [ID<Refund>: (attempts: Int64, next: Int64, reason: String)] = [:]
+    public var refundRetries: [ID<Refund>: (attempts: Int64, next: UnixMillis, reason: String)] = [:]
     public var attempts: [ID<Payment>: [PaymentAttempt]] = [:]
     public var events: [PaymentEventRecord] = []
     public var outbox: [OutboxEvent] = []
@@ -178,7 +178,7 @@ final class InMemoryTransaction: StoreTransaction {
     func updateOrder(_ order: Order) async throws { state.orders[order.id] = order }
 
     func orders(merchantID: ID<Merchant>, page: Page) async throws -> [Order] {
-        state.listed(state.orders.values.filter { $0.merchantID == merchantID }, id: \.id.rawValue, createdAt: \.createdAt, page: page)
+        state.listed(state.orders.values.filter { $0.merchantID == merchantID }, id: \.id.rawValue, createdAt: \.createdAt.value, page: page)
     }
 
     func insertPayment(_ payment: Payment) async throws {
@@ -204,17 +204,17 @@ final class InMemoryTransaction: StoreTransaction {
 
     func payments(merchantID: ID<Merchant>, orderID: ID<Order>?, page: Page) async throws -> [Payment] {
         let matching = state.payments.values.filter { $0.merchantID == merchantID && (orderID == nil || $0.orderID == orderID) }
-        return state.listed(matching, id: \.id.rawValue, createdAt: \.createdAt, page: page)
+        return state.listed(matching, id: \.id.rawValue, createdAt: \.createdAt.value, page: page)
     }
 
     func livePaymentCount(orderID: ID<Order>) async throws -> Int {
         state.payments.values.filter { $0.orderID == orderID && $0.holdsOrder }.count
     }
 
-    func paymentsDueForCheck(now: Int64, limit: Int) async throws -> [Payment] {
+    func paymentsDueForCheck(now: UnixMillis, limit: Int) async throws -> [Payment] {
         state.payments.values
             .filter { payment in payment.nextCheckAt.map { $0 <= now } ?? false && PaymentState.watched.contains(payment.state) }
-            .sorted { ($0.nextCheckAt ?? 0, $0.id.rawValue) < ($1.nextCheckAt ?? 0, $1.id.rawValue) }
+            .sorted { ($0.nextCheckAt?.value ?? 0, $0.id.rawValue) < ($1.nextCheckAt?.value ?? 0, $1.id.rawValue) }
             .prefix(limit).map { $0 }
     }
 
@@ -232,17 +232,17 @@ final class InMemoryTransaction: StoreTransaction {
 
     func refunds(merchantID: ID<Merchant>, paymentID: ID<Payment>?, page: Page) async throws -> [Refund] {
         let matching = state.refunds.values.filter { $0.merchantID == merchantID && (paymentID == nil || $0.paymentID == paymentID) }
-        return state.listed(matching, id: \.id.rawValue, createdAt: \.createdAt, page: page)
+        return state.listed(matching, id: \.id.rawValue, createdAt: \.createdAt.value, page: page)
     }
 
-    func pendingRefunds(createdBefore: Int64, dueBy: Int64, limit: Int) async throws -> [Refund] {
+    func pendingRefunds(createdBefore: UnixSeconds, dueBy: UnixMillis, limit: Int) async throws -> [Refund] {
         state.refunds.values
             .filter { $0.machine.state == .pending && $0.createdAt <= createdBefore && (state.refundRetries[$0.id]?.next ?? 0) <= dueBy }
-            .sorted { (state.refundRetries[$0.id]?.next ?? 0, $0.createdAt, $0.id.rawValue) < (state.refundRetries[$1.id]?.next ?? 0, $1.createdAt, $1.id.rawValue) }
+            .sorted { (state.refundRetries[$0.id]?.next.value ?? 0, $0.createdAt.value, $0.id.rawValue) < (state.refundRetries[$1.id]?.next.value ?? 0, $1.createdAt.value, $1.id.rawValue) }
             .prefix(limit).map { $0 }
     }
 
-    func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> Int64) async throws {
+    func postponeRefund(id: ID<Refund>, reason: String, next: (Int64) -> UnixMillis) async throws {
         guard state.refunds[id] != nil else { return }
         let attempts = (state.refundRetries[id]?.attempts ?? 0) + 1
         state.refundRetries[id] = (attempts, next(attempts), reason)

@@ -5,7 +5,7 @@ import Testing
 struct RefundRetryTests {
     @Test func delaysGrowThenRepeatTheLast() {
         let settings = GatewaySettings()
-        let now: Int64 = 1_000_000
+        let now: UnixMillis = 1_000_000
         #expect(settings.nextRefundAttempt(attempts: 1, now: now) == now + 5_000)
         #expect(settings.nextRefundAttempt(attempts: 2, now: now) == now + 30_000)
         #expect(settings.nextRefundAttempt(attempts: 6, now: now) == now + 3_600_000)

@@ -26,7 +26,7 @@ struct OrderAndPaymentFlowTests {
         // Pending: the rail took it; the first check (firstCheckAfterMillis 0) found it pending.
         #expect(payment.state == .pending)
         #expect(rig.testRail.calls == ["initiate \(payment.id)", "status \(payment.id)"])
-        #expect(payment.nextCheckAt == rig.clock.nowMillis() + 2_000)
+        #expect(payment.nextCheckAt == rig.clock.now + 2_000)
         #expect(rig.attempts(payment.id).map(\.status) == [.accepted])
         #expect(rig.store.snapshot.orders[order.id]?.machine.state == .attempted)
 

@@ -78,7 +78,7 @@ struct RailFlowTests {
                                        slowCheckIntervalMillis: 60_000, pendingTimeoutMillis: 900_000, lateWatchMillis: 86_400_000,
                                        lateCheckIntervalMillis: 300_000)
         let rig = Rig(mode: .live, routes: ["alpha"], settings: settings)
-        let submittedAt = rig.clock.nowMillis()
+        let submittedAt = rig.clock.now
         let payment = try await rig.pay(try await rig.order().id)
         #expect(payment.nextCheckAt == submittedAt + 2_000)
         rig.clock.advance(byMillis: 40_000)
@@ -89,7 +89,7 @@ struct RailFlowTests {
         rig.clock.advance(byMillis: 900_000)
         let timedOut = try await rig.flows.check(paymentID: payment.id)
         #expect(timedOut.state == .failed && timedOut.machine.failure == .timedOut)
-        #expect(timedOut.nextCheckAt == rig.clock.nowMillis() + 300_000)  // watched for a late authorisation
+        #expect(timedOut.nextCheckAt == rig.clock.now + 300_000)  // watched for a late authorisation
         #expect(rig.attempts(payment.id).map(\.status) == [.unknown])
         // A payer who never answered says nothing about the route.
         #expect(rig.routing.outcomes.isEmpty)
@@ -172,6 +172,6 @@ struct RailFlowTests {
         }
         rig.clock.advance(byMillis: 2_000)
         #expect(try await rig.flows.runDueChecks() == 1)
-        #expect(try await rig.flows.payment(id: payment.id).nextCheckAt == rig.clock.nowMillis() + GatewaySettings().slowCheckIntervalMillis)
+        #expect(try await rig.flows.payment(id: payment.id).nextCheckAt == rig.clock.now + GatewaySettings().slowCheckIntervalMillis)
     }
 }

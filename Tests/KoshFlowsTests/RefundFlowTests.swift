@@ -53,7 +53,7 @@ struct RefundFlowTests {
         #expect(try await rig.flows.sendPendingRefunds(olderThanMillis: 0) == 1)
         // Still pending at the rail: the next try is 30 s later.
         #expect(rig.store.snapshot.refundRetries[refund.id]?.attempts == 2)
-        #expect(rig.store.snapshot.refundRetries[refund.id]?.next == rig.clock.nowMillis() + 30_000)
+        #expect(rig.store.snapshot.refundRetries[refund.id]?.next == rig.clock.now + 30_000)
         rig.clock.advance(byMillis: 30_000)
         #expect(try await rig.flows.sendPendingRefunds(olderThanMillis: 0) == 1)
         #expect(try await rig.flows.refund(id: refund.id, merchantID: rig.merchant.id).machine.state == .processed)

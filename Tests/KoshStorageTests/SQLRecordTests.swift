@@ -48,7 +48,7 @@ struct SQLRecordTests {
         var payment = Payment(id: "pay_rt1", merchantID: merchant.id, orderID: order.id, currency: .inr, method: .upi,
                               vpa: "ravi@okhdfcbank", email: "r@example.com", contact: "+919900000000", description: "tea",
                               notes: Notes([(key: "n", value: "1")]), machine: PaymentMachine(amount: 50_000), rail: "test",
-                              flow: .intent, upiLink: "upi://pay?pa=x", createdAt: 1_700_000_001, submittedAtMillis: 1_700_000_001_500,
+                              flow: .intent, upiLink: "upi://pay?pa=x", createdAt: 1_700_000_001, submittedAt: 1_700_000_001_500,
                               nextCheckAt: 1_700_000_003)
         var attempt = PaymentAttempt(id: "att_rt1", paymentID: payment.id, merchantID: merchant.id, seq: 1, connector: "test",
                                      reason: "primary", status: .initiated, createdAt: 1_700_000_001, updatedAt: 1_700_000_001)
@@ -77,7 +77,7 @@ struct SQLRecordTests {
         payment.authorizationEntryID = "jrnl_auth"
         payment.authorizedAt = 1_700_000_004
         payment.capturedAt = 1_700_000_005
-        payment.submittedAtMillis = 1_700_000_002_000
+        payment.submittedAt = 1_700_000_002_000
         payment.nextCheckAt = nil
         payment.version = 3
         attempt.status = .rejected
