@@ -24,6 +24,8 @@ struct SQLiteCloseTests {
     /// A transaction that ends while `close` waits for the writer lock hands its open batch to
     /// `close` and waits for the commit: `close` must commit it (before the fix it closed the
     /// connection and the transaction never returned).
+    // Real time on purpose: the race is between the SQLite adapter's writer lock and close(),
+    // which have no clock to step; the 300 ms hold lets close() queue, the 5 s wait bounds a hang.
     @Test("a transaction that finishes while close waits for the lock is committed and returns")
     func closeCommitsTheBatchItWasHanded() async throws {
         let path = try Self.path()
