@@ -12,8 +12,22 @@ import Testing
 /// The load tool against a real server on a loopback socket: it completes lifecycles with no
 /// errors, counts them, and leaves a consistent ledger. (It measures nothing here: speed is
 /// never asserted in a test.)
-@Suite("kosh bench", .serialized, .timeLimit(.minutes(2)))
+@Suite("kosh bench", .serialized, .timeLimit(.minutes(3)))
 struct LoadToolTests {
+    static func run(_ options: LoadOptions) async throws -> LoadReport {
+        let generator = LoadGenerator(options: options)
+        let report = try await generator.run()
+        try await generator.shutdown()
+        return report
+    }
+
+    static func runBare(_ options: LoadOptions) async throws -> LoadReport {
+        let generator = LoadGenerator(options: options)
+        let report = try await generator.runBare(path: "/healthz")
+        try await generator.shutdown()
+        return report
+    }
+
     @Test(arguments: [LoadClient.lean, .ahc])
     func lifecyclesRunEndToEnd(kind: LoadClient) async throws {
         var config = try await TestDatabases.configuration("sqlite")
@@ -31,9 +45,15 @@ struct LoadToolTests {
             options.concurrency = 4
             options.refundPerMille = 500
             options.client = kind
-            let generator = LoadGenerator(options: options)
-            let report = try await generator.run()
-            try await generator.shutdown()
+            // A run in which nothing finished in time (a loaded two-core machine running the whole
+            // suite once gave the server no CPU for 3 s) is run again for longer: what is
+            // checked is what the tool counts, not how fast.
+            var report = try await Self.run(options)
+            if report.lifecycles == 0 && report.errors.isEmpty {
+                options.duration = 15
+                report = try await Self.run(options)
+                options.duration = 3
+            }
             #expect(report.lifecycles > 0)
             #expect(report.errors.isEmpty, "\(report.errors)")
             #expect(report.requests >= report.lifecycles * 3)
@@ -55,9 +75,11 @@ struct LoadToolTests {
             bareOptions.warmup = 0
             bareOptions.concurrency = 2
             bareOptions.client = kind
-            let bare = LoadGenerator(options: bareOptions)
-            let bareReport = try await bare.runBare(path: "/healthz")
-            try await bare.shutdown()
+            var bareReport = try await Self.runBare(bareOptions)
+            if bareReport.requests == 0 && bareReport.errors.isEmpty {
+                bareOptions.duration = 15
+                bareReport = try await Self.runBare(bareOptions)
+            }
             #expect(bareReport.requests > 0 && bareReport.errors.isEmpty, "\(bareReport.errors)")
         }
         let verification = try await LedgerVerifier.verify(services.db)
