@@ -32,6 +32,8 @@ let package = Package(
         // The one JSON stack of the wire (HTTP, rails, sandbox, storage's notes): ordered
         // objects, strict parsing with limits. No dependencies.
         .target(name: "KoshJSON"),
+        // ISO 8583 messages and their TCP frames (the card acquirer's protocol, issue 13); no dependencies.
+        .target(name: "KoshISO8583"),
         // The use cases: one file each (create order, create payment, submit, rail answered,
         // capture, void, refund, settle a refund, the janitor's passes, the outbox, queries).
         // Runs the core's machines against its ports; depends on nothing else.
@@ -143,6 +145,8 @@ let package = Package(
             dependencies: ["KoshCore", "KoshJSON", .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(name: "KoshJSONTests", dependencies: ["KoshJSON"]),
+        .testTarget(name: "KoshISO8583Tests",
+                    dependencies: ["KoshISO8583", .product(name: "PropertyBased", package: "swift-property-based")]),
         // The use cases on the in-memory store, scripted rails and a manual clock: no sockets, no sleeps.
         .testTarget(
             name: "KoshFlowsTests",
