@@ -120,6 +120,11 @@ extension PaymentFlows {
             // The effect is committed; the janitor finishes the rail work. Answer with what was recorded.
             return .done(status: 200, body: recorded, deferred: String(describing: failure))
         }
+        // Only a follow-up that left an entity behind (a submission, a refund sent) can change the
+        // reply; a route outcome recorded (every inline test-mode payment) must not cost a render.
+        guard results.contains(where: { if case .nothing = $0 { false } else { true } }) else {
+            return .done(status: 200, body: recorded, deferred: nil)
+        }
         let body = outcome.reply.refreshed(by: results).json(renderer).serialized()
         if let (request, token) = claim, body != recorded {
             do {

@@ -16,16 +16,17 @@ public enum FollowUp: Sendable, Hashable {
 enum FollowUpResult: Sendable {
     case payment(Payment)
     case refund(Refund)
-    case none
+    case nothing
 }
 
 extension PaymentFlows {
     func run(_ followUp: FollowUp) async throws -> FollowUpResult {
         switch followUp {
-        case .submit(let paymentID): .payment(try await submit(paymentID: paymentID))
-        case .sendRefund(let refundID): .refund(try await sendRefund(refundID: refundID))
+        case .submit(let paymentID): return .payment(try await submit(paymentID: paymentID))
+        case .sendRefund(let refundID): return .refund(try await sendRefund(refundID: refundID))
         case .recordRouteOutcome(let connector, let success):
-            { rails.recordOutcome(connector, success: success); return .none }()
+            rails.recordOutcome(connector, success: success)
+            return .nothing
         }
     }
 
