@@ -111,11 +111,18 @@ public struct Payment: Sendable, Hashable {
     public var nextCheckAt: UnixMillis?
     /// Optimistic concurrency: bumped on every update.
     public var version: Int64
+    /// A card payment's card (no number: see `Card`).
+    public var card: Card?
+    /// The issuer's authorisation code of a card payment (ISO 8583 field 38).
+    public var authCode: String?
 
     public init(id: ID<Payment>, merchantID: ID<Merchant>, orderID: ID<Order>, currency: Currency, method: PaymentMethod, vpa: String?,
                 email: String?, contact: String?, description: String?, notes: Notes, machine: PaymentMachine,
                 rail: String, flow: UPIFlow = .collect, upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: UnixSeconds,
-                authorizedAt: UnixSeconds? = nil, capturedAt: UnixSeconds? = nil, submittedAt: UnixMillis? = nil, nextCheckAt: UnixMillis? = nil, version: Int64 = 0) {
+                authorizedAt: UnixSeconds? = nil, capturedAt: UnixSeconds? = nil, submittedAt: UnixMillis? = nil, nextCheckAt: UnixMillis? = nil, version: Int64 = 0,
+                card: Card? = nil, authCode: String? = nil) {
+        self.card = card
+        self.authCode = authCode
         self.id = id
         self.merchantID = merchantID
         self.orderID = orderID

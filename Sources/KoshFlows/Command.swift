@@ -32,12 +32,15 @@ enum Reply: Sendable {
     /// payer's app opens (once the rail issued it).
     case paymentCreated(Payment)
     case refund(Refund)
+    /// A reply the use case built itself (a card payment's `next` actions).
+    case body(JSON)
 
     func json(_ renderer: any EntityRenderer) -> JSON {
         switch self {
         case .order(let order): return renderer.order(order)
         case .payment(let payment): return renderer.payment(payment)
         case .refund(let refund): return renderer.refund(refund)
+        case .body(let body): return body
         case .paymentCreated(let payment):
             var fields: [(String, JSON)] = [("razorpay_payment_id", .string(payment.id.rawValue))]
             if payment.flow == .intent, let link = payment.upiLink { fields.append(("link", .string(link))) }

@@ -17,17 +17,7 @@ extension PaymentFlows {
     public func createPayment(_ tx: any StoreTransaction, merchant: Merchant, _ input: NewPayment,
                               inline: Bool) async throws -> (Payment, [FollowUp]) {
         try rails.validate(mode: merchant.mode, method: input.method, vpa: input.vpa, flow: input.flow)
-        guard var order = try await tx.order(id: input.orderID, merchantID: merchant.id, forUpdate: true) else {
-            throw KoshError.badRequest("The id provided does not exist", field: "order_id", reason: "input_validation_failed")
-        }
-        let fromOrderState = order.machine.state
-        let holding = order.machine.state == .paid ? 0 : try await tx.livePaymentCount(orderID: order.id)
-        do {
-            try order.machine.admitPayment(amount: input.amount, currency: input.currency, orderCurrency: order.currency,
-                                           paymentsHoldingOrder: holding)
-        } catch {
-            throw PaymentRefusals.clientError(error)
-        }
+        let (order, fromOrderState) = try await admit(input, merchant: merchant, tx)
         let now = clock.now
         // Live payments get their connector when the router picks one at submission.
         let rail = merchant.mode == .test ? rails.test.name : RailRegistry.unrouted
@@ -48,5 +38,22 @@ extension PaymentFlows {
         try await tx.insertPayment(payment)
         for attempt in attempts { try await tx.insertAttempt(attempt) }
         return (payment, followUps)
+    }
+
+    /// The order a new payment is for, locked and with the payment admitted (`OrderMachine.admitPayment`),
+    /// and the order's state before; the caller writes the order.
+    func admit(_ input: NewPayment, merchant: Merchant, _ tx: any StoreTransaction) async throws -> (Order, OrderState) {
+        guard var order = try await tx.order(id: input.orderID, merchantID: merchant.id, forUpdate: true) else {
+            throw KoshError.badRequest("The id provided does not exist", field: "order_id", reason: "input_validation_failed")
+        }
+        let fromOrderState = order.machine.state
+        let holding = order.machine.state == .paid ? 0 : try await tx.livePaymentCount(orderID: order.id)
+        do {
+            try order.machine.admitPayment(amount: input.amount, currency: input.currency, orderCurrency: order.currency,
+                                           paymentsHoldingOrder: holding)
+        } catch {
+            throw PaymentRefusals.clientError(error)
+        }
+        return (order, fromOrderState)
     }
 }

@@ -15,9 +15,12 @@ public struct PaymentFlows<Store: GatewayStore>: Sendable {
     /// Whether state changes write public events (the webhook outbox).
     public let publishesEvents: Bool
     public let idempotency: any IdempotencyKeys
+    /// Card payments' vault and connectors (nil: cards are not taken).
+    public let cards: CardRails?
 
     public init(store: Store, rails: RailRegistry, clock: any KoshClock, settings: GatewaySettings = GatewaySettings(),
-                renderer: any EntityRenderer, publishesEvents: Bool = true, idempotency: any IdempotencyKeys) {
+                renderer: any EntityRenderer, publishesEvents: Bool = true, idempotency: any IdempotencyKeys, cards: CardRails? = nil) {
+        self.cards = cards
         self.store = store
         self.rails = rails
         self.clock = clock

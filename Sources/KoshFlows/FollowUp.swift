@@ -8,6 +8,8 @@ public enum FollowUp: Sendable, Hashable {
     case submit(paymentID: ID<Payment>)
     /// Send a pending refund to its rail (`sendRefund`).
     case sendRefund(refundID: ID<Refund>)
+    /// Send a card payment's capture or void to the card network (`sendCardTask`).
+    case sendCardTask(paymentID: ID<Payment>)
     /// Tell the router how a payment ended on its route (success-rate routing).
     case recordRouteOutcome(connector: String, success: Bool)
 }
@@ -24,6 +26,9 @@ extension PaymentFlows {
         switch followUp {
         case .submit(let paymentID): return .payment(try await submit(paymentID: paymentID))
         case .sendRefund(let refundID): return .refund(try await sendRefund(refundID: refundID))
+        case .sendCardTask(let paymentID):
+            try await sendCardTask(paymentID: paymentID)
+            return .nothing
         case .recordRouteOutcome(let connector, let success):
             rails.recordOutcome(connector, success: success)
             return .nothing

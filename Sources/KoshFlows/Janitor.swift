@@ -7,6 +7,10 @@ extension PaymentFlows {
         let due = try await store.transaction { tx in try await tx.paymentsDueForCheck(now: clock.now, limit: limit) }
         for payment in due {
             do {
+                if payment.method == .card {
+                    try await checkCard(paymentID: payment.id)
+                    continue
+                }
                 switch payment.state {
                 case .created: try await submit(paymentID: payment.id)
                 case .pending, .failed:

@@ -11,11 +11,16 @@ extension PaymentFlows {
             guard let payment = try await tx.payment(id: refund.paymentID, merchantID: nil, forUpdate: false) else { throw KoshError.notFound() }
             return (refund, payment)
         }
-        guard refund.machine.state == .pending, let rail = rails.rail(named: payment.rail) else { return refund }
+        guard refund.machine.state == .pending else { return refund }
         let status: RailRefundStatus?
         var noAnswer = ""
         do {
-            status = try await rail.refund(railRefundRequest(refund, payment))
+            if payment.method == .card {
+                status = try await cardRefundStatus(refund, payment)
+            } else {
+                guard let rail = rails.rail(named: payment.rail) else { return refund }
+                status = try await rail.refund(railRefundRequest(refund, payment))
+            }
         } catch {
             status = nil
             noAnswer = String("\(error)".prefix(300))

@@ -6,7 +6,8 @@ extension PaymentFlows {
         try await command(idempotency) { tx in
             var payment = try await lockedPayment(paymentID, merchantID: merchant.id, tx)
             let loaded = payment
-            let followUps = try await apply(.void, to: &payment, tx)
+            var followUps = try await apply(.void, to: &payment, tx)
+            followUps += try await scheduleCardTask(.reversal, for: payment, tx)
             try await save(&payment, loaded: loaded, tx)
             return Outcome(reply: .payment(payment), followUps: followUps)
         }

@@ -67,13 +67,13 @@ enum Render {
         pairs.append(("status", .string(p.state.publicStatus)))
         pairs.append(("order_id", .string(p.orderID.rawValue)))
         pairs.append(("invoice_id", .null))
-        pairs.append(("international", .bool(false)))
+        pairs.append(("international", .bool(p.card?.international ?? false)))
         pairs.append(("method", .string(p.method.rawValue)))
         pairs.append(("amount_refunded", .int(amountRefunded)))
         pairs.append(("refund_status", text(p.machine.refundStatus)))
         pairs.append(("captured", .bool(p.machine.isCaptured)))
         pairs.append(("description", text(p.description)))
-        pairs.append(("card_id", .null))
+        pairs.append(("card_id", text(p.card?.id.rawValue)))
         pairs.append(("bank", .null))
         pairs.append(("wallet", .null))
         pairs.append(("vpa", text(p.vpa)))
@@ -87,10 +87,32 @@ enum Render {
         pairs.append(("error_source", text(failure?.source)))
         pairs.append(("error_step", text(failure?.step)))
         pairs.append(("error_reason", text(failure?.reason)))
-        pairs.append(("acquirer_data", .object([("rrn", text(p.railReference))])))
-        pairs.append(("upi", .object([("vpa", text(p.vpa))])))
+        if let card = p.card {
+            pairs.append(("card", Render.card(card)))
+            pairs.append(("acquirer_data", .object([("rrn", text(p.railReference)), ("auth_code", text(p.authCode))])))
+        } else {
+            pairs.append(("acquirer_data", .object([("rrn", text(p.railReference))])))
+            pairs.append(("upi", .object([("vpa", text(p.vpa))])))
+        }
         pairs.append(("created_at", .int(p.createdAt.value)))
         return .object(pairs)
+    }
+
+    /// Razorpay's card entity: never more of the number than its last 4.
+    static func card(_ c: Card) -> JSON {
+        .object([
+            ("id", .string(c.id.rawValue)),
+            ("entity", .string("card")),
+            ("name", c.name.map(JSON.string) ?? .string("")),
+            ("last4", .string(c.last4)),
+            ("network", .string(c.network.displayName)),
+            ("type", .string(c.type.rawValue)),
+            ("issuer", c.issuer.map(JSON.string) ?? .null),
+            ("international", .bool(c.international)),
+            ("emi", .bool(c.emi)),
+            ("sub_type", .string(c.subType)),
+            ("token_iin", .null),
+        ])
     }
 
     static func refund(_ r: Refund) -> JSON {

@@ -397,6 +397,30 @@ public enum Migrations {
                 "ALTER TABLE idempotency_keys ADD COLUMN claim_token TEXT",
             ]
         },
+        Migration(version: 11, name: "cards") { _ in
+            [
+                // What the application zone keeps of a card: the vault's token and BIN data,
+                // never the number (docs/CARDS.md).
+                """
+                CREATE TABLE cards (
+                    id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, vault_token TEXT NOT NULL, fingerprint TEXT NOT NULL,
+                    iin TEXT NOT NULL, last4 TEXT NOT NULL, network TEXT NOT NULL, type TEXT NOT NULL, issuer TEXT,
+                    international BIGINT NOT NULL, emi BIGINT NOT NULL, sub_type TEXT NOT NULL, name TEXT,
+                    expiry_month BIGINT NOT NULL, expiry_year BIGINT NOT NULL, created_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX cards_merchant ON cards (merchant_id, created_at)",
+                """
+                CREATE TABLE card_payments (
+                    payment_id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, card_id TEXT NOT NULL, vault_token TEXT NOT NULL,
+                    stage TEXT NOT NULL, authentication_id TEXT, challenge_url TEXT, callback_url TEXT, authorization_ref TEXT,
+                    task TEXT, task_due_at BIGINT, task_attempts BIGINT NOT NULL, task_error TEXT,
+                    created_at BIGINT NOT NULL, version BIGINT NOT NULL)
+                """,
+                "CREATE INDEX card_payments_task_due ON card_payments (task_due_at)",
+                "ALTER TABLE payments ADD COLUMN card_id TEXT",
+                "ALTER TABLE payments ADD COLUMN auth_code TEXT",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -191,7 +191,7 @@ public final class SQLStoreTransaction: StoreTransaction {
             "id": SQLValue(p.id), "merchant_id": SQLValue(p.merchantID), "order_id": SQLValue(p.orderID), "amount": .int(p.amount),
             "currency": .text(p.currency.rawValue), "method": .text(p.method.rawValue), "email": SQLValue(p.email),
             "contact": SQLValue(p.contact), "description": SQLValue(p.description), "notes": .text(p.notes.storageText),
-            "flow": .text(p.flow.rawValue), "created_at": SQLValue(p.createdAt),
+            "flow": .text(p.flow.rawValue), "created_at": SQLValue(p.createdAt), "card_id": SQLValue(p.card?.id),
         ] + Self.updatableColumns(p)
         try await conn.query(record.insertSQL(into: "payments"), record.binds)
     }
@@ -220,6 +220,7 @@ public final class SQLStoreTransaction: StoreTransaction {
             "upi_link": SQLValue(p.upiLink),
             "auto_refunded": .int(p.autoRefunded ? 1 : 0),
             "vpa": SQLValue(p.vpa),
+            "auth_code": SQLValue(p.authCode),
         ]
     }
 
@@ -231,7 +232,7 @@ public final class SQLStoreTransaction: StoreTransaction {
             binds.append(SQLValue(merchantID))
         }
         if lock { sql += forUpdate }
-        return try await conn.query(sql, binds).first.map(Self.payment)
+        return try await payments(conn.query(sql, binds)).first
     }
 
     public func updatePayment(_ p: Payment) async throws {
@@ -243,7 +244,7 @@ public final class SQLStoreTransaction: StoreTransaction {
 
     public func payments(merchantID: ID<Merchant>, orderID: ID<Order>?, page: Page) async throws -> [Payment] {
         let (sql, binds) = Self.pageQuery("payments", dialect: conn.dialect, merchantID: merchantID.rawValue, extra: orderID.map { ("order_id", SQLValue($0)) }, page: page)
-        return try await conn.query(sql, binds).map(Self.payment)
+        return try await payments(conn.query(sql, binds))
     }
 
     public func livePaymentCount(orderID: ID<Order>) async throws -> Int {
@@ -254,10 +255,11 @@ public final class SQLStoreTransaction: StoreTransaction {
     }
 
     public func paymentsDueForCheck(now: UnixMillis, limit: Int) async throws -> [Payment] {
-        try await conn.query("""
+        let due = try await conn.query("""
             SELECT * FROM payments WHERE next_check_at IS NOT NULL AND next_check_at <= ? AND \(PaymentStatesSQL.watched)
             ORDER BY next_check_at LIMIT ?
-            """, [SQLValue(now), .int(Int64(limit))]).map(Self.payment)
+            """, [SQLValue(now), .int(Int64(limit))])
+        return try await payments(due)
     }
 
     static func payment(_ row: SQLRow) throws -> Payment {
@@ -284,7 +286,8 @@ public final class SQLStoreTransaction: StoreTransaction {
                        railReference: row.text("rail_reference"), authorizationEntryID: row.text("authorization_entry_id"),
                        createdAt: try row.requireSeconds("created_at"), authorizedAt: row.seconds("authorized_at"),
                        capturedAt: row.seconds("captured_at"), submittedAt: row.millis("submitted_at_ms"),
-                       nextCheckAt: row.millis("next_check_at"), version: try row.requireInt("version"))
+                       nextCheckAt: row.millis("next_check_at"), version: try row.requireInt("version"),
+                       authCode: row.text("auth_code"))
     }
 
     // MARK: Refunds

@@ -7,6 +7,8 @@ public struct InMemoryState: Sendable {
     public var orders: [ID<Order>: Order] = [:]
     public var payments: [ID<Payment>: Payment] = [:]
     public var refunds: [ID<Refund>: Refund] = [:]
+    public var cards: [ID<Card>: Card] = [:]
+    public var cardPayments: [ID<Payment>: CardPayment] = [:]
     /// Unsettled tries of a refund: count, next try (ms), last reason.
     public var refundRetries: [ID<Refund>: (attempts: Int64, next: UnixMillis, reason: String)] = [:]
     public var attempts: [ID<Payment>: [PaymentAttempt]] = [:]

@@ -1,0 +1,129 @@
+import KoshCore
+
+extension PaymentFlows {
+    /// Sends an authenticated card payment's authorisation (0100) and applies the answer
+    /// (`CardAuthorizationRules`). The payment is `pending` and its stage `authorizing` before
+    /// the call, so a crash mid-call leaves it to the janitor (`checkCard`), which asks the
+    /// connector to settle the unknown outcome (a reversal). Safe to call twice: a payment past
+    /// `authenticating` is returned unchanged.
+    @discardableResult
+    func authorizeCard(paymentID: ID<Payment>, authentication: CardAuthentication) async throws -> Payment {
+        let cards = try requireCards()
+        let started: (Payment, CardPayment, PaymentAttempt, String)? = try await store.transaction { tx in
+            var payment = try await lockedPayment(paymentID, tx)
+            guard var cardPayment = try await tx.cardPayment(paymentID: paymentID, forUpdate: true) else { throw KoshError.notFound() }
+            guard payment.state == .created, cardPayment.stage == .authenticating else { return nil }
+            let (loaded, loadedCard) = (payment, cardPayment)
+            try await apply(.submit, to: &payment, tx)
+            let now = clock.now
+            payment.submittedAt = now
+            payment.nextCheckAt = now + cards.settings.authorizationCheckMillis
+            cardPayment.stage = .authorizing
+            let attempt = newAttempt(payment, seq: 1, RouteChoice(connector: payment.rail, reason: "card network"), now: now)
+            try await tx.insertAttempt(attempt)
+            try await save(&payment, loaded: loaded, tx)
+            try await save(&cardPayment, loaded: loadedCard, tx)
+            return (payment, cardPayment, attempt, try await tx.merchant(id: payment.merchantID)?.name ?? "Kosh merchant")
+        }
+        guard let (payment, cardPayment, attempt, merchantName) = started else { return try await self.payment(id: paymentID) }
+        guard let connector = cards.connector(named: payment.rail) else { throw KoshError.notFound("No card connector \(payment.rail)") }
+        let began = clock.now
+        let answer: CardNetworkAnswer
+        var reference: CardAuthorizationReference?
+        do {
+            (answer, reference) = try await connector.authorize(context(payment, cardPayment, merchantName: merchantName),
+                                                                authentication: authentication)
+        } catch let error as CardVaultError {
+            // The card could not be read back: nothing was sent to the network.
+            answer = .declined(responseCode: "96", PaymentFailure(
+                code: "GATEWAY_ERROR", description: "Payment failed because the card details could not be read (\(error)).",
+                source: "gateway", step: "payment_authorization", reason: "gateway_technical_error"))
+        } catch {
+            answer = .unknown
+        }
+        return try await applyCardAnswer(paymentID: paymentID, answer, reference: reference, attemptID: attempt.id,
+                                         latency: clock.now - began)
+    }
+
+    /// Applies the network's word on a card payment's authorisation, in one transaction.
+    func applyCardAnswer(paymentID: ID<Payment>, _ answer: CardNetworkAnswer, reference: CardAuthorizationReference?,
+                         attemptID: ID<PaymentAttempt>?, latency: Int64?) async throws -> Payment {
+        let cards = try requireCards()
+        let (payment, followUps) = try await store.transaction { tx in
+            var payment = try await lockedPayment(paymentID, tx)
+            guard var cardPayment = try await tx.cardPayment(paymentID: paymentID, forUpdate: true) else { throw KoshError.notFound() }
+            guard payment.state == .pending, cardPayment.stage == .authorizing || cardPayment.stage == .reversing else {
+                return (payment, [FollowUp]())
+            }
+            let (loaded, loadedCard) = (payment, cardPayment)
+            let decision = CardAuthorizationRules.decide(answer, now: clock.now, settings: cards.settings)
+            if case .approved(let authCode, let rrn) = answer {
+                payment.railReference = rrn
+                payment.authCode = authCode
+                cardPayment.authorization = reference
+            }
+            var followUps: [FollowUp] = []
+            if let event = decision.event { followUps = try await apply(event, to: &payment, tx) }
+            cardPayment.stage = decision.stage
+            payment.nextCheckAt = decision.checkAt
+            var attempts = try await tx.attempts(paymentID: paymentID)
+            if let index = attempts.lastIndex(where: { attemptID == nil || $0.id == attemptID }) {
+                switch answer {
+                case .approved(_, let rrn): attempts[index].settle(.authorized, reference: rrn, failure: nil, at: clock.now)
+                case .declined(_, let failure): attempts[index].settle(.failed, reference: nil, failure: failure, at: clock.now)
+                case .reversedAfterTimeout:
+                    attempts[index].settle(.failed, reference: nil, failure: CardAuthorizationRules.reversedAfterTimeout, at: clock.now)
+                case .unknown: attempts[index].status = .unknown
+                }
+                if let latency { attempts[index].latencyMillis = latency }
+                try await tx.updateAttempt(attempts[index])
+            }
+            try await save(&payment, loaded: loaded, tx)
+            try await save(&cardPayment, loaded: loadedCard, tx)
+            return (payment, followUps)
+        }
+        _ = await run(followUps)
+        return payment
+    }
+
+    /// Fails a card payment still `created` (its 3-D Secure authentication failed or was abandoned).
+    @discardableResult
+    func failCardAuthentication(paymentID: ID<Payment>, _ failure: PaymentFailure) async throws -> Payment {
+        try await store.transaction { tx in
+            var payment = try await lockedPayment(paymentID, tx)
+            guard var cardPayment = try await tx.cardPayment(paymentID: paymentID, forUpdate: true) else { throw KoshError.notFound() }
+            guard payment.state == .created, cardPayment.stage == .authenticating else { return payment }
+            let (loaded, loadedCard) = (payment, cardPayment)
+            try await apply(.fail(failure), to: &payment, tx)
+            payment.nextCheckAt = nil
+            cardPayment.stage = .answered
+            try await save(&payment, loaded: loaded, tx)
+            try await save(&cardPayment, loaded: loadedCard, tx)
+            return payment
+        }
+    }
+
+    /// The janitor's look at a card payment whose check is due: a 3-D Secure authentication past
+    /// its window (the ACS's word decides: authenticated goes on to authorise, anything else
+    /// fails), or an authorisation whose outcome is unknown (`resolveTimeout`).
+    @discardableResult
+    public func checkCard(paymentID: ID<Payment>) async throws -> Payment {
+        let cards = try requireCards()
+        let (payment, cardPayment) = try await cardPayment(paymentID, merchantID: nil)
+        guard let connector = cards.connector(named: payment.rail) else { return payment }
+        switch (payment.state, cardPayment.stage) {
+        case (.created, .authenticating):
+            if let id = cardPayment.authenticationID, let authentication = try? await connector.authentication(id: id),
+               case .authenticated = authentication.state {
+                return try await authorizeCard(paymentID: paymentID, authentication: authentication)
+            }
+            return try await failCardAuthentication(paymentID: paymentID, CardResponseCodes.authenticationFailure(reason: "expired"))
+        case (.pending, .authorizing), (.pending, .reversing):
+            let answer = (try? await connector.resolveTimeout(context(payment, cardPayment, merchantName: try await merchantName(payment.merchantID))))
+                ?? .unknown
+            return try await applyCardAnswer(paymentID: paymentID, answer, reference: nil, attemptID: nil, latency: nil)
+        default:
+            return payment
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import KoshCore
+import KoshJSON
+
+extension PaymentFlows {
+    /// `POST /v1/payments/create/json` with `method: "card"`: checks the card (Luhn and expiry
+    /// were checked when it was read), tokenises it in the vault — the number and CVV go there
+    /// and nowhere else —, then writes the payment `created`, its card (token, IIN, last 4, BIN
+    /// data) and its network state. Answers Razorpay's `next` actions: the 3-D Secure page
+    /// (`redirect`) and the native OTP (`otp_generate`). Every domestic card takes the challenge.
+    public func createCardPayment(merchant: Merchant, _ input: NewCardPayment, idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
+        let cards = try requireCards()
+        let connector = try cards.connector(mode: merchant.mode)
+        let now = clock.now
+        guard !input.card.expiry.isExpired(at: now) else {
+            throw KoshError(.badRequest, "Your payment didn't go through as the card has expired.", field: "card[expiry_year]",
+                            source: "customer", step: "payment_initiation", reason: "card_expired")
+        }
+        let bin = cards.bins.lookup(input.card.number)
+        // Before the transaction: no database lock waits on the vault. A card tokenised for a
+        // payment that is then refused (its order paid meanwhile) is purged at its retention.
+        let tokenized = try await tokenize(input.card, retention: .until(UnixSeconds(now.seconds.value + cards.settings.retentionSeconds)), cards)
+        return try await command(idempotency) { tx in
+            let (order, fromOrderState) = try await admit(input.payment, merchant: merchant, tx)
+            let card = Card(id: newID(.card), merchantID: merchant.id, vaultToken: tokenized.token, fingerprint: tokenized.fingerprint,
+                            iin: tokenized.iin, last4: tokenized.last4, network: bin.network, type: bin.type, issuer: bin.issuer,
+                            international: !bin.country.isEmpty && bin.country != "IN", subType: bin.subType, name: input.card.name,
+                            expiryMonth: input.card.expiry.month, expiryYear: input.card.expiry.year, createdAt: now.seconds)
+            let p = input.payment
+            let payment = Payment(id: newID(.payment), merchantID: merchant.id, orderID: order.id, currency: p.currency, method: .card,
+                                  vpa: nil, email: p.email, contact: p.contact, description: p.description, notes: p.notes,
+                                  machine: PaymentMachine(amount: p.amount), rail: connector.name, createdAt: now.seconds,
+                                  nextCheckAt: now + cards.settings.authenticationWindowMillis, card: card)
+            let cardPayment = CardPayment(paymentID: payment.id, merchantID: merchant.id, cardID: card.id, vaultToken: tokenized.token,
+                                          stage: .authenticating, callbackURL: input.callbackURL, createdAt: now.seconds)
+            try await tx.updateOrder(order)
+            try await tx.insertCard(card)
+            try await tx.insertPayment(payment)
+            try await tx.insertCardPayment(cardPayment)
+            try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
+            try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,
+                                           from: fromOrderState.rawValue, to: order.machine.state.rawValue))
+            return Outcome(reply: .body(.object([
+                ("razorpay_payment_id", .string(payment.id.rawValue)),
+                ("next", .array([
+                    .object([("action", .string("redirect")), ("url", .string(cards.url("/v1/payments/\(payment.id.rawValue)/authenticate")))]),
+                    .object([("action", .string("otp_generate")),
+                             ("url", .string(cards.url("/v1/payments/\(payment.id.rawValue)/otp_generate?track_id=\(payment.id.rawValue)")))]),
+                ])),
+            ])))
+        }
+    }
+
+    func tokenize(_ details: CardDetails, retention: CardRetention, _ cards: CardRails) async throws -> TokenizedCard {
+        let card = VaultCard(number: details.number.digits, expiryMonth: details.expiry.month, expiryYear: details.expiry.year, name: details.name)
+        do {
+            return try await cards.vault.tokenize(card, cvv: details.cvv, retention: retention)
+        } catch let error as CardVaultError {
+            throw Self.clientError(error)
+        }
+    }
+
+    /// A vault refusal as the merchant sees it: bad input is the client's, anything else is the
+    /// vault being unreachable (retry), never a card detail.
+    static func clientError(_ error: CardVaultError) -> KoshError {
+        switch error {
+        case .invalid(let field, let reason):
+            KoshError.badRequest("The card's \(field) is invalid", field: "card[\(field)]", reason: reason)
+        case .notFound, .purged:
+            KoshError.badRequest("The card is no longer held; pay again with the card details", field: "card", reason: "card_not_found")
+        case .unavailable:
+            KoshError(.gatewayError, "The card vault did not answer; try again", source: "gateway", reason: "vault_unavailable")
+        }
+    }
+}
