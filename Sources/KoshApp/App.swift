@@ -211,8 +211,11 @@ public struct KoshServices: Sendable {
     /// What `/metrics` shows (Prometheus text format).
     public let metrics: PrometheusCollectorRegistry
 
+    /// - Parameter cardVault: the card vault (`KoshVault`'s client, or an in-memory one in tests);
+    ///   nil: card payments are off.
     public static func open(_ config: KoshConfiguration, logger: Logger, clock: any KoshClock = SystemClock(),
-                            metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) async throws -> KoshServices {
+                            metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+                            cardVault: (any CardVault)? = nil, liveCards: (any CardConnector)? = nil) async throws -> KoshServices {
         let db = try await Databases.open(config.database, logger: logger, create: config.createsDatabase)
         do {
             // A database that already has a key never gets a new one: a missing key file is an error.
@@ -243,8 +246,12 @@ public struct KoshServices: Sendable {
             }
             let rails = RailRegistry(test: TestRail(approvalDelayMillis: config.testApprovalDelayMillis, clock: clock), live: live)
             let idempotency = IdempotencyStore(db: db)
+            let cards = cardVault.map { vault in
+                CardRails(vault: vault, test: TestCardConnector(vault: vault, bins: .sandbox), live: liveCards, bins: .sandbox,
+                          signer: merchants, publicBaseURL: config.callbackBaseURL)
+            }
             let flows = PaymentFlows(store: store, rails: rails, clock: clock, settings: config.gateway,
-                                     renderer: RazorpayEntityRenderer(), idempotency: idempotency)
+                                     renderer: RazorpayEntityRenderer(), idempotency: idempotency, cards: cards)
             return KoshServices(db: db, store: store, merchants: merchants, idempotency: idempotency, flows: flows,
                                 webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), webhookSettings: config.webhooks,
                                 notifications: NotificationStore(db: db, clock: clock), clock: clock,
@@ -300,6 +307,7 @@ public struct Janitor: Service {
         do {
             _ = try await services.flows.runDueChecks()
             _ = try await services.flows.sendPendingRefunds()
+            _ = try await services.flows.sendDueCardTasks()
             if purge {
                 _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
                 let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400

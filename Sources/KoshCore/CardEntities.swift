@@ -66,10 +66,31 @@ public struct NewCardPayment: Sendable {
     public var card: CardDetails
     /// Where the browser goes after 3-D Secure (Razorpay's `callback_url`).
     public var callbackURL: String?
+    /// Save the card for this customer once the payment is authorised (`save: 1`, `customer_id`).
+    public var saveFor: ID<Customer>?
 
-    public init(payment: NewPayment, card: CardDetails, callbackURL: String?) {
+    public init(payment: NewPayment, card: CardDetails, callbackURL: String?, saveFor: ID<Customer>? = nil) {
         self.payment = payment
         self.card = card
+        self.callbackURL = callbackURL
+        self.saveFor = saveFor
+    }
+}
+
+/// A payment with a saved card: the token, the customer it belongs to, and the CVV when the
+/// customer gave one (optional for a token).
+public struct NewTokenPayment: Sendable {
+    public var payment: NewPayment
+    public var customerID: ID<Customer>
+    public var tokenID: ID<CardToken>
+    public var cvv: String?
+    public var callbackURL: String?
+
+    public init(payment: NewPayment, customerID: ID<Customer>, tokenID: ID<CardToken>, cvv: String?, callbackURL: String?) {
+        self.payment = payment
+        self.customerID = customerID
+        self.tokenID = tokenID
+        self.cvv = cvv
         self.callbackURL = callbackURL
     }
 }
@@ -111,13 +132,16 @@ public struct CardPayment: Sendable, Hashable {
     public var taskDueAt: UnixMillis?
     public var taskAttempts: Int
     public var taskError: String?
+    /// Save the card for this customer once authorised.
+    public var saveFor: ID<Customer>?
     public let createdAt: UnixSeconds
     public var version: Int64
 
     public init(paymentID: ID<Payment>, merchantID: ID<Merchant>, cardID: ID<Card>, vaultToken: String, stage: CardPaymentStage,
                 authenticationID: String? = nil, challengeURL: String? = nil, callbackURL: String? = nil,
                 authorization: CardAuthorizationReference? = nil, task: CardNetworkTask? = nil, taskDueAt: UnixMillis? = nil,
-                taskAttempts: Int = 0, taskError: String? = nil, createdAt: UnixSeconds, version: Int64 = 0) {
+                taskAttempts: Int = 0, taskError: String? = nil, saveFor: ID<Customer>? = nil, createdAt: UnixSeconds, version: Int64 = 0) {
+        self.saveFor = saveFor
         self.paymentID = paymentID
         self.merchantID = merchantID
         self.cardID = cardID

@@ -170,7 +170,7 @@ public protocol LiveRouting: Sendable {
 
 /// One database transaction. Reads with `forUpdate` lock the row until commit, so money
 /// changes on one payment or order are serialised.
-public protocol StoreTransaction: CardRecords {
+public protocol StoreTransaction: CardRecords, CustomerRecords {
     func merchant(id: ID<Merchant>) async throws -> Merchant?
 
     func insertOrder(_ order: Order) async throws

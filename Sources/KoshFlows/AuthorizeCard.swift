@@ -41,13 +41,19 @@ extension PaymentFlows {
         } catch {
             answer = .unknown
         }
+        // A card to save (`save: 1`) becomes card-on-file in the vault before Kosh records its
+        // token; if the vault cannot keep it, the payment stands and no token is made.
+        var saveFor: ID<Customer>?
+        if case .approved = answer, let customerID = cardPayment.saveFor {
+            if (try? await cards.vault.setRetention(token: cardPayment.vaultToken, .cardOnFile)) != nil { saveFor = customerID }
+        }
         return try await applyCardAnswer(paymentID: paymentID, answer, reference: reference, attemptID: attempt.id,
-                                         latency: clock.now - began)
+                                         latency: clock.now - began, saveFor: saveFor)
     }
 
     /// Applies the network's word on a card payment's authorisation, in one transaction.
     func applyCardAnswer(paymentID: ID<Payment>, _ answer: CardNetworkAnswer, reference: CardAuthorizationReference?,
-                         attemptID: ID<PaymentAttempt>?, latency: Int64?) async throws -> Payment {
+                         attemptID: ID<PaymentAttempt>?, latency: Int64?, saveFor: ID<Customer>? = nil) async throws -> Payment {
         let cards = try requireCards()
         let (payment, followUps) = try await store.transaction { tx in
             var payment = try await lockedPayment(paymentID, tx)
@@ -64,6 +70,7 @@ extension PaymentFlows {
             }
             var followUps: [FollowUp] = []
             if let event = decision.event { followUps = try await apply(event, to: &payment, tx) }
+            if let saveFor, payment.state == .authorized { try await saveCard(payment, for: saveFor, tx) }
             cardPayment.stage = decision.stage
             payment.nextCheckAt = decision.checkAt
             var attempts = try await tx.attempts(paymentID: paymentID)

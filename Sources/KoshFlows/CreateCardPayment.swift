@@ -16,6 +16,11 @@ extension PaymentFlows {
                             source: "customer", step: "payment_initiation", reason: "card_expired")
         }
         let bin = cards.bins.lookup(input.card.number)
+        if let customerID = input.saveFor {
+            guard try await store.transaction({ tx in try await tx.customer(id: customerID, merchantID: merchant.id) }) != nil else {
+                throw KoshError.badRequest("The id provided does not exist", field: "customer_id")
+            }
+        }
         // Before the transaction: no database lock waits on the vault. A card tokenised for a
         // payment that is then refused (its order paid meanwhile) is purged at its retention.
         let tokenized = try await tokenize(input.card, retention: .until(UnixSeconds(now.seconds.value + cards.settings.retentionSeconds)), cards)
@@ -31,7 +36,8 @@ extension PaymentFlows {
                                   machine: PaymentMachine(amount: p.amount), rail: connector.name, createdAt: now.seconds,
                                   nextCheckAt: now + cards.settings.authenticationWindowMillis, card: card)
             let cardPayment = CardPayment(paymentID: payment.id, merchantID: merchant.id, cardID: card.id, vaultToken: tokenized.token,
-                                          stage: .authenticating, callbackURL: input.callbackURL, createdAt: now.seconds)
+                                          stage: .authenticating, callbackURL: input.callbackURL, saveFor: input.saveFor,
+                                          createdAt: now.seconds)
             try await tx.updateOrder(order)
             try await tx.insertCard(card)
             try await tx.insertPayment(payment)
@@ -39,14 +45,7 @@ extension PaymentFlows {
             try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
             try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,
                                            from: fromOrderState.rawValue, to: order.machine.state.rawValue))
-            return Outcome(reply: .body(.object([
-                ("razorpay_payment_id", .string(payment.id.rawValue)),
-                ("next", .array([
-                    .object([("action", .string("redirect")), ("url", .string(cards.url("/v1/payments/\(payment.id.rawValue)/authenticate")))]),
-                    .object([("action", .string("otp_generate")),
-                             ("url", .string(cards.url("/v1/payments/\(payment.id.rawValue)/otp_generate?track_id=\(payment.id.rawValue)")))]),
-                ])),
-            ])))
+            return Outcome(reply: .body(nextActions(payment.id, cards)))
         }
     }
 

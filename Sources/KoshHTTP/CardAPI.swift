@@ -67,20 +67,42 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         if let callbackURL, !(callbackURL.hasPrefix("https://") || callbackURL.hasPrefix("http://")) {
             throw KoshError.badRequest("The callback_url must be an http or https URL", field: "callback_url")
         }
-        guard let cardFields = try body.object("card") else { throw KoshError.badRequest("The card field is required.", field: "card") }
-        let card = try Self.card(RequestBody(fields: cardFields))
-        if let save = body["save"], save != .int(0), save != .string("0"), save != .bool(false) {
-            throw KoshError.badRequest("Saving cards (save with customer_id) is not available on this server yet", field: "save")
+        let customerID = try body.string("customer_id", maxLength: 64)
+        if let customerID { try validateID(customerID, .customer) }
+        let tokenID = try body.string("token", maxLength: 64)
+        var save = false
+        if let value = body["save"] {
+            switch value {
+            case .int(0), .string("0"), .bool(false): save = false
+            case .int(1), .string("1"), .bool(true): save = true
+            default: throw KoshError.badRequest("The save field must be 0 or 1.", field: "save")
+            }
+            guard !save || customerID != nil else { throw KoshError.badRequest("Saving a card needs a customer_id", field: "customer_id") }
         }
         // Razorpay's S2S fields about the customer's browser: required by Razorpay for 3-D Secure 2
         // risk checks; accepted, checked for shape, and not used by Kosh's sandbox ACS.
         _ = try body.object("browser")
         _ = try body.object("authentication")
-        try body.rejectUnknown(ignoring: ["ip", "referer", "user_agent", "customer_id", "razorpay_session_id", "save"])
+        let cardFields = try body.object("card")
+        try body.rejectUnknown(ignoring: ["ip", "referer", "user_agent", "razorpay_session_id", "save"])
         let payment = NewPayment(orderID: ID(orderID), amount: amount, currency: currency, method: .card, vpa: nil, email: email,
                                  contact: contact, description: description, notes: notes)
-        let response = try await flows.createCardPayment(merchant: merchant, NewCardPayment(payment: payment, card: card, callbackURL: callbackURL),
-                                                         idempotency: try idempotency(request, merchant, text))
+        let response: CommandResponse
+        if let tokenID {
+            try validateID(tokenID, .token)
+            guard let customerID else { throw KoshError.badRequest("Paying with a token needs its customer_id", field: "customer_id") }
+            guard !save else { throw KoshError.badRequest("A saved card is already saved", field: "save") }
+            let cvv = try cardFields.map { try Self.tokenCVV(RequestBody(fields: $0)) } ?? nil
+            response = try await flows.createTokenPayment(merchant: merchant, NewTokenPayment(
+                payment: payment, customerID: ID(customerID), tokenID: ID(tokenID), cvv: cvv, callbackURL: callbackURL),
+                idempotency: try idempotency(request, merchant, text))
+        } else {
+            guard let cardFields else { throw KoshError.badRequest("The card field is required.", field: "card") }
+            let card = try Self.card(RequestBody(fields: cardFields))
+            response = try await flows.createCardPayment(merchant: merchant, NewCardPayment(
+                payment: payment, card: card, callbackURL: callbackURL, saveFor: save ? customerID.map { ID($0) } : nil),
+                idempotency: try idempotency(request, merchant, text))
+        }
         switch response {
         case .done(let status, let body, _): return jsonResponse(body: body, status: HTTPResponse.Status(code: status))
         case .replayed(let status, let body):
@@ -127,6 +149,21 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         let name = try card.string("name", maxLength: maximumCardNameLength)
         try card.rejectUnknown(ignoring: ["number", "expiry_month", "expiry_year", "cvv"])
         return CardDetails(number: number, expiry: expiry, cvv: cvv, name: name)
+    }
+
+    /// A saved card's `card` object: at most its CVV (optional for a token).
+    static func tokenCVV(_ fields: RequestBody) throws -> String? {
+        var card = fields
+        var cvv: String?
+        if let value = card["cvv"] {
+            guard case .string(let text) = value, (3...4).contains(text.utf8.count), text.utf8.allSatisfy({ (48...57).contains($0) }) else {
+                throw KoshError.badRequest("The card[cvv] must be 3 to 4 digits.", field: "card[cvv]")
+            }
+            cvv = text
+        }
+        _ = try card.string("cvv", maxLength: 4)
+        try card.rejectUnknown()
+        return cvv
     }
 
     func submitOTP(_ request: Request, _ context: MerchantContext) async throws -> Response {

@@ -34,6 +34,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
 
         v1.post("payments/create/upi") { request, context in try await self.createUPIPayment(request, context) }
         CardAPI(flows: flows).register(authenticated: v1, open: router)
+        CustomersAPI(flows: flows).register(v1)
         v1.post("payments/validate/vpa") { request, context in try await self.validateVPA(request, context) }
         v1.get("payments/downtimes") { _, _ in
             jsonResponse(Render.collection(flows.downtimes().map(Render.downtime)))

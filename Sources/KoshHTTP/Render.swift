@@ -87,13 +87,10 @@ enum Render {
         pairs.append(("error_source", text(failure?.source)))
         pairs.append(("error_step", text(failure?.step)))
         pairs.append(("error_reason", text(failure?.reason)))
-        if let card = p.card {
-            pairs.append(("card", Render.card(card)))
-            pairs.append(("acquirer_data", .object([("rrn", text(p.railReference)), ("auth_code", text(p.authCode))])))
-        } else {
-            pairs.append(("acquirer_data", .object([("rrn", text(p.railReference))])))
-            pairs.append(("upi", .object([("vpa", text(p.vpa))])))
-        }
+        // Both present for every method (null where they do not apply), so one schema describes every payment.
+        pairs.append(("card", p.card.map(Render.card) ?? .null))
+        pairs.append(("acquirer_data", .object([("rrn", text(p.railReference)), ("auth_code", text(p.authCode))])))
+        pairs.append(("upi", p.method == .upi ? .object([("vpa", text(p.vpa))]) : .null))
         pairs.append(("created_at", .int(p.createdAt.value)))
         return .object(pairs)
     }

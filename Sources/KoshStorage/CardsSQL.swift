@@ -62,7 +62,7 @@ extension SQLStoreTransaction {
         ["stage": .text(c.stage.rawValue), "authentication_id": SQLValue(c.authenticationID), "challenge_url": SQLValue(c.challengeURL),
          "callback_url": SQLValue(c.callbackURL), "authorization_ref": SQLValue(c.authorization?.encoded),
          "task": SQLValue(c.task?.rawValue), "task_due_at": SQLValue(c.taskDueAt), "task_attempts": .int(Int64(c.taskAttempts)),
-         "task_error": SQLValue(c.taskError.map(Masking.text)), "version": .int(c.version)]
+         "task_error": SQLValue(c.taskError.map(Masking.text)), "save_customer_id": SQLValue(c.saveFor), "version": .int(c.version)]
     }
 
     public func cardPayment(paymentID: ID<Payment>, forUpdate lock: Bool) async throws -> CardPayment? {
@@ -96,7 +96,7 @@ extension SQLStoreTransaction {
                            callbackURL: row.text("callback_url"),
                            authorization: row.text("authorization_ref").flatMap(CardAuthorizationReference.init(encoded:)),
                            task: task, taskDueAt: row.millis("task_due_at"), taskAttempts: Int(try row.requireInt("task_attempts")),
-                           taskError: row.text("task_error"), createdAt: try row.requireSeconds("created_at"),
+                           taskError: row.text("task_error"), saveFor: row.text("save_customer_id").map { ID($0) }, createdAt: try row.requireSeconds("created_at"),
                            version: try row.requireInt("version"))
     }
 }

@@ -413,12 +413,25 @@ public enum Migrations {
                 CREATE TABLE card_payments (
                     payment_id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, card_id TEXT NOT NULL, vault_token TEXT NOT NULL,
                     stage TEXT NOT NULL, authentication_id TEXT, challenge_url TEXT, callback_url TEXT, authorization_ref TEXT,
-                    task TEXT, task_due_at BIGINT, task_attempts BIGINT NOT NULL, task_error TEXT,
+                    task TEXT, task_due_at BIGINT, task_attempts BIGINT NOT NULL, task_error TEXT, save_customer_id TEXT,
                     created_at BIGINT NOT NULL, version BIGINT NOT NULL)
                 """,
                 "CREATE INDEX card_payments_task_due ON card_payments (task_due_at)",
                 "ALTER TABLE payments ADD COLUMN card_id TEXT",
                 "ALTER TABLE payments ADD COLUMN auth_code TEXT",
+                """
+                CREATE TABLE customers (
+                    id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, name TEXT, email TEXT, contact TEXT, gstin TEXT,
+                    notes TEXT NOT NULL, created_at BIGINT NOT NULL)
+                """,
+                "CREATE INDEX customers_merchant ON customers (merchant_id, created_at)",
+                "CREATE INDEX customers_identity ON customers (merchant_id, email, contact)",
+                """
+                CREATE TABLE card_tokens (
+                    id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, customer_id TEXT NOT NULL, card_id TEXT NOT NULL,
+                    created_at BIGINT NOT NULL, used_at BIGINT, deleted_at BIGINT)
+                """,
+                "CREATE INDEX card_tokens_customer ON card_tokens (customer_id, created_at)",
             ]
         },
     ]

@@ -9,6 +9,8 @@ public struct InMemoryState: Sendable {
     public var refunds: [ID<Refund>: Refund] = [:]
     public var cards: [ID<Card>: Card] = [:]
     public var cardPayments: [ID<Payment>: CardPayment] = [:]
+    public var customers: [ID<Customer>: Customer] = [:]
+    public var tokens: [ID<CardToken>: CardToken] = [:]
     /// Unsettled tries of a refund: count, next try (ms), last reason.
     public var refundRetries: [ID<Refund>: (attempts: Int64, next: UnixMillis, reason: String)] = [:]
     public var attempts: [ID<Payment>: [PaymentAttempt]] = [:]

@@ -1,0 +1,61 @@
+import KoshCore
+import KoshJSON
+
+extension PaymentFlows {
+    /// `POST /v1/payments/create/json` with `token` and `customer_id`: pays with a saved card.
+    /// The card number stays in the vault; a CVV, when the customer gives one, joins it there in
+    /// memory. 3-D Secure still applies (RBI's additional factor).
+    public func createTokenPayment(merchant: Merchant, _ input: NewTokenPayment, idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
+        let cards = try requireCards()
+        let connector = try cards.connector(mode: merchant.mode)
+        let token = try await store.transaction { tx in
+            guard try await tx.customer(id: input.customerID, merchantID: merchant.id) != nil else {
+                throw KoshError.badRequest("The id provided does not exist", field: "customer_id")
+            }
+            guard let token = try await tx.token(id: input.tokenID, merchantID: merchant.id), token.customerID == input.customerID, token.isActive else {
+                throw KoshError.badRequest("The token provided does not exist for the customer", field: "token", reason: "token_not_found")
+            }
+            return token
+        }
+        let now = clock.now
+        guard !((try? CardExpiry(month: token.card.expiryMonth, year: token.card.expiryYear))?.isExpired(at: now) ?? true) else {
+            throw KoshError(.badRequest, "Your payment didn't go through as the saved card has expired.", field: "token",
+                            source: "customer", step: "payment_initiation", reason: "card_expired")
+        }
+        if let cvv = input.cvv {
+            do { try await cards.vault.attachCVV(token: token.card.vaultToken, cvv: cvv) } catch let error as CardVaultError { throw Self.clientError(error) }
+        }
+        return try await command(idempotency) { tx in
+            let (order, fromOrderState) = try await admit(input.payment, merchant: merchant, tx)
+            let p = input.payment
+            let payment = Payment(id: newID(.payment), merchantID: merchant.id, orderID: order.id, currency: p.currency, method: .card,
+                                  vpa: nil, email: p.email, contact: p.contact, description: p.description, notes: p.notes,
+                                  machine: PaymentMachine(amount: p.amount), rail: connector.name, createdAt: now.seconds,
+                                  nextCheckAt: now + cards.settings.authenticationWindowMillis, card: token.card)
+            let cardPayment = CardPayment(paymentID: payment.id, merchantID: merchant.id, cardID: token.card.id, vaultToken: token.card.vaultToken,
+                                          stage: .authenticating, callbackURL: input.callbackURL, createdAt: now.seconds)
+            var used = token
+            used.usedAt = now.seconds
+            try await tx.updateToken(used)
+            try await tx.updateOrder(order)
+            try await tx.insertPayment(payment)
+            try await tx.insertCardPayment(cardPayment)
+            try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
+            try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,
+                                           from: fromOrderState.rawValue, to: order.machine.state.rawValue))
+            return Outcome(reply: .body(nextActions(payment.id, cards)))
+        }
+    }
+
+    /// The `next` actions of a new card payment: the 3-D Secure page and native OTP.
+    func nextActions(_ id: ID<Payment>, _ cards: CardRails) -> JSON {
+        .object([
+            ("razorpay_payment_id", .string(id.rawValue)),
+            ("next", .array([
+                .object([("action", .string("redirect")), ("url", .string(cards.url("/v1/payments/\(id.rawValue)/authenticate")))]),
+                .object([("action", .string("otp_generate")),
+                         ("url", .string(cards.url("/v1/payments/\(id.rawValue)/otp_generate?track_id=\(id.rawValue)")))]),
+            ])),
+        ])
+    }
+}
