@@ -302,3 +302,67 @@ struct CardFlowTests {
 extension JSON {
     var arrayValue: [JSON]? { if case .array(let a) = self { a } else { nil } }
 }
+
+@Suite("Flows: customers and saved cards")
+struct CustomerFlowTests {
+    @Test("fail_existing refuses a second customer with the same email and contact; without it the first is answered")
+    func uniqueCustomers() async throws {
+        let rig = CardRig()
+        let input = NewCustomer(name: "Gaurav Kumar", email: "g@example.com", contact: "+919900000001", gstin: nil, notes: Notes(), failExisting: true)
+        let first = try await rig.flows.createCustomer(merchant: rig.rig.merchant, input)
+        let error = await refusal { try await rig.flows.createCustomer(merchant: rig.rig.merchant, input) }
+        #expect(error?.reason == "customer_already_exists")
+        var lenient = input
+        lenient.failExisting = false
+        #expect(try await rig.flows.createCustomer(merchant: rig.rig.merchant, lenient).id == first.id)
+        let edited = try await rig.flows.editCustomer(id: first.id, merchantID: rig.rig.merchant.id, name: "G. Kumar", email: nil, contact: nil,
+                                                      gstin: nil, notes: nil)
+        #expect(edited.name == "G. Kumar" && edited.email == "g@example.com")
+    }
+
+    @Test("save: 1 keeps the card on file once authorised and makes a token; paying with the token takes a new CVV into the vault and needs 3-D Secure; deleting it ends the card-on-file")
+    func saveAndPayAgain() async throws {
+        let rig = CardRig()
+        let customer = try await rig.flows.createCustomer(merchant: rig.rig.merchant, NewCustomer(
+            name: "Gaurav Kumar", email: "g@example.com", contact: "+919900000001", gstin: nil, notes: Notes(), failExisting: true))
+        let order = try await rig.rig.order(amount: 50_000)
+        let card = CardDetails(number: try CardNumber(CardRig.visa), expiry: try CardExpiry(month: 12, year: 30), cvv: "123", name: "Gaurav Kumar")
+        let payment = NewPayment(orderID: order.id, amount: 50_000, currency: .inr, method: .card, vpa: nil, email: "g@example.com",
+                                 contact: "+919900000001", description: nil, notes: Notes())
+        let reply = try body(try await rig.flows.createCardPayment(merchant: rig.rig.merchant,
+                                                                   NewCardPayment(payment: payment, card: card, callbackURL: nil, saveFor: customer.id)))
+        let id: ID<Payment> = ID(try #require(reply["razorpay_payment_id"]?.stringValue))
+        #expect(try await rig.flows.tokens(customerID: customer.id, merchantID: rig.rig.merchant.id).isEmpty)
+        _ = try await rig.flows.generateCardOTP(merchantID: rig.rig.merchant.id, paymentID: id)
+        _ = try await rig.flows.submitCardOTP(merchantID: rig.rig.merchant.id, paymentID: id, otp: "123456")
+        let tokens = try await rig.flows.tokens(customerID: customer.id, merchantID: rig.rig.merchant.id)
+        #expect(tokens.count == 1 && tokens.first?.card.last4 == "1007")
+        let token = try #require(tokens.first)
+        #expect(rig.vault.entries.withLock { $0[token.card.vaultToken]?.retention } == .cardOnFile)
+
+        let second = try await rig.rig.order(amount: 20_000)
+        let again = try body(try await rig.flows.createTokenPayment(merchant: rig.rig.merchant, NewTokenPayment(
+            payment: NewPayment(orderID: second.id, amount: 20_000, currency: .inr, method: .card, vpa: nil, email: "g@example.com",
+                                contact: "+919900000001", description: nil, notes: Notes()),
+            customerID: customer.id, tokenID: token.id, cvv: "456", callbackURL: nil)))
+        let againID: ID<Payment> = ID(try #require(again["razorpay_payment_id"]?.stringValue))
+        #expect(rig.vault.entries.withLock { $0[token.card.vaultToken]?.cvv } == "456")
+        _ = try await rig.flows.generateCardOTP(merchantID: rig.rig.merchant.id, paymentID: againID)
+        let done = try await rig.flows.submitCardOTP(merchantID: rig.rig.merchant.id, paymentID: againID, otp: "123456")
+        #expect(done.status == 200)
+        let paid = try await rig.flows.payment(id: againID)
+        #expect(paid.state == .authorized && paid.card?.id == token.card.id)
+        #expect(rig.connector.state.withLock { $0.cvvSeen } == "456")
+
+        try await rig.flows.deleteToken(id: token.id, customerID: customer.id, merchantID: rig.rig.merchant.id)
+        #expect(try await rig.flows.tokens(customerID: customer.id, merchantID: rig.rig.merchant.id).isEmpty)
+        if case .until = rig.vault.entries.withLock({ $0[token.card.vaultToken]?.retention }) {} else { Issue.record("retention not restored") }
+        let third = try await rig.rig.order(amount: 20_000)
+        let refused = await refusal { try await rig.flows.createTokenPayment(merchant: rig.rig.merchant, NewTokenPayment(
+            payment: NewPayment(orderID: third.id, amount: 20_000, currency: .inr, method: .card, vpa: nil, email: "g@example.com",
+                                contact: "+919900000001", description: nil, notes: Notes()),
+            customerID: customer.id, tokenID: token.id, cvv: nil, callbackURL: nil)) }
+        #expect(refused?.reason == "token_not_found")
+        rig.rig.expectLedgerConsistent()
+    }
+}
