@@ -51,6 +51,12 @@ struct OpenAPITests {
         "POST /v1/webhooks", "GET /v1/webhooks", "GET /v1/webhooks/{id}", "PATCH /v1/webhooks/{id}", "DELETE /v1/webhooks/{id}",
         "GET /v1/webhooks/{id}/deliveries", "POST /v1/webhooks/deliveries/{id}/redeliver",
         "GET /v1/events", "GET /v1/events/{id}", "GET /v1/notifications",
+        "POST /v1/payments/create/json", "POST /v1/payments/{id}/otp_generate", "POST /v1/payments/{id}/otp/submit",
+        "POST /v1/payments/{id}/otp_submit/{hash}", "POST /v1/payments/{id}/otp/resend", "POST /v1/payments/{id}/otp_resend/{format}",
+        "GET /v1/payments/{id}/card", "GET /v1/cards/{id}", "GET /v1/iins/{iin}",
+        "GET /v1/payments/{id}/authenticate", "POST /v1/payments/{id}/authentication/return",
+        "POST /v1/customers", "GET /v1/customers", "GET /v1/customers/{id}", "PUT /v1/customers/{id}",
+        "GET /v1/customers/{id}/tokens", "GET /v1/customers/{id}/tokens/{token}", "DELETE /v1/customers/{id}/tokens/{token}",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {
