@@ -29,12 +29,24 @@ public struct LoadOptions: Sendable {
     /// The HTTP client: `lean` (ours, one keep-alive connection per worker, little CPU) or
     /// `ahc` (AsyncHTTPClient, as before).
     public var client: LoadClient = .lean
+    /// What each lifecycle pays with: UPI (collect) or a card (create/json → otp_generate →
+    /// otp/submit → capture).
+    public var method: LoadMethod = .upi
+    /// The card number of card lifecycles (a success card of the test or sandbox issuers).
+    public var cardNumber: String = "4100280000001007"
+    /// The OTP of a card payment: test mode takes any 4–10 digits; live mode reads the OTP the
+    /// sandbox ACS texted (`SandboxOTPReader`).
+    public var otp: @Sendable (_ paymentID: String) async throws -> String = { _ in "123456" }
 
     public init(url: String, keyID: String, keySecret: String) {
         self.url = url
         self.keyID = keyID
         self.keySecret = keySecret
     }
+}
+
+public enum LoadMethod: String, Sendable, CaseIterable {
+    case upi, card
 }
 
 public enum LoadClient: String, Sendable, CaseIterable {
@@ -205,9 +217,22 @@ public struct LoadGenerator: Sendable {
         do {
             let amount = options.amount
             let order = try string(try await call("order.create", .POST, "/v1/orders", #"{"amount":\#(amount),"currency":"INR"}"#), "id")
-            let payment = try string(try await call("payment.create", .POST, "/v1/payments/create/upi", """
-                {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"upi","vpa":"\(payer())","email":"load@example.com","contact":"9123456789"}
-                """), "razorpay_payment_id")
+            let payment: String
+            switch options.method {
+            case .upi:
+                payment = try string(try await call("payment.create", .POST, "/v1/payments/create/upi", """
+                    {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"upi","vpa":"\(payer())","email":"load@example.com","contact":"9123456789"}
+                    """), "razorpay_payment_id")
+            case .card:
+                payment = try string(try await call("payment.create_json", .POST, "/v1/payments/create/json", """
+                    {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"card","email":"load@example.com","contact":"9123456789",\
+                    "card":{"number":"\(options.cardNumber)","expiry_month":"12","expiry_year":"30","cvv":"123","name":"Load Test"}}
+                    """), "razorpay_payment_id")
+                _ = try await call("payment.otp_generate", .POST, "/v1/payments/\(payment)/otp_generate", "{}")
+                let otp = try await options.otp(payment)
+                let submitted = try await call("payment.otp_submit", .POST, "/v1/payments/\(payment)/otp/submit", #"{"otp":"\#(otp)"}"#)
+                _ = try string(submitted, "razorpay_signature")
+            }
             let captureBody = #"{"amount":\#(amount),"currency":"INR"}"#
             do {
                 _ = try await call("payment.capture", .POST, "/v1/payments/\(payment)/capture", captureBody)

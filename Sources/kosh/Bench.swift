@@ -30,6 +30,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "Live mode: create a live merchant, so payments go through the connectors to the rails (the sandbox)") var live = false
         @Option(help: "The payer's VPA; {n} becomes a number per lifecycle (default success@razorpay, or success.load{n}@okhdfcbank with --live)") var vpa: String?
         @Option(help: "HTTP client: lean (one keep-alive connection per worker, little CPU) or ahc (AsyncHTTPClient)") var client: String = "lean"
+        @Option(help: "What lifecycles pay with: upi, or card (create/json → otp_generate → otp/submit → capture)") var method: String = "upi"
+        @Option(help: "Card lifecycles: the card number (a success card)") var card: String = "4100280000001007"
 
         func validate() throws {
             guard (1...3_600).contains(duration), (0...600).contains(warmup) else { throw ValidationError("--duration 1…3600, --warmup 0…600") }
@@ -37,6 +39,7 @@ struct BenchCommand: AsyncParsableCommand {
             if let rate, !(1...100_000).contains(rate) { throw ValidationError("--rate 1…100000") }
             guard (0...1000).contains(refundPerMille) else { throw ValidationError("--refund-per-mille 0…1000") }
             guard LoadClient(rawValue: client) != nil else { throw ValidationError("--client lean or ahc") }
+            guard LoadMethod(rawValue: method) != nil else { throw ValidationError("--method upi or card") }
         }
 
         func run() async throws {
@@ -60,6 +63,8 @@ struct BenchCommand: AsyncParsableCommand {
             // Live: a payer per lifecycle (each sandbox account has a per-day limit of ₹1,00,000).
             options.vpa = vpa ?? (live ? "success.load{n}@okhdfcbank" : "success@razorpay")
             options.client = LoadClient(rawValue: client) ?? .lean
+            options.method = LoadMethod(rawValue: method) ?? .upi
+            options.cardNumber = card
             let generator = LoadGenerator(options: options)
             let report = try await generator.run()
             try await generator.shutdown()
