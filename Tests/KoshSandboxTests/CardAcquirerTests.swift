@@ -198,8 +198,8 @@ import Testing
 
     @Test func aReversalBeforeTheLateIssuerAnswersReleasesItsApproval() async throws {
         try await withCardSandbox { sandbox in
-            // The late issuer answers on real time; 300 ms leaves room for the reversal to come first.
-            try await sandbox.cardTiming(lateAnswerMs: 300)
+            // The late issuer answers on real time; 1 s leaves the reversal ample room to come first.
+            try await sandbox.cardTiming(lateAnswerMs: 1_000)
             let card = "5241810000001008"
             let authentication = try await sandbox.authenticate(card, paymentID: "pay_late")
             let connection = try await sandbox.connect()

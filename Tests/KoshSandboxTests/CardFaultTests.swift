@@ -21,7 +21,7 @@ import Testing
             try await connection.send(ISO.authorisation(Self.card, amount: 40_000, paymentID: "pay_drop", stan: "000001"))
             // Waiting for an answer that must not come takes real time.
             #expect(try await connection.silent(stan: "000001", for: .milliseconds(300)))
-            let books = try await sandbox.transaction("pay_drop")
+            let books = try await sandbox.eventually { try await sandbox.transaction("pay_drop") }
             #expect(books.string("status") == "approved", "processed, only the answer was lost")
             #expect(try await sandbox.card(Self.card).int("held") == 40_000)
             #expect(try await stats(sandbox)["responses_dropped"] == 1)

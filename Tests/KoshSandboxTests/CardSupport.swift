@@ -25,6 +25,18 @@ struct CardSandbox: Sendable {
 
     func card(_ number: String) async throws -> Reply { try await http.get("/sandbox/v1/cards/\(number)") }
 
+    /// `read` again until it answers 200, for at most 5 s (an answer processed but never sent
+    /// can only be seen on the books, once the acquirer got to it).
+    func eventually(_ read: () async throws -> Reply) async throws -> Reply {
+        let deadline = ContinuousClock.now + .seconds(5)
+        var reply = try await read()
+        while reply.status != 200 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            reply = try await read()
+        }
+        return reply
+    }
+
     /// The OTPs texted so far to `phone`, oldest first.
     func otps(to phone: String) async throws -> [String] {
         let messages = try await http.get("/sms/v1/messages")["items"] as? [[String: Any]] ?? []
