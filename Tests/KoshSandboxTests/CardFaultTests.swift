@@ -1,5 +1,6 @@
 import Foundation
 import KoshISO8583
+import KoshRandom
 import Testing
 @testable import KoshSandbox
 
@@ -121,6 +122,42 @@ import Testing
             #expect((books["response_codes"] as? [String]) == ["0110:00"])
             #expect(try await sandbox.transaction("pay_none").status == 404)
             await connection.close()
+        }
+    }
+}
+
+/// Random, mostly malformed traffic: the acquirer answers or closes, and keeps serving.
+@Suite(.timeLimit(.minutes(1))) struct CardRobustnessTests {
+    @Test func randomMessagesNeverStopTheAcquirer() async throws {
+        try await withCardSandbox { sandbox in
+            var random = SplitMix64(seed: 13)
+            let values: [Int: [String]] = [
+                2: ["4012888888881881", "4100280000001007", "1234", "4111111111111111"],
+                3: ["000000", "200000", "999999"], 4: ["000000050000", "000000000000", "999999999999"],
+                11: ["000001", "000002", "000003"], 14: ["3012", "0000", "9913"], 37: ["RRN000001ABC"],
+                48: [ISO.field48([("PI", "pay_r")]), ISO.field48([("PI", "pay_r"), ("RI", "rf")]), "PI999x", "", "AV003abc"],
+                49: ["356", "840"], 70: ["001", "999"], 90: [ISO.original(stan: "000001"), String(repeating: "9", count: 42)],
+            ]
+            let mtis = ["0100", "0200", "0400", "0420", "0800", "0110", "0300", "9999"]
+            for round in 0..<20 {
+                let connection = try await sandbox.connect()
+                var frames: [UInt8] = []
+                for _ in 0..<25 {
+                    var message = ISO8583Message(mti: mtis[Int(random.next() % UInt64(mtis.count))])
+                    for (field, options) in values where random.next() % 3 != 0 {
+                        message[field] = options[Int(random.next() % UInt64(options.count))]
+                    }
+                    message[7] = ISO.time
+                    frames += try ISO8583Frame.frame(try message.encoded())
+                }
+                if round % 5 == 4 { frames += [0x00, 0x04, 0x41, 0x42, 0x43, 0x44] }   // unreadable: closes
+                try await connection.sendRaw(frames)
+                try await Task.sleep(for: .milliseconds(20))
+                await connection.close()
+            }
+            let healthy = try await sandbox.connect()
+            #expect(try await healthy.exchange(ISO.echo(stan: "123456"))[39] == "00")
+            await healthy.close()
         }
     }
 }
