@@ -208,7 +208,7 @@ struct ControlAPI: Sendable {
         }
         api.put("faults/:rail") { request, context in
             let name = try context.parameters.require("rail")
-            guard let rail = Rail(rawValue: name) else { throw SandboxHTTPError.notFound("No rail \(name): upi_switch, alphapay or betapay") }
+            guard let rail = Rail(rawValue: name) else { throw SandboxHTTPError.notFound("No rail \(name): \(Rail.allCases.map(\.rawValue).joined(separator: ", "))") }
             var request = request
             let patch = try await request.decode(FaultPatch.self, context: context)
             let result = runtime.withWorld { world in

@@ -1,9 +1,12 @@
 import KoshJSON
-/// The three upstreams the sandbox plays.
+/// The upstreams the sandbox plays: three UPI rails, the card acquirer (ISO 8583 over TCP) and
+/// the 3-D Secure ACS.
 enum Rail: String, CaseIterable, Sendable, Hashable {
     case upiSwitch = "upi_switch"
     case alphapay
     case betapay
+    case acquirer
+    case acs
 }
 
 /// A rail's fault injection settings (`PUT /sandbox/v1/faults/{rail}`).
@@ -25,6 +28,8 @@ struct FaultConfig: Sendable, Equatable {
     var dropCallbackRate: Double = 0
     var duplicateCallbackRate: Double = 0
     var callbackDelayMs: Int64 = 0
+    /// The acquirer only: share of messages processed whose answer is never sent.
+    var dropResponseRate: Double = 0
 
     static let maximumLatencyMs: Int64 = 60_000
     static let maximumHangMs: Int64 = 600_000
@@ -42,6 +47,7 @@ struct FaultConfig: Sendable, Equatable {
             ("drop_callback_rate", .double(dropCallbackRate)),
             ("duplicate_callback_rate", .double(duplicateCallbackRate)),
             ("callback_delay_ms", .int(callbackDelayMs)),
+            ("drop_response_rate", .double(dropResponseRate)),
         ])
     }
 
@@ -62,13 +68,15 @@ struct FaultConfig: Sendable, Equatable {
         if let v = patch.dropCallbackRate { next.dropCallbackRate = v }
         if let v = patch.duplicateCallbackRate { next.duplicateCallbackRate = v }
         if let v = patch.callbackDelayMs { next.callbackDelayMs = v }
+        if let v = patch.dropResponseRate { next.dropResponseRate = v }
         try next.validate()
         return next
     }
 
     func validate() throws(MalformedRequest) {
         let rates = [("error_rate", errorRate), ("timeout_rate", timeoutRate), ("decline_rate", declineRate),
-                     ("drop_callback_rate", dropCallbackRate), ("duplicate_callback_rate", duplicateCallbackRate)]
+                     ("drop_callback_rate", dropCallbackRate), ("duplicate_callback_rate", duplicateCallbackRate),
+                     ("drop_response_rate", dropResponseRate)]
         for (name, rate) in rates where !(rate >= 0 && rate <= 1) {
             throw MalformedRequest(message: "\(name) must be between 0 and 1")
         }
@@ -105,11 +113,13 @@ struct FaultPatch: Decodable, Sendable {
     var dropCallbackRate: Double?
     var duplicateCallbackRate: Double?
     var callbackDelayMs: Int64?
+    var dropResponseRate: Double?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case latency = "latency_ms", errorRate = "error_rate", timeoutRate = "timeout_rate", hangMs = "hang_ms", down,
              downtime, declineRate = "decline_rate", dropCallbackRate = "drop_callback_rate",
-             duplicateCallbackRate = "duplicate_callback_rate", callbackDelayMs = "callback_delay_ms"
+             duplicateCallbackRate = "duplicate_callback_rate", callbackDelayMs = "callback_delay_ms",
+             dropResponseRate = "drop_response_rate"
     }
 
     init(from decoder: any Decoder) throws {
@@ -127,6 +137,7 @@ struct FaultPatch: Decodable, Sendable {
         dropCallbackRate = try c.decodeIfPresent(Double.self, forKey: .dropCallbackRate)
         duplicateCallbackRate = try c.decodeIfPresent(Double.self, forKey: .duplicateCallbackRate)
         callbackDelayMs = try c.decodeIfPresent(Int64.self, forKey: .callbackDelayMs)
+        dropResponseRate = try c.decodeIfPresent(Double.self, forKey: .dropResponseRate)
     }
 }
 
@@ -182,10 +193,12 @@ struct RailStats: Sendable, Equatable {
     var callbacksSent: Int64 = 0
     var callbacksDropped: Int64 = 0
     var callbacksDuplicated: Int64 = 0
+    /// The acquirer's answers dropped by `drop_response_rate`.
+    var responsesDropped: Int64 = 0
 
     var json: JSON {
         .object([("calls", .int(calls)), ("errors_injected", .int(errorsInjected)), ("timeouts_injected", .int(timeoutsInjected)),
                  ("callbacks_sent", .int(callbacksSent)), ("callbacks_dropped", .int(callbacksDropped)),
-                 ("callbacks_duplicated", .int(callbacksDuplicated))])
+                 ("callbacks_duplicated", .int(callbacksDuplicated)), ("responses_dropped", .int(responsesDropped))])
     }
 }

@@ -7,6 +7,9 @@ public struct SandboxConfiguration: Sendable {
     public var host: String
     /// 0 picks a free port; `onServerRunning` reports the one bound.
     public var port: Int
+    /// The card acquirer's ISO 8583 port (docs/CARDS.md §2), on the same host; 0 picks a free
+    /// port, which `onAcquirerRunning` reports.
+    public var acquirerPort: Int
     /// Seeds the random source of fault draws; nil seeds from the system.
     public var seed: UInt64?
     /// Shared HMAC secret for requests and callbacks.
@@ -16,10 +19,11 @@ public struct SandboxConfiguration: Sendable {
 
     public static let defaultSecret = "kosh-sandbox-dev-secret"
 
-    public init(host: String = "127.0.0.1", port: Int = 9090, seed: UInt64? = nil, secret: String = SandboxConfiguration.defaultSecret,
-                clock: any SandboxClock = SystemSandboxClock()) {
+    public init(host: String = "127.0.0.1", port: Int = 9090, acquirerPort: Int = 9091, seed: UInt64? = nil,
+                secret: String = SandboxConfiguration.defaultSecret, clock: any SandboxClock = SystemSandboxClock()) {
         self.host = host
         self.port = port
+        self.acquirerPort = acquirerPort
         self.seed = seed
         self.secret = secret
         self.clock = clock
@@ -37,18 +41,22 @@ public struct Sandbox: Sendable {
         self.logger = logger
     }
 
-    /// The server as a Hummingbird application (a swift-service-lifecycle Service). Each call
-    /// makes a fresh, empty sandbox. `onServerRunning` is called with the bound port once it
-    /// listens. When the application stops (graceful shutdown or cancellation) pending payer
-    /// decisions and callbacks are cancelled and the callback HTTP client is shut down before
-    /// `run()` returns.
-    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        makeSandboxApplication(onServerRunning: onServerRunning)
+    /// The server as a Hummingbird application (a swift-service-lifecycle Service), with the
+    /// card acquirer's TCP server beside it. Each call makes a fresh, empty sandbox.
+    /// `onServerRunning` is called with the bound HTTP port once it listens, `onAcquirerRunning`
+    /// with the acquirer's. When the application stops (graceful shutdown or cancellation) the
+    /// acquirer closes its connections, pending payer decisions and callbacks are cancelled and
+    /// the callback HTTP client is shut down before `run()` returns.
+    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+                                onAcquirerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        makeSandboxApplication(onServerRunning: onServerRunning, onAcquirerRunning: onAcquirerRunning)
     }
 
     /// `makeApplication`, with the runtime in reach of tests (`runDueWork`).
-    func makeSandboxApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> SandboxApplication {
+    func makeSandboxApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+                                onAcquirerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> SandboxApplication {
         let runtime = SandboxRuntime(secret: configuration.secret, seed: configuration.seed, clock: configuration.clock, logger: logger)
+        let notifications = NotificationProviders()
         let router = Router(context: SandboxRequestContext.self)
         router.add(middleware: SandboxErrorMiddleware())
         router.add(middleware: SignatureMiddleware(secret: configuration.secret, now: { runtime.now() }))
@@ -56,7 +64,11 @@ public struct Sandbox: Sendable {
         AlphapayAPI(runtime: runtime).register(on: router)
         BetapayAPI(runtime: runtime).register(on: router)
         ControlAPI(runtime: runtime).register(on: router)
-        NotificationProviders().register(on: router)
+        notifications.register(on: router)
+        ACSAPI(runtime: runtime, notifications: notifications).register(on: router)
+        ChallengePages(runtime: runtime, notifications: notifications).register(on: router)
+        CardControlAPI(runtime: runtime).register(on: router)
+        let acquirer = AcquirerServer(host: configuration.host, port: configuration.acquirerPort, runtime: runtime, logger: logger)
         let application = Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
@@ -67,7 +79,7 @@ public struct Sandbox: Sendable {
                 await onServerRunning(channel.localAddress?.port ?? 0)
             },
             logger: logger)
-        return SandboxApplication(base: application, runtime: runtime)
+        return SandboxApplication(base: application, runtime: runtime, acquirer: acquirer, onAcquirerRunning: onAcquirerRunning)
     }
 }
 
@@ -78,6 +90,8 @@ struct SandboxApplication: ApplicationProtocol {
 
     let base: Base
     let runtime: SandboxRuntime
+    let acquirer: AcquirerServer
+    let onAcquirerRunning: @Sendable (Int) async -> Void
 
     var responder: Responder { base.responder }
     var eventLoopGroup: any EventLoopGroup { base.eventLoopGroup }
@@ -91,11 +105,17 @@ struct SandboxApplication: ApplicationProtocol {
     /// calls after stepping a `ManualSandboxClock`.
     func runDueWork() async { await runtime.runDueWork() }
 
-    /// Runs the server; once it has stopped, cancels and awaits the sandbox's tasks and shuts
-    /// its HTTP client down.
+    /// Runs the HTTP server and the acquirer; once either has stopped (the HTTP server on
+    /// shutdown, or a failure such as a port in use), stops the other, then cancels and awaits
+    /// the sandbox's tasks and shuts its HTTP client down.
     func run() async throws {
         do {
-            try await base.run()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await base.run() }
+                group.addTask { [acquirer, onAcquirerRunning] in try await acquirer.run(onRunning: onAcquirerRunning) }
+                defer { group.cancelAll() }
+                try await group.next()
+            }
         } catch {
             await runtime.shutdown()
             throw error

@@ -12,17 +12,20 @@ struct SandboxWorld: Sendable {
     /// Bumped by every reset; timers from an older epoch are ignored.
     private(set) var epoch: UInt64 = 0
     /// Fault draws and bank decline draws: one generator, so a seed replays the same faults.
-    private var random: SplitMix64
+    var random: SplitMix64
     /// Identifiers (RRNs, provider ids): derived from the seed but kept apart from the fault
     /// draws, so creating a payment does not shift the fault sequence.
-    private var identifiers: SplitMix64
+    var identifiers: SplitMix64
 
     private(set) var faults: [Rail: FaultConfig] = [:]
     private(set) var timing = PayerTiming()
-    private(set) var stats: [Rail: RailStats] = [:]
+    var stats: [Rail: RailStats] = [:]
     private var accounts: [String: Account] = [:]
     private var transactions: [TxnKey: Transaction] = [:]
     private var refunds: [RefundKey: Refund] = [:]
+    /// The card network: issuers' accounts and the acquirer's books (Cards/), and the ACS.
+    var cards = CardBooks()
+    var acs = ACSBook()
 
     init(seed: UInt64) {
         self.seed = seed
@@ -94,6 +97,7 @@ struct SandboxWorld: Sendable {
         case .upiSwitch: rrn
         case .alphapay: "ap_" + identifiers.hex16()
         case .betapay: "BP" + identifiers.digits(12)
+        case .acquirer, .acs: preconditionFailure("Invalid state: a UPI transaction on the card rail \(new.key.rail)")
         }
         let transaction = Transaction(new, rrn: rrn, providerID: providerID, createdAt: now)
         transactions[new.key] = transaction
@@ -209,6 +213,7 @@ struct SandboxWorld: Sendable {
         case .upiSwitch: identifiers.digits(12)
         case .alphapay: "apr_" + identifiers.hex16()
         case .betapay: "BPR" + identifiers.digits(12)
+        case .acquirer, .acs: preconditionFailure("Invalid state: a UPI refund on the card rail \(key.rail)")
         }
         let refund = Refund(key: key, transaction: txnKey, amount: amount, providerID: providerID, rrn: identifiers.digits(12))
         refunds[key] = refund
@@ -314,7 +319,7 @@ struct Transaction: Sendable {
         switch key.rail {
         case .upiSwitch: mode == new.mode && amount == new.amount && payer == new.payer && payee == new.payee
         case .alphapay: amount == new.amount && payer == new.payer && callback == new.callback
-        case .betapay: false
+        case .betapay, .acquirer, .acs: false
         }
     }
 }

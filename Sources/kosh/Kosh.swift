@@ -77,6 +77,8 @@ struct SandboxRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the sandbox server (the default).")
     @Option var host: String = "127.0.0.1"
     @Option var port: Int = 9090
+    @Option(help: "The card acquirer's ISO 8583 port (0 picks a free one).")
+    var acquirerPort: Int = 9091
     @Option(help: "Seed of the fault-injection random source, so a run can be replayed.")
     var seed: UInt64?
     @Option(help: "Shared HMAC secret for requests and callbacks (default: KOSH_RAILS_SECRET, else the development secret).")
@@ -86,8 +88,11 @@ struct SandboxRun: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let logger = makeLogger("kosh.sandbox")
         let secret = secret ?? ProcessInfo.processInfo.environment["KOSH_RAILS_SECRET"] ?? SandboxConfiguration.defaultSecret
-        let sandbox = Sandbox(configuration: SandboxConfiguration(host: host, port: port, seed: seed, secret: secret), logger: logger)
-        let app = sandbox.makeApplication { port in logger.notice("Sandbox listening", metadata: ["port": "\(port)"]) }
+        let sandbox = Sandbox(configuration: SandboxConfiguration(host: host, port: port, acquirerPort: acquirerPort, seed: seed, secret: secret),
+                              logger: logger)
+        let app = sandbox.makeApplication(
+            onServerRunning: { port in logger.notice("Sandbox listening", metadata: ["port": "\(port)"]) },
+            onAcquirerRunning: { port in logger.notice("Card acquirer listening", metadata: ["acquirer.port": "\(port)"]) })
         let group = ServiceGroup(configuration: .init(services: [.init(service: app)], gracefulShutdownSignals: [.sigterm, .sigint],
                                                       logger: logger))
         try await group.run()

@@ -197,7 +197,7 @@ func withSandbox(seed: UInt64? = 7, clock: any SandboxClock = ManualSandboxClock
     let receiver = recorder.application(onServerRunning: { port in receiverPorts.continuation.yield(port) })
 
     let sandboxPorts = AsyncStream.makeStream(of: Int.self)
-    let sandbox = Sandbox(configuration: SandboxConfiguration(host: "127.0.0.1", port: 0, seed: seed, clock: clock), logger: quietLogger)
+    let sandbox = Sandbox(configuration: SandboxConfiguration(host: "127.0.0.1", port: 0, acquirerPort: 0, seed: seed, clock: clock), logger: quietLogger)
     let app = sandbox.makeSandboxApplication(onServerRunning: { port in sandboxPorts.continuation.yield(port) })
 
     try await withThrowingTaskGroup(of: Void.self) { group in
