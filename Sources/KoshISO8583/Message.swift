@@ -23,10 +23,13 @@ public struct ISO8583Message: Sendable, Hashable {
 
     /// The response MTI of a request: 0100 → 0110, 0200 → 0210, 0400 → 0410, 0420 → 0430, 0800 → 0810.
     public var responseMTI: String? {
+        // The third digit is the message function: even for a request or advice (0, 2), the
+        // next odd one for its response (1, 3).
         let digits = Array(mti.utf8)
-        guard digits.count == 4, digits[2] == UInt8(ascii: "0") else { return nil }
+        guard digits.count == 4, digits.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }),
+              digits[2] == UInt8(ascii: "0") || digits[2] == UInt8(ascii: "2") else { return nil }
         var response = digits
-        response[2] = UInt8(ascii: "1")
+        response[2] += 1
         return String(decoding: response, as: UTF8.self)
     }
 }

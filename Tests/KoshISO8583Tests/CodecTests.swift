@@ -21,6 +21,8 @@ struct CodecTests {
         #expect(Self.authorization.responseMTI == "0110")
         #expect(ISO8583Message(mti: "0800").responseMTI == "0810")
         #expect(ISO8583Message(mti: "0110").responseMTI == nil)
+        #expect(ISO8583Message(mti: "0420").responseMTI == "0430")
+        #expect(ISO8583Message(mti: "0430").responseMTI == nil)
     }
 
     @Test("a field over 64 sets bit 1 and writes the secondary bitmap")

@@ -91,8 +91,7 @@ enum AcquirerProfile {
     /// and `RI` back in field 48, and `authCode` in field 38 when approved. Nil for an MTI that
     /// has no answer (an answer sent to the acquirer).
     static func answer(to request: ISO8583Message, code: String, authCode: String? = nil) -> ISO8583Message? {
-        // `ISO8583Message.responseMTI` answers only requests (third digit 0), not the 0420 advice.
-        guard let mti = request.mti == "0420" ? "0430" : request.responseMTI, ["0810", "0110", "0210", "0410", "0430"].contains(mti)
+        guard let mti = request.responseMTI, ["0810", "0110", "0210", "0410", "0430"].contains(mti)
         else { return nil }
         var answer = ISO8583Message(mti: mti)
         for field in echoed(forResponse: mti) { answer[field] = request[field] }
