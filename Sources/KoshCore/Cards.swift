@@ -183,8 +183,8 @@ public struct BINTable: Sendable {
         BINRecord(prefix: "340256", network: .amex, issuer: nil, type: .credit),
         BINRecord(prefix: "378282", network: .amex, issuer: nil, type: .credit),
         BINRecord(prefix: "305693", network: .diners, issuer: "HDFC", type: .credit),
-        BINRecord(prefix: "510510", network: .mastercard, issuer: nil, type: .credit, country: "US"),
-        BINRecord(prefix: "510406", network: .mastercard, issuer: nil, type: .debit, country: "US"),
+        BINRecord(prefix: "510510", network: .mastercard, issuer: nil, type: .prepaid, country: "US"),
+        BINRecord(prefix: "510406", network: .mastercard, issuer: nil, type: .debit, country: "GB"),
         BINRecord(prefix: "555555", network: .mastercard, issuer: nil, type: .credit, country: "US"),
         BINRecord(prefix: "401288", network: .visa, issuer: nil, type: .credit, country: "US"),
     ])
