@@ -66,6 +66,23 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The tokenisation vault (docs/CARDS.md §1): the cardholder-data zone's own service,
+        // SQLite file and keys; the rest of Kosh holds only its tokens.
+        .target(
+            name: "KoshVault",
+            dependencies: [
+                "KoshCore", "KoshJSON",
+                "CSQLite3",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The simulated outside world (docs/SANDBOX.md): a UPI switch, PSP aggregators,
         // banks, payer apps and fault injection, served over HTTP.
         .target(
@@ -99,7 +116,7 @@ let package = Package(
         .target(
             name: "KoshApp",
             dependencies: [
-                "KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox",
+                "KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox", "KoshVault",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
