@@ -155,7 +155,7 @@ let package = Package(
         ),
         .target(
             name: "KoshTesting",
-            dependencies: ["KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshApp"]
+            dependencies: ["KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshApp", "KoshVault"]
         ),
         .testTarget(
             name: "KoshCoreTests",
