@@ -142,7 +142,7 @@ let package = Package(
         .executableTarget(
             name: "kosh",
             dependencies: [
-                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore", "KoshFlows", "KoshJSON", "KoshHTTP",
+                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore", "KoshFlows", "KoshJSON", "KoshHTTP", "KoshVault",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
