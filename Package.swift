@@ -175,6 +175,17 @@ let package = Package(
                            .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(name: "KoshRandomTests", dependencies: ["KoshRandom"]),
+        // The vault over real sockets (TCP and a Unix socket) with the real client, on a stepped clock.
+        .testTarget(
+            name: "KoshVaultTests",
+            dependencies: ["KoshVault", "KoshCore", "KoshJSON", "KoshTesting",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "KoshSandboxTests",
             dependencies: ["KoshSandbox",
