@@ -66,6 +66,23 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // The tokenisation vault (docs/CARDS.md §1): the cardholder-data zone's own service,
+        // SQLite file and keys; the rest of Kosh holds only its tokens.
+        .target(
+            name: "KoshVault",
+            dependencies: [
+                "KoshCore", "KoshJSON",
+                "CSQLite3",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The simulated outside world (docs/SANDBOX.md): a UPI switch, PSP aggregators,
         // banks, payer apps and fault injection, served over HTTP.
         .target(
@@ -101,7 +118,7 @@ let package = Package(
         .target(
             name: "KoshApp",
             dependencies: [
-                "KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox",
+                "KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshRails", "KoshHTTP", "KoshSandbox", "KoshVault",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -127,7 +144,7 @@ let package = Package(
         .executableTarget(
             name: "kosh",
             dependencies: [
-                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore", "KoshFlows", "KoshJSON", "KoshHTTP",
+                "KoshApp", "KoshBench", "KoshSandbox", "KoshRails", "KoshCore", "KoshFlows", "KoshJSON", "KoshHTTP", "KoshVault",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -140,7 +157,7 @@ let package = Package(
         ),
         .target(
             name: "KoshTesting",
-            dependencies: ["KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshApp"]
+            dependencies: ["KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshApp", "KoshVault"]
         ),
         .testTarget(
             name: "KoshCoreTests",
@@ -160,6 +177,17 @@ let package = Package(
                            .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(name: "KoshRandomTests", dependencies: ["KoshRandom"]),
+        // The vault over real sockets (TCP and a Unix socket) with the real client, on a stepped clock.
+        .testTarget(
+            name: "KoshVaultTests",
+            dependencies: ["KoshVault", "KoshCore", "KoshJSON", "KoshTesting",
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "KoshSandboxTests",
             dependencies: ["KoshSandbox",

@@ -40,7 +40,7 @@ struct Kosh: AsyncParsableCommand {
         commandName: "kosh",
         abstract: "Kosh: a self-hosted, Razorpay-compatible payment gateway.",
         version: KoshVersion.current,
-        subcommands: [Serve.self, SandboxCommand.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, RefundsCommand.self, BenchCommand.self])
+        subcommands: [Serve.self, SandboxCommand.self, Migrate.self, MerchantCommand.self, LedgerCommand.self, RefundsCommand.self, BenchCommand.self, VaultCommand.self])
 }
 
 struct Serve: AsyncParsableCommand {
