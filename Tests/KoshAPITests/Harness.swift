@@ -51,7 +51,8 @@ struct Kosh: Sendable {
         config.webhooks.allowPrivateDestinations = allowPrivateWebhooks
         config.webhooks.resolver = resolver
         let clock = ManualClock(millis: SystemClock().nowMillis())
-        let services = try await KoshServices.open(config, logger: Logger(label: "kosh-test"), clock: clock)
+        let services = try await KoshServices.open(config, logger: Logger(label: "kosh-test"), clock: clock,
+                                                   cardVault: InMemoryCardVault(clock: clock))
         let merchant = try await services.merchants.create(name: "Test Merchant")
         let app = Application(router: services.router())
         try await app.test(.router) { client in
