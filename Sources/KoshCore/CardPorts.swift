@@ -170,10 +170,16 @@ public protocol CardConnector: Sendable {
     /// The ACS's own word on an authentication (after a browser came back from the challenge page).
     func authentication(id: String) async throws -> CardAuthentication
     /// 0100 with the card from the vault (CVV taken), the authentication value and ECI.
+    /// `reference` is there whenever the 0100 may have reached the acquirer (any answer,
+    /// `.unknown` and `.reversedAfterTimeout` included); after `.unknown` the caller keeps it
+    /// and hands it to `resolveTimeout`. It is nil only when nothing was sent (then it throws).
     func authorize(_ payment: CardPaymentContext, authentication: CardAuthentication)
         async throws -> (answer: CardNetworkAnswer, reference: CardAuthorizationReference?)
-    /// After `.unknown`: whether the timeout reversal has been answered now.
-    func resolveTimeout(_ payment: CardPaymentContext) async throws -> CardNetworkAnswer
+    /// After `.unknown`: whether the timeout reversal has been answered now (`.reversedAfterTimeout`),
+    /// else `.unknown` after one more reversal advice. `reference` is the one `authorize` gave
+    /// with `.unknown`: the advice's field 90 names the original STAN and transmission time,
+    /// which a connector restarted since (its pending reversals were in memory) cannot know.
+    func resolveTimeout(_ payment: CardPaymentContext, reference: CardAuthorizationReference) async throws -> CardNetworkAnswer
     /// 0200 capture of the authorisation for `amount`.
     func capture(_ payment: CardPaymentContext, amount: Int64, reference: CardAuthorizationReference) async throws -> CardNetworkAnswer
     /// 0400 reversal of the authorisation (void).
