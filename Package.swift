@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "KoshRails",
             dependencies: [
-                "KoshCore", "KoshJSON", "KoshRandom",
+                "KoshCore", "KoshJSON", "KoshRandom", "KoshISO8583",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
