@@ -160,6 +160,15 @@ let package = Package(
                            .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(name: "KoshRandomTests", dependencies: ["KoshRandom"]),
+        // The card connector against a fake acquirer (NIO TCP) and a fake ACS (Hummingbird) on loopback.
+        .testTarget(
+            name: "KoshRailsTests",
+            dependencies: ["KoshRails", "KoshCore", "KoshISO8583",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Hummingbird", package: "hummingbird")]
+        ),
         .testTarget(
             name: "KoshSandboxTests",
             dependencies: ["KoshSandbox",
