@@ -1,4 +1,5 @@
 import KoshCore
+import KoshISO8583
 import Testing
 @testable import KoshRails
 
@@ -41,11 +42,31 @@ struct CardMessageTests {
         #expect(wrapped.next(for: ID("pay_ABCDEFGHIJ")) == "DEFGHIJ00000")
     }
 
-    @Test func taggedDataRoundTrips() {
-        let text = CardTLV.encode([("PI", "pay_1"), ("RI", "rfnd_22")])
+    @Test func taggedDataRoundTrips() throws {
+        let text = try CardTLV.encode([("PI", "pay_1"), ("RI", "rfnd_22")])
         #expect(text == "PI005pay_1RI007rfnd_22")
         #expect(CardTLV.decode(text) == ["PI": "pay_1", "RI": "rfnd_22"])
         #expect(CardTLV.decode("PI009pay_1") == nil)
+        #expect(throws: ISO8583Error.self) { try CardTLV.encode([("AV", String(repeating: "A", count: 1_000))]) }
+    }
+
+    @Test func aFullReversalBookLetsGoOfAnsweredReversalsFirst() {
+        var book = ReversalBook()
+        let reference = CardAuthorizationReference(stan: "000001", transmission: "0314184530", rrn: "000000100001", authCode: nil)
+        func payment(_ n: Int) -> CardPaymentContext {
+            CardPaymentContext(paymentID: ID("pay_\(n)"), merchantID: ID("acc_1"), merchantName: "M", vaultToken: "vt_1", amount: 1, currency: .inr)
+        }
+        let first = book.follow(payment(1), original: reference, limit: 2)
+        let second = book.follow(payment(2), original: reference, limit: 2)
+        let third = book.follow(payment(3), original: reference, limit: 2)
+        #expect(first && second && !third, "full at two")
+        _ = book.markAnswered(ID("pay_1"))
+        let thirdAgain = book.follow(payment(3), original: reference, limit: 2)
+        #expect(thirdAgain)
+        #expect(Set(book.entries.keys) == [ID("pay_2"), ID("pay_3")])
+        _ = book.shutDown()
+        let afterShutdown = book.follow(payment(4), original: reference, limit: 2)
+        #expect(!afterShutdown)
     }
 
     @Test func amountsAreTwelveDigits() throws {

@@ -41,12 +41,16 @@ struct CardMessageTime: Sendable, Hashable {
 
 /// Field 48's tagged data: `TT` + `LLL` + value, repeated.
 enum CardTLV {
-    static func encode(_ elements: [(tag: String, value: String)]) -> String {
-        elements.map { tag, value in
-            precondition(tag.utf8.count == 2 && value.utf8.count <= 999, "a field 48 element is a 2-character tag and ≤ 999 characters")
+    /// Throws for a value over 999 characters (values such as the CAVV come from the ACS).
+    static func encode(_ elements: [(tag: String, value: String)]) throws(ISO8583Error) -> String {
+        var out = ""
+        for (tag, value) in elements {
+            precondition(tag.utf8.count == 2, "a field 48 tag is 2 characters")
+            guard value.utf8.count <= 999 else { throw ISO8583Error("the field 48 element \(tag) is over 999 characters") }
             let length = String(value.utf8.count)
-            return tag + String(repeating: "0", count: 3 - length.count) + length + value
-        }.joined()
+            out += tag + String(repeating: "0", count: 3 - length.count) + length + value
+        }
+        return out
     }
 
     /// The elements by tag; nil when the text is not well-formed.
@@ -150,7 +154,7 @@ struct CardMessageBuilder: Sendable {
             tags.append(("EC", eci))
         }
         tags.append(("AI", authentication.id))
-        fields[48] = CardTLV.encode(tags)
+        fields[48] = try CardTLV.encode(tags)
         return ISO8583Message(mti: "0100", fields: fields)
     }
 
@@ -161,7 +165,7 @@ struct CardMessageBuilder: Sendable {
         fields[14] = Self.expiry(card)
         var tags: [(tag: String, value: String)] = [("PI", payment.paymentID.rawValue)]
         if let refundID { tags.append(("RI", refundID.rawValue)) }
-        fields[48] = CardTLV.encode(tags)
+        fields[48] = try CardTLV.encode(tags)
         fields[90] = originalData(mti: "0100", stan: reference.stan, transmission: reference.transmission)
         return ISO8583Message(mti: "0200", fields: fields)
     }
@@ -170,7 +174,7 @@ struct CardMessageBuilder: Sendable {
     func reversal(_ payment: CardPaymentContext, card: VaultCard, advice: Bool, original: CardAuthorizationReference,
                   time: CardMessageTime, rrn: String) throws -> ISO8583Message {
         var fields = try common(payment, card: card, processingCode: "000000", amount: payment.amount, time: time, rrn: rrn)
-        fields[48] = CardTLV.encode([("PI", payment.paymentID.rawValue)])
+        fields[48] = try CardTLV.encode([("PI", payment.paymentID.rawValue)])
         fields[90] = originalData(mti: "0100", stan: original.stan, transmission: original.transmission)
         return ISO8583Message(mti: advice ? "0420" : "0400", fields: fields)
     }

@@ -120,6 +120,7 @@ public final class CardNetworkConnector: CardConnector {
         async throws -> (answer: CardNetworkAnswer, reference: CardAuthorizationReference?) {
         let time = CardMessageTime(clock.now)
         let rrn = rrns.next(for: payment.paymentID)
+        _ = try CardMessageBuilder.amount(payment.amount)  // refused before the CVV is taken
         let (card, cvv) = try await vault.detokenize(token: payment.vaultToken, takeCVV: true)
         let request = try builder.authorization(payment, card: card, cvv: cvv, authentication: authentication, time: time, rrn: rrn)
         var logger = logger

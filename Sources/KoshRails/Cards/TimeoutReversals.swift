@@ -22,10 +22,13 @@ struct ReversalBook {
 
     func answered(_ payment: ID<Payment>) -> Bool { entries[payment]?.answered ?? false }
 
-    /// Starts following a payment; false when the book is full (or shut down) and it is left to `resolveTimeout`.
+    /// Starts following a payment; false when the book is full (or shut down) and it is left to
+    /// `resolveTimeout`. A full book first lets go of the answered reversals nobody asked about yet
+    /// (`resolveTimeout` would get `.reversedAfterTimeout` for them anyway, from the acquirer).
     mutating func follow(_ payment: CardPaymentContext, original: CardAuthorizationReference, limit: Int) -> Bool {
         guard !isShutDown else { return false }
         if entries[payment.paymentID] != nil { return true }
+        if entries.count >= limit { entries = entries.filter { !$0.value.answered } }
         guard entries.count < limit else { return false }
         entries[payment.paymentID] = Entry(payment: payment, original: original)
         return true
@@ -59,7 +62,8 @@ extension CardNetworkConnector {
     func reverseAfterTimeout(_ payment: CardPaymentContext, original: CardAuthorizationReference, logger: Logger) async -> CardNetworkAnswer {
         let followed = reversals.withLock { $0.follow(payment, original: original, limit: configuration.maximumPendingReversals) }
         if await sendReversal(payment, original: original, advice: false, logger: logger) {
-            _ = reversals.withLock { $0.markAnswered(payment.paymentID) }
+            // The caller learns it now: nothing left to follow (nor any earlier advices for the payment).
+            reversals.withLock { $0.forget(payment.paymentID) }?.cancel()
             return .reversedAfterTimeout
         }
         if followed {
