@@ -122,7 +122,13 @@ public final class CardNetworkConnector: CardConnector {
         let rrn = rrns.next(for: payment.paymentID)
         _ = try CardMessageBuilder.amount(payment.amount)  // refused before the CVV is taken
         let (card, cvv) = try await vault.detokenize(token: payment.vaultToken, takeCVV: true)
-        let request = try builder.authorization(payment, card: card, cvv: cvv, authentication: authentication, time: time, rrn: rrn)
+        let request: ISO8583Message
+        do {
+            request = try builder.authorization(payment, card: card, cvv: cvv, authentication: authentication, time: time, rrn: rrn)
+        } catch {
+            if let cvv { try? await vault.attachCVV(token: payment.vaultToken, cvv: cvv) }
+            throw error
+        }
         var logger = logger
         logger[metadataKey: "payment.id"] = "\(payment.paymentID.rawValue)"
         do {
