@@ -149,7 +149,7 @@ public final class CardNetworkConnector: CardConnector {
                 count("0100", "not_sent")
                 // The acquirer never saw it: the CVV goes back to the vault for the next try.
                 if let cvv { try? await vault.attachCVV(token: payment.vaultToken, cvv: cvv) }
-                throw UpstreamError.unavailable("the card authorisation was not sent: \(error.reason)")
+                throw CardNetworkUnavailable("the authorisation was not sent: \(error.reason)")
             }
             count("0100", "no_answer")
             logger.warning("card authorisation unanswered: reversing it", metadata: ["iso8583.stan": "\(stan)", "error": "\(error.reason)"])
@@ -158,14 +158,22 @@ public final class CardNetworkConnector: CardConnector {
         }
     }
 
-    public func resolveTimeout(_ payment: CardPaymentContext, reference: CardAuthorizationReference) async throws -> CardNetworkAnswer {
+    /// Answered already (in memory): `.reversedAfterTimeout`. Else one more advice, naming the
+    /// original from `reference` (or from memory); with neither, nothing can name the 0100
+    /// (a guessed field 90 would be answered 25, "nothing charged", wrongly): `.unknown`, logged.
+    public func resolveTimeout(_ payment: CardPaymentContext, reference: CardAuthorizationReference?) async throws -> CardNetworkAnswer {
         var logger = logger
         logger[metadataKey: "payment.id"] = "\(payment.paymentID.rawValue)"
-        if reversals.withLock({ $0.answered(payment.paymentID) }) {
+        let (answered, remembered) = reversals.withLock { ($0.answered(payment.paymentID), $0.entries[payment.paymentID]?.original) }
+        if answered {
             _ = reversals.withLock { $0.forget(payment.paymentID) }
             return .reversedAfterTimeout
         }
-        if await sendReversal(payment, original: reference, advice: true, logger: logger) {
+        guard let original = reference ?? remembered else {
+            logger.error("no reference to the timed-out authorisation: its reversal cannot be sent; an operator must settle it")
+            return .unknown
+        }
+        if await sendReversal(payment, original: original, advice: true, logger: logger) {
             reversals.withLock { $0.forget(payment.paymentID) }?.cancel()
             return .reversedAfterTimeout
         }
@@ -210,7 +218,7 @@ public final class CardNetworkConnector: CardConnector {
     }
 
     /// Sends a capture, refund or void: the answer, or nil when it was sent and not answered.
-    /// Not sent at all: `UpstreamError.unavailable`.
+    /// Not sent at all: `CardNetworkUnavailable`.
     func send(_ request: ISO8583Message, payment: CardPaymentContext, timeout: Duration) async throws -> ISO8583Message? {
         do {
             let answer = try await client.exchange(request, timeout: timeout)
@@ -219,7 +227,7 @@ public final class CardNetworkConnector: CardConnector {
         } catch let error as ISO8583ClientError {
             guard error.kind == .sentNoAnswer else {
                 count(request.mti, "not_sent")
-                throw UpstreamError.unavailable("\(request.mti) was not sent: \(error.reason)")
+                throw CardNetworkUnavailable("\(request.mti) was not sent: \(error.reason)")
             }
             count(request.mti, "no_answer")
             logger.warning("card network request unanswered", metadata: ["payment.id": "\(payment.paymentID.rawValue)",
