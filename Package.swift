@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "KoshRails",
             dependencies: [
-                "KoshCore", "KoshJSON", "KoshRandom",
+                "KoshCore", "KoshJSON", "KoshRandom", "KoshISO8583",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -187,6 +187,15 @@ let package = Package(
                            .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "Logging", package: "swift-log")]
+        ),
+        // The card connector against a fake acquirer (NIO TCP) and a fake ACS (Hummingbird) on loopback.
+        .testTarget(
+            name: "KoshRailsTests",
+            dependencies: ["KoshRails", "KoshCore", "KoshISO8583",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "Hummingbird", package: "hummingbird")]
         ),
         .testTarget(
             name: "KoshSandboxTests",

@@ -135,6 +135,15 @@ public enum CardNetworkAnswer: Sendable, Hashable {
     case unknown
 }
 
+/// A card network request that surely never reached the network (no connection could be had,
+/// or it was refused before a byte was sent): nothing happened there, so it can be failed
+/// without a reversal, or tried again. Thrown by `authorize`, `capture`, `refund` and `reverse`.
+public struct CardNetworkUnavailable: Error, Sendable, Hashable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { "the card network could not be reached: \(reason)" }
+}
+
 /// The authorisation data a capture, refund or reversal refers back to (field 90).
 public struct CardAuthorizationReference: Sendable, Hashable {
     public let stan: String
@@ -170,10 +179,19 @@ public protocol CardConnector: Sendable {
     /// The ACS's own word on an authentication (after a browser came back from the challenge page).
     func authentication(id: String) async throws -> CardAuthentication
     /// 0100 with the card from the vault (CVV taken), the authentication value and ECI.
+    /// `reference` is there whenever the 0100 may have reached the acquirer (any answer,
+    /// `.unknown` and `.reversedAfterTimeout` included); after `.unknown` the caller keeps it
+    /// and hands it to `resolveTimeout`. It is nil only when nothing was sent (then it throws).
     func authorize(_ payment: CardPaymentContext, authentication: CardAuthentication)
         async throws -> (answer: CardNetworkAnswer, reference: CardAuthorizationReference?)
-    /// After `.unknown`: whether the timeout reversal has been answered now.
-    func resolveTimeout(_ payment: CardPaymentContext) async throws -> CardNetworkAnswer
+    /// After `.unknown`: whether the timeout reversal has been answered now (`.reversedAfterTimeout`),
+    /// else `.unknown` after one more reversal advice. `reference` is the one `authorize` gave
+    /// with `.unknown` (kept by the caller): the advice's field 90 must name the original STAN
+    /// and transmission time, which a connector restarted since (its pending reversals were in
+    /// memory) cannot know, and which the acquirer checks (a wrong one answers 25, "no such
+    /// original", which would read as "nothing charged"). Nil (a crash between sending and
+    /// keeping the reference): only a reversal the connector still holds in memory can settle it.
+    func resolveTimeout(_ payment: CardPaymentContext, reference: CardAuthorizationReference?) async throws -> CardNetworkAnswer
     /// 0200 capture of the authorisation for `amount`.
     func capture(_ payment: CardPaymentContext, amount: Int64, reference: CardAuthorizationReference) async throws -> CardNetworkAnswer
     /// 0400 reversal of the authorisation (void).

@@ -38,6 +38,11 @@ extension PaymentFlows {
             answer = .declined(responseCode: "96", PaymentFailure(
                 code: "GATEWAY_ERROR", description: "Payment failed because the card details could not be read (\(error)).",
                 source: "gateway", step: "payment_authorization", reason: "gateway_technical_error"))
+        } catch let error as CardNetworkUnavailable {
+            // Surely never sent: nothing to reverse, nothing charged.
+            answer = .declined(responseCode: "96", PaymentFailure(
+                code: "GATEWAY_ERROR", description: "Payment failed because the card network could not be reached (\(error.reason)).",
+                source: "gateway", step: "payment_authorization", reason: "gateway_technical_error"))
         } catch {
             answer = .unknown
         }
@@ -66,6 +71,10 @@ extension PaymentFlows {
             if case .approved(let authCode, let rrn) = answer {
                 payment.railReference = rrn
                 payment.authCode = authCode
+                cardPayment.authorization = reference
+            } else if answer == .unknown, let reference {
+                // Sent, no answer: kept (it survives a restart) for resolveTimeout, whose reversal
+                // advices must name this 0100. The payment stays pending, so no capture uses it.
                 cardPayment.authorization = reference
             }
             var followUps: [FollowUp] = []
@@ -126,8 +135,8 @@ extension PaymentFlows {
             }
             return try await failCardAuthentication(paymentID: paymentID, CardResponseCodes.authenticationFailure(reason: "expired"))
         case (.pending, .authorizing), (.pending, .reversing):
-            let answer = (try? await connector.resolveTimeout(context(payment, cardPayment, merchantName: try await merchantName(payment.merchantID))))
-                ?? .unknown
+            let answer = (try? await connector.resolveTimeout(context(payment, cardPayment, merchantName: try await merchantName(payment.merchantID)),
+                                                              reference: cardPayment.authorization)) ?? .unknown
             return try await applyCardAnswer(paymentID: paymentID, answer, reference: nil, attemptID: nil, latency: nil)
         default:
             return payment

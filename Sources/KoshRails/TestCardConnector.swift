@@ -135,7 +135,9 @@ public final class TestCardConnector: CardConnector {
         return (.approved(authCode: code, rrn: rrn), CardAuthorizationReference(stan: String(rrn.suffix(6)), transmission: "0000000000", rrn: rrn, authCode: code))
     }
 
-    public func resolveTimeout(_ payment: CardPaymentContext) async throws -> CardNetworkAnswer { .reversedAfterTimeout }
+    public func resolveTimeout(_ payment: CardPaymentContext, reference: CardAuthorizationReference?) async throws -> CardNetworkAnswer {
+        .reversedAfterTimeout
+    }
 
     public func capture(_ payment: CardPaymentContext, amount: Int64, reference: CardAuthorizationReference) async throws -> CardNetworkAnswer {
         .approved(authCode: reference.authCode, rrn: reference.rrn)

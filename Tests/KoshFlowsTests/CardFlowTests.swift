@@ -75,9 +75,13 @@ final class ScriptedCardConnector: CardConnector {
         let (_, cvv) = try await vault.detokenize(token: payment.vaultToken, takeCVV: true)
         let answer = state.withLock { $0.calls.append("0100"); $0.cvvSeen = cvv; return $0.authorize }
         if case .approved(let code, let rrn) = answer { return (answer, CardAuthorizationReference(stan: "000001", transmission: "1129101500", rrn: rrn, authCode: code)) }
+        // Sent and not answered: the reference the janitor must hand back to resolveTimeout.
+        if answer == .unknown { return (answer, CardAuthorizationReference(stan: "000007", transmission: "1129101500", rrn: "000000000007", authCode: nil)) }
         return (answer, nil)
     }
-    func resolveTimeout(_ payment: CardPaymentContext) async throws -> CardNetworkAnswer { state.withLock { $0.calls.append("resolve"); return $0.resolve } }
+    func resolveTimeout(_ payment: CardPaymentContext, reference: CardAuthorizationReference?) async throws -> CardNetworkAnswer {
+        state.withLock { $0.calls.append("resolve \(reference?.stan ?? "none")"); return $0.resolve }
+    }
     func capture(_ payment: CardPaymentContext, amount: Int64, reference: CardAuthorizationReference) async throws -> CardNetworkAnswer {
         state.withLock { $0.calls.append("0200 capture \(amount) \(reference.stan)"); return $0.task }
     }
@@ -240,7 +244,7 @@ struct CardFlowTests {
         #expect(try await rig.flows.runDueChecks() == 1)
         let payment = try await rig.flows.payment(id: id)
         #expect(payment.state == .failed && payment.machine.failure?.reason == "payment_timed_out" && payment.nextCheckAt == nil)
-        #expect(rig.connector.calls.filter { $0 == "resolve" }.count == 2)
+        #expect(rig.connector.calls.filter { $0.hasPrefix("resolve") } == ["resolve 000007", "resolve 000007"], "with the kept reference")
         #expect(rig.rig.store.snapshot.entries.isEmpty)
     }
 
