@@ -6,6 +6,7 @@ import KoshHTTP
 import KoshRails
 import KoshSandbox
 import KoshStorage
+import KoshVault
 import Logging
 import NIOCore
 import Prometheus
@@ -74,6 +75,26 @@ public struct KoshConfiguration: Sendable {
     public var sandboxPort = 0
     /// Seed of the in-process sandbox's fault draws (`KOSH_SANDBOX_SEED`).
     public var sandboxSeed: UInt64?
+    /// The card vault (`KOSH_VAULT_URL`: `http://host:port` or `http+unix:///path`); nil: `kosh
+    /// serve` runs the vault in-process on a Unix socket in `vaultDirectory`.
+    public var vaultURL: String?
+    /// The in-process vault's own directory: its database, keyring and socket
+    /// (`KOSH_VAULT_DIR`; default `kosh-vault` beside the SQLite file, or `./kosh-vault`).
+    public var vaultDirectoryOverride: String?
+    public var vaultDirectory: String {
+        if let vaultDirectoryOverride { return vaultDirectoryOverride }
+        guard case .sqlite(let path) = database else { return "./kosh-vault" }
+        let directory = (path as NSString).deletingLastPathComponent
+        return ((directory.isEmpty ? "." : directory) as NSString).appendingPathComponent("kosh-vault")
+    }
+    /// The card acquirer's ISO 8583 host and port (`KOSH_ACQUIRER_ADDR`, `host:port`); with the
+    /// in-process sandbox, its acquirer. Live card payments need it.
+    public var acquirerHost: String?
+    public var acquirerPort: Int?
+    /// Port of the in-process sandbox's acquirer (`KOSH_SANDBOX_ACQUIRER_PORT`); 0 picks a free one.
+    public var sandboxAcquirerPort = 0
+    /// How long the card connector waits for an authorisation before reversing it.
+    public var cardAuthorizationTimeoutMillis: Int64 = 10_000
     public var breaker = CircuitBreakerPolicy()
     public var routing = RoutingPolicy()
     public var upstreamTimeouts = (initiate: Int64(3_000), status: Int64(2_000), refund: Int64(5_000))
@@ -138,6 +159,23 @@ public struct KoshConfiguration: Sendable {
             guard let value = Int(port), (0...65_535).contains(value) else { throw StorageError.badURL("KOSH_SANDBOX_PORT must be 0…65535") }
             config.sandboxPort = value
         }
+        if let url = env["KOSH_VAULT_URL"], !url.isEmpty {
+            guard (try? VaultEndpoint(url: url)) != nil else { throw StorageError.badURL("KOSH_VAULT_URL must be http://host:port or http+unix:///path") }
+            config.vaultURL = url
+        }
+        if let dir = env["KOSH_VAULT_DIR"], !dir.isEmpty { config.vaultDirectoryOverride = dir }
+        if let address = env["KOSH_ACQUIRER_ADDR"], !address.isEmpty {
+            let parts = address.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]), (1...65_535).contains(port) else {
+                throw StorageError.badURL("KOSH_ACQUIRER_ADDR must be host:port")
+            }
+            config.acquirerHost = String(parts[0])
+            config.acquirerPort = port
+        }
+        if let port = env["KOSH_SANDBOX_ACQUIRER_PORT"], !port.isEmpty {
+            guard let value = Int(port), (0...65_535).contains(value) else { throw StorageError.badURL("KOSH_SANDBOX_ACQUIRER_PORT must be 0…65535") }
+            config.sandboxAcquirerPort = value
+        }
         if let seed = env["KOSH_SANDBOX_SEED"], !seed.isEmpty {
             guard let value = UInt64(seed) else { throw StorageError.badURL("KOSH_SANDBOX_SEED must be a non-negative integer") }
             config.sandboxSeed = value
@@ -145,6 +183,7 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_UPI_POLL_INTERVAL_MS", 100...60_000) { config.gateway.checkIntervalMillis = value }
         if let value = try millis("KOSH_UPI_POLL_WINDOW_MS", 0...600_000) { config.gateway.pollWindowMillis = value }
         if let value = try millis("KOSH_PENDING_TIMEOUT_MS", 1_000...86_400_000) { config.gateway.pendingTimeoutMillis = value }
+        if let value = try millis("KOSH_CARD_AUTH_TIMEOUT_MS", 100...120_000) { config.cardAuthorizationTimeoutMillis = value }
         if let text = env["KOSH_ROUTING_EXPLORATION_PERCENT"], !text.isEmpty {
             guard let value = Int(text), (0...100).contains(value) else { throw StorageError.badURL("KOSH_ROUTING_EXPLORATION_PERCENT must be 0…100") }
             config.routing = RoutingPolicy(explorationPercent: value)
@@ -210,12 +249,14 @@ public struct KoshServices: Sendable {
     public let upstream: UpstreamHTTP?
     /// What `/metrics` shows (Prometheus text format).
     public let metrics: PrometheusCollectorRegistry
+    /// Live mode's card connector (acquirer and ACS), when live cards are on.
+    public let cardConnector: CardNetworkConnector?
 
     /// - Parameter cardVault: the card vault (`KoshVault`'s client, or an in-memory one in tests);
     ///   nil: card payments are off.
     public static func open(_ config: KoshConfiguration, logger: Logger, clock: any KoshClock = SystemClock(),
                             metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-                            cardVault: (any CardVault)? = nil, liveCards: (any CardConnector)? = nil) async throws -> KoshServices {
+                            cardVault: (any CardVault)? = nil) async throws -> KoshServices {
         let db = try await Databases.open(config.database, logger: logger, create: config.createsDatabase)
         do {
             // A database that already has a key never gets a new one: a missing key file is an error.
@@ -246,16 +287,26 @@ public struct KoshServices: Sendable {
             }
             let rails = RailRegistry(test: TestRail(approvalDelayMillis: config.testApprovalDelayMillis, clock: clock), live: live)
             let idempotency = IdempotencyStore(db: db)
+            // Live cards: the card connector to the acquirer (ISO 8583) and the issuers' ACS (over the rails' HTTP).
+            var liveCards: CardNetworkConnector?
+            if let vault = cardVault, let http = upstream, let host = config.acquirerHost, let port = config.acquirerPort {
+                let timeout = Duration.milliseconds(config.cardAuthorizationTimeoutMillis)
+                liveCards = CardNetworkConnector(
+                    vault: vault, client: ISO8583Client(configuration: ISO8583ClientConfiguration(host: host, port: port), clock: clock, logger: logger),
+                    http: http, configuration: CardNetworkConfiguration(authorizationTimeout: timeout), clock: clock, logger: logger,
+                    metrics: PrometheusMetricsFactory(registry: metrics))
+                logger.info("Live card payments", metadata: ["acquirer": "\(host):\(port)"])
+            }
             let cards = cardVault.map { vault in
                 CardRails(vault: vault, test: TestCardConnector(vault: vault, bins: .sandbox), live: liveCards, bins: .sandbox,
-                          signer: merchants, publicBaseURL: config.callbackBaseURL)
+                          settings: CardSettings(), signer: merchants, publicBaseURL: config.callbackBaseURL)
             }
             let flows = PaymentFlows(store: store, rails: rails, clock: clock, settings: config.gateway,
                                      renderer: RazorpayEntityRenderer(), idempotency: idempotency, cards: cards)
             return KoshServices(db: db, store: store, merchants: merchants, idempotency: idempotency, flows: flows,
                                 webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), webhookSettings: config.webhooks,
                                 notifications: NotificationStore(db: db, clock: clock), clock: clock,
-                                live: live, upstream: upstream, metrics: metrics)
+                                live: live, upstream: upstream, metrics: metrics, cardConnector: liveCards)
         } catch {
             try? await db.close()
             throw error
@@ -264,6 +315,7 @@ public struct KoshServices: Sendable {
 
     /// Shuts the rails' HTTP client and closes the database.
     public func close() async throws {
+        await cardConnector?.shutdown()
         try? await upstream?.shutdown()
         try await db.close()
     }
@@ -409,9 +461,14 @@ public enum KoshApplication {
         var config = config
         var sandbox: (InProcessSandbox, Task<Void, any Error>)?
         if config.railsURL == nil && config.startSandbox {
-            let started = try await InProcessSandbox.start(port: config.sandboxPort, seed: config.sandboxSeed, secret: config.railsSecret, logger: logger)
+            let started = try await InProcessSandbox.start(port: config.sandboxPort, acquirerPort: config.sandboxAcquirerPort,
+                                                           seed: config.sandboxSeed, secret: config.railsSecret, logger: logger)
             sandbox = started
             config.railsURL = started.0.url
+            if config.acquirerHost == nil {
+                config.acquirerHost = "127.0.0.1"
+                config.acquirerPort = started.0.acquirerPort
+            }
             if config.notifications.providerURL == nil {
                 config.notifications.providerURL = started.0.url
                 config.notifications.providerSecret = config.railsSecret
@@ -433,7 +490,14 @@ public enum KoshApplication {
     }
 
     static func serve(_ config: KoshConfiguration, logger: Logger, metrics: PrometheusCollectorRegistry) async throws {
-        let services = try await KoshServices.open(config, logger: logger, metrics: metrics)
+        let vault = try await CardVaultProcess.start(config, logger: logger)
+        let services: KoshServices
+        do {
+            services = try await KoshServices.open(config, logger: logger, metrics: metrics, cardVault: vault.client)
+        } catch {
+            await vault.stop()
+            throw error
+        }
         let (app, registry) = httpApplication(router: services.router(), host: config.host, port: config.port, limits: config.connections,
                                               logger: logger) { channel in
             // Only once the socket is bound: a taken port is an error, never "listening".
@@ -463,8 +527,48 @@ public enum KoshApplication {
             try await group.run()
         } catch {
             try? await services.close()
+            await vault.stop()
             throw error
         }
-        try await services.close()
+        // The vault stops last: the services' last card work may still reach it.
+        do { try await services.close() } catch {
+            await vault.stop()
+            throw error
+        }
+        await vault.stop()
+    }
+}
+
+/// The card vault `kosh serve` talks to: its own process at `KOSH_VAULT_URL`, or — the
+/// two-command set-up — a vault run in this process on a Unix socket in its own directory, with
+/// its own database and keys (`KoshVault`), reached through the same signed channel.
+public struct CardVaultProcess: Sendable {
+    public let client: VaultClient
+    let running: RunningVaultServer?
+    let engine: VaultEngine?
+
+    public static func start(_ config: KoshConfiguration, logger: Logger) async throws -> CardVaultProcess {
+        if let url = config.vaultURL {
+            let key = try VaultChannelKey.load(directory: config.vaultDirectory, environment: ProcessInfo.processInfo.environment)
+            return CardVaultProcess(client: VaultClient(endpoint: try VaultEndpoint(url: url), channelKey: key, logger: logger),
+                                    running: nil, engine: nil)
+        }
+        let engine = try await VaultEngine.open(directory: config.vaultDirectory, logger: logger)
+        do {
+            let running = try await VaultServer(engine: engine, address: .unixSocket(path: (config.vaultDirectory as NSString).appendingPathComponent("vault.sock")),
+                                                logger: logger).start()
+            logger.info("Card vault in-process", metadata: ["vault": "\(running.endpoint.url)"])
+            return CardVaultProcess(client: VaultClient(endpoint: running.endpoint, channelKey: engine.channelKey, logger: logger),
+                                    running: running, engine: engine)
+        } catch {
+            await engine.close()
+            throw error
+        }
+    }
+
+    public func stop() async {
+        try? await client.shutdown()
+        await running?.stop()
+        await engine?.close()
     }
 }
