@@ -293,7 +293,8 @@ public struct KoshServices: Sendable {
                 let timeout = Duration.milliseconds(config.cardAuthorizationTimeoutMillis)
                 liveCards = CardNetworkConnector(
                     vault: vault, client: ISO8583Client(configuration: ISO8583ClientConfiguration(host: host, port: port), clock: clock, logger: logger),
-                    http: http, configuration: CardNetworkConfiguration(authorizationTimeout: timeout), clock: clock, logger: logger,
+                    http: http, configuration: CardNetworkConfiguration(authorizationTimeout: timeout, reversalTimeout: min(timeout, .seconds(5))),
+                    clock: clock, logger: logger,
                     metrics: PrometheusMetricsFactory(registry: metrics))
                 logger.info("Live card payments", metadata: ["acquirer": "\(host):\(port)"])
             }

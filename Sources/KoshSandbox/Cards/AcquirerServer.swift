@@ -146,7 +146,7 @@ final class AcquirerServer: Sendable {
         var metadata: Logger.Metadata = ["iso.mti": "\(request.mti)", "iso.stan": "\(request[11] ?? "-")"]
         if let number = request[2] { metadata["card"] = "\(CardMask.mask(number))" }
         let admitted = runtime.now()
-        switch runtime.withWorld({ $0.admitCardMessage(now: admitted) }) {
+        switch runtime.withWorld({ $0.admitCardMessage(now: admitted, networkManagement: request.mti.hasPrefix("08")) }) {
         case .closeConnection:
             logger.info("acquirer down: connection closed", metadata: metadata)
             channel.close(promise: nil)

@@ -14,13 +14,16 @@ extension SandboxWorld {
     typealias Code = AcquirerProfile.Code
 
     /// Draws the acquirer's faults for one message and counts it.
-    mutating func admitCardMessage(now: Int64) -> CardAdmission {
+    /// Network management (08xx: sign-on, echo) is touched only by `down`: the other faults are
+    /// about payments, and a line whose echoes fail is replaced before any payment rides it.
+    mutating func admitCardMessage(now: Int64, networkManagement: Bool = false) -> CardAdmission {
         let config = faultConfig(.acquirer)
         stats[.acquirer, default: RailStats()].calls += 1
         if isDown(.acquirer, now: now) {
             stats[.acquirer, default: RailStats()].errorsInjected += 1
             return .closeConnection
         }
+        if networkManagement { return .proceed(afterMs: 0, dropAnswer: false) }
         var delay = config.latencyMinMs
         if config.latencyMaxMs > config.latencyMinMs {
             delay += Int64(random.next(below: UInt64(config.latencyMaxMs - config.latencyMinMs + 1)))
