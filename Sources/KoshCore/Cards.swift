@@ -141,6 +141,19 @@ public struct BINRecord: Sendable, Hashable {
     }
 }
 
+extension BINRecord {
+    /// The issuer's name for its Razorpay bank code (the codes the BIN table uses).
+    public var issuerName: String? {
+        guard let issuer else { return nil }
+        return Self.issuerNames[issuer] ?? issuer
+    }
+
+    static let issuerNames = [
+        "HDFC": "HDFC Bank", "ICIC": "ICICI Bank", "SBIN": "State Bank of India", "UTIB": "Axis Bank", "KKBK": "Kotak Mahindra Bank",
+        "YESB": "Yes Bank", "PUNB": "Punjab National Bank", "BARB": "Bank of Baroda", "INDB": "IndusInd Bank", "IDFB": "IDFC First Bank",
+    ]
+}
+
 /// BIN data: the longest matching prefix wins; numbers no entry covers fall back to the
 /// networks' published ranges with nothing else known.
 public struct BINTable: Sendable {

@@ -9,7 +9,8 @@ extension PaymentFlows {
         guard payment.method == .card, var cardPayment = try await tx.cardPayment(paymentID: payment.id, forUpdate: true) else { return [] }
         let loaded = cardPayment
         cardPayment.task = task
-        cardPayment.taskDueAt = clock.now
+        // The follow-up sends it at once; the janitor only if that has not been acknowledged by then.
+        cardPayment.taskDueAt = try requireCards().settings.nextTaskAttempt(attempts: 1, now: clock.now)
         cardPayment.taskAttempts = 0
         cardPayment.taskError = nil
         try await save(&cardPayment, loaded: loaded, tx)

@@ -191,7 +191,7 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         return jsonResponse(.object([
             ("iin", .string(iin)), ("entity", .string("iin")), ("network", .string(record.network.displayName)),
             ("type", .string(record.type.rawValue)), ("sub_type", .string(record.subType)),
-            ("issuer_code", record.issuer.map(JSON.string) ?? .null), ("issuer_name", record.issuer.map(JSON.string) ?? .null),
+            ("issuer_code", record.issuer.map(JSON.string) ?? .null), ("issuer_name", record.issuerName.map(JSON.string) ?? .null),
             ("international", .bool(!record.country.isEmpty && record.country != "IN")), ("country", .string(record.country)),
             ("is_tokenized", .bool(false)), ("card_iin", .null),
             ("emi", .object([("available", .bool(false))])), ("recurring", .object([("available", .bool(false))])),

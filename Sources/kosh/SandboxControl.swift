@@ -47,7 +47,7 @@ struct SandboxFault: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fault",
         abstract: "Inject faults into one rail, e.g. kosh sandbox fault upi_switch '{\"down\": true}' (fields: docs/SANDBOX.md). Without JSON: show all faults.")
-    @Argument(help: "upi_switch, alphapay or betapay") var rail: String?
+    @Argument(help: "upi_switch, alphapay, betapay, acquirer (cards, ISO 8583) or acs (3-D Secure)") var rail: String?
     @Argument(help: "The fault fields to set, as JSON") var json: String?
     @OptionGroup var target: SandboxTarget
 

@@ -17,6 +17,15 @@ let environmentHelp = """
       KOSH_SANDBOX                  off: no in-process sandbox
       KOSH_SANDBOX_PORT             in-process sandbox port (or --sandbox-port)
       KOSH_SANDBOX_SEED             in-process sandbox fault seed
+      KOSH_SANDBOX_ACQUIRER_PORT    in-process sandbox's ISO 8583 acquirer port
+      KOSH_ACQUIRER_ADDR            card acquirer host:port (default: the
+                                    in-process sandbox's)
+      KOSH_CARD_AUTH_TIMEOUT_MS     card authorisation wait before a reversal
+                                    (default 10000)
+      KOSH_VAULT_URL                card vault (default: in-process on a Unix
+                                    socket in KOSH_VAULT_DIR)
+      KOSH_VAULT_DIR                the vault's directory (default kosh-vault
+                                    beside the SQLite file)
       KOSH_UPI_POLL_INTERVAL_MS     UPI status polling interval (default 2000)
       KOSH_UPI_POLL_WINDOW_MS       UPI status polling window (default 30000)
       KOSH_PENDING_TIMEOUT_MS       pending payment times out (default 900000)

@@ -44,9 +44,9 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 ID = re.compile(r"(?<![A-Za-z_])([a-z][a-z_]*_)[0-9A-Za-z]{14}(?![A-Za-z0-9])")
 # Numbers that are clocks or measurements, not amounts: compared by type only.
 VARYING_NUMBERS = {"created_at", "at", "begin", "end", "next_attempt_at", "latency_ms", "sent_at",
-                   "updated_at", "captured_at", "expire_by", "processed_at"}
+                   "updated_at", "captured_at", "expire_by", "processed_at", "used_at"}
 # Strings that are random and carry no id prefix: compared by type only.
-VARYING_STRINGS = {"key_secret", "secret"}
+VARYING_STRINGS = {"key_secret", "secret", "razorpay_signature", "rrn", "auth_code", "arn", "token"}
 
 
 class Block:
