@@ -19,9 +19,12 @@ public struct Merchant: Sendable, Hashable {
     public var lateAuthorization: LateAuthorizationPolicy
     /// Connectors the merchant wants tried first (live mode), best first.
     public var routePreference: [String]
+    /// The merchant's own rates by method or card key (`FeeSchedule.cardRate`), basis points.
+    public var feeRates: [String: Int64]
 
     public init(id: ID<Merchant>, name: String, mode: Mode, defaultMDRBasisPoints: Int64 = FeeSchedule.defaultMDRBasisPoints, createdAt: Int64,
-                lateAuthorization: LateAuthorizationPolicy = .refund, routePreference: [String] = []) {
+                lateAuthorization: LateAuthorizationPolicy = .refund, routePreference: [String] = [], feeRates: [String: Int64] = [:]) {
+        self.feeRates = feeRates
         self.id = id
         self.name = name
         self.mode = mode
@@ -31,7 +34,7 @@ public struct Merchant: Sendable, Hashable {
         self.routePreference = routePreference
     }
 
-    public var feeSchedule: FeeSchedule { FeeSchedule(defaultMDR: defaultMDRBasisPoints) }
+    public var feeSchedule: FeeSchedule { FeeSchedule(defaultMDR: defaultMDRBasisPoints, mdrBasisPoints: feeRates) }
 }
 
 /// `notes`: at most 15 key/value pairs of strings (Razorpay's limit), kept in the order given.

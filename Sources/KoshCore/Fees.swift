@@ -53,3 +53,61 @@ public struct FeeSchedule: Sendable, Hashable {
         return (product + 5_000) / 10_000
     }
 }
+
+// MARK: - Cards
+
+/// Card pricing (issue 13): the rate of a card payment depends on its network, type and
+/// origin. The schedule is looked up from the most specific key to the least —
+/// `card:<network>:<type>`, `card:<network>`, `card:international` (a card issued outside
+/// India), `card:<type>`, `card` — and at each key the merchant's own rate (`mdrBasisPoints`)
+/// comes before Kosh's default for that key (`cardDefaults`); with neither, the merchant's
+/// default MDR applies. The rounding rule is the same as for every fee.
+extension FeeSchedule {
+    /// Kosh's default card rates, as Indian gateways price them: RuPay debit cards carry no MDR
+    /// (the Government's zero-MDR rule since January 2020); American Express, Diners Club and
+    /// international cards 3 %; every other card the merchant's default MDR (2 %).
+    public static let cardDefaults: [String: Int64] = [
+        "card:rupay:debit": 0,
+        "card:amex": 300,
+        "card:diners": 300,
+        "card:international": 300,
+    ]
+
+    /// The lookup keys of a card, most specific first.
+    public static func cardKeys(network: CardNetwork, type: CardType, international: Bool) -> [String] {
+        var keys = ["card:\(network.rawValue):\(type.rawValue)", "card:\(network.rawValue)"]
+        if international { keys.append("card:international") }
+        keys += ["card:\(type.rawValue)", "card"]
+        return keys
+    }
+
+    /// The rate for a card, in basis points, and the key that decided it (nil: the default MDR).
+    public func cardRate(network: CardNetwork, type: CardType, international: Bool) -> (basisPoints: Int64, key: String?) {
+        for key in Self.cardKeys(network: network, type: type, international: international) {
+            if let rate = mdrBasisPoints[key] { return (rate, key) }
+            if let rate = Self.cardDefaults[key] { return (rate, key) }
+        }
+        return (defaultMDR, nil)
+    }
+
+    /// The schedule a card payment is charged on: this one, with the card's rate as the card rate.
+    public func resolving(card: Card?) -> FeeSchedule {
+        guard let card else { return self }
+        var schedule = self
+        schedule.mdrBasisPoints[PaymentMethod.card.rawValue] = cardRate(network: card.network, type: card.type, international: card.international).basisPoints
+        return schedule
+    }
+
+    /// Whether `key` names a rate a merchant may set: a method (`upi`, `card`, …) or a card key.
+    public static func isRateKey(_ key: String) -> Bool {
+        if PaymentMethod(rawValue: key) != nil { return true }
+        let parts = key.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.first == "card" else { return false }
+        switch parts.count {
+        case 2: return parts[1] == "international" || CardNetwork(rawValue: parts[1]) != nil || CardType(rawValue: parts[1]) != nil
+        case 3: return CardNetwork(rawValue: parts[1]) != nil && CardType(rawValue: parts[2]) != nil
+        default: return false
+        }
+    }
+}
+

@@ -11,7 +11,7 @@ extension PaymentFlows {
                 throw KoshError.badRequest("The currency should be the same as the payment currency", field: "currency")
             }
             let loaded = payment
-            var followUps = try await apply(.capture(amount: amount, fees: merchant.feeSchedule, method: payment.method), to: &payment, tx)
+            var followUps = try await apply(.capture(amount: amount, fees: merchant.feeSchedule.resolving(card: payment.card), method: payment.method), to: &payment, tx)
             followUps += try await scheduleCardTask(.capture, for: payment, tx)
             try await save(&payment, loaded: loaded, tx)
             return Outcome(reply: .payment(payment), followUps: followUps)

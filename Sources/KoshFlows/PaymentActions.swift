@@ -90,7 +90,7 @@ extension PaymentFlows {
         let holding = try await tx.livePaymentCount(orderID: order.id)
         switch merchant.lateAuthorization.resolve(orderPaid: order.machine.state == .paid, otherPaymentsHoldingOrder: holding) {
         case .capture:
-            return try await apply(.capture(amount: payment.amount, fees: merchant.feeSchedule, method: payment.method), to: &payment, tx)
+            return try await apply(.capture(amount: payment.amount, fees: merchant.feeSchedule.resolving(card: payment.card), method: payment.method), to: &payment, tx)
         case .giveBack:
             var notes = Notes()
             notes.pairs.append((key: "reason", value: "late_authorization"))

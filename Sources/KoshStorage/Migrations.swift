@@ -419,6 +419,8 @@ public enum Migrations {
                 "CREATE INDEX card_payments_task_due ON card_payments (task_due_at)",
                 "ALTER TABLE payments ADD COLUMN card_id TEXT",
                 "ALTER TABLE payments ADD COLUMN auth_code TEXT",
+                // The merchant's own rates by method or card key (`key=bps,…`; FeeSchedule.cardRate).
+                "ALTER TABLE merchants ADD COLUMN fee_rates TEXT",
                 """
                 CREATE TABLE customers (
                     id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, name TEXT, email TEXT, contact TEXT, gstin TEXT,

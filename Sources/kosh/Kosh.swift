@@ -131,7 +131,21 @@ struct MerchantCommand: AsyncParsableCommand {
         var prefer: String = ""
         @Option(help: "Where this merchant's own notifications go (payment captured or failed, refund processed).")
         var email: String?
+        @Option(name: .customLong("fee"), help: """
+            The merchant's own rate, KEY=BASIS_POINTS, repeatable: a method (upi, card) or a card key \
+            (card:rupay:debit, card:amex, card:international, card:debit, …; README, Fees). 100 = 1 %.
+            """)
+        var fees: [String] = []
         @OptionGroup var db: DatabaseOption
+
+        var feeRates: [String: Int64] {
+            var rates: [String: Int64] = [:]
+            for fee in fees {
+                let parts = fee.split(separator: "=", maxSplits: 1)
+                if parts.count == 2, let value = Int64(parts[1]) { rates[String(parts[0])] = value }
+            }
+            return rates
+        }
 
         func validate() throws {
             let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -143,6 +157,13 @@ struct MerchantCommand: AsyncParsableCommand {
             }
             if let email, !(email.unicodeScalars.contains("@") && email.count <= 254 && !email.contains(where: { $0.isWhitespace || $0 == "<" || $0 == ">" })) {
                 throw ValidationError("--email must be an email address")
+            }
+            for fee in fees {
+                let parts = fee.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, FeeSchedule.isRateKey(parts[0]), let value = Int64(parts[1]),
+                      (0...FeeSchedule.maximumMDRBasisPoints).contains(value) else {
+                    throw ValidationError("--fee \(fee): KEY=BASIS_POINTS with a method (upi, card) or a card key (card:rupay:debit, card:amex, card:international, card:debit) and 0…\(FeeSchedule.maximumMDRBasisPoints)")
+                }
             }
             let known = Set(["upi_switch", "alphapay", "betapay"])
             for name in preferred where !known.contains(name) {
@@ -162,7 +183,7 @@ struct MerchantCommand: AsyncParsableCommand {
             let credentials = try await services.merchants.create(name: name.trimmingCharacters(in: .whitespacesAndNewlines),
                                                                   mode: live ? .live : .test,
                                                                   lateAuthorization: LateAuthorizationPolicy(rawValue: lateAuthorization) ?? .refund,
-                                                                  routePreference: preferred)
+                                                                  routePreference: preferred, feeRates: feeRates)
             if let email {
                 try await services.notifications.setMerchantEmail(merchantID: credentials.merchant.id.rawValue, email: email)
             }

@@ -88,6 +88,8 @@ struct CardAPITests {
 
             let captured = try await kosh.call(.post, "/v1/payments/\(id)/capture", #"{"amount": 50000, "currency": "INR"}"#)
             #expect(captured.string("status") == "captured", "\(captured.body)")
+            // Visa credit: the default 2 % + 18 % GST.
+            #expect(captured.int("fee") == 1_180 && captured.int("tax") == 180)
             let refund = try await kosh.call(.post, "/v1/payments/\(id)/refund", #"{"amount": 20000}"#)
             #expect(refund.string("status") == "processed", "\(refund.body)")
             #expect(try await kosh.call(.get, "/v1/payments/\(id)").string("refund_status") == "partial")
@@ -127,11 +129,14 @@ struct CardAPITests {
     @Test("the success cards of every network authorise; international ones skip the challenge")
     func networks() async throws {
         try await Kosh.run("sqlite") { kosh in
-            for (number, network) in [("5500670000001002", "MasterCard"), ("6527658900001005", "RuPay"), ("378282246310005", "American Express"),
-                                      ("30569309025904", "Diners Club")] {
+            // The fee of a ₹500 capture by network: RuPay debit carries no MDR, Amex and Diners 3 %, others 2 % (+ 18 % GST).
+            for (number, network, fee) in [("5500670000001002", "MasterCard", Int64(1_180)), ("6527658900001005", "RuPay", 0),
+                                           ("378282246310005", "American Express", 1_770), ("30569309025904", "Diners Club", 1_770)] {
                 let (id, reply) = try await Self.pay(kosh, number: number)
                 #expect(reply.status == 200 && reply.string("razorpay_signature") != nil, "\(number): \(reply.body)")
                 #expect(try await kosh.call(.get, "/v1/payments/\(id)").json["card"]?["network"] == .string(network))
+                let captured = try await kosh.call(.post, "/v1/payments/\(id)/capture", #"{"amount": 50000, "currency": "INR"}"#)
+                #expect(captured.int("fee") == fee, "\(network): \(captured.body)")
             }
             let order = try await kosh.createOrder()
             let created = try await kosh.call(.post, "/v1/payments/create/json", Self.cardBody(order: order, number: "5555555555554444"))

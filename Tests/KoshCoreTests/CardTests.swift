@@ -61,3 +61,34 @@ struct CardTests {
         #expect(BINTable.network(ofNumber: "9999999999999995") == .unknown)
     }
 }
+
+@Suite("Card fees")
+struct CardFeeTests {
+    @Test("defaults: RuPay debit 0, Amex and Diners 3 %, international 3 %, other cards the default MDR; each step rounds half up")
+    func defaults() {
+        let schedule = FeeSchedule()
+        #expect(schedule.cardRate(network: .rupay, type: .debit, international: false).basisPoints == 0)
+        #expect(schedule.cardRate(network: .rupay, type: .credit, international: false).basisPoints == 200)
+        #expect(schedule.cardRate(network: .amex, type: .credit, international: false).basisPoints == 300)
+        #expect(schedule.cardRate(network: .diners, type: .credit, international: false).basisPoints == 300)
+        #expect(schedule.cardRate(network: .visa, type: .credit, international: true) == (300, "card:international"))
+        #expect(schedule.cardRate(network: .visa, type: .debit, international: false) == (200, nil))
+        // 3 % of ₹1,000.50 (100050 paise) = 3001.5 → 3002; GST 18 % of 3002 = 540.36 → 540.
+        let amex = Card(id: "card_AAAAAAAAAAAAAA", merchantID: "mer_AAAAAAAAAAAAAA", vaultToken: "vt_x", fingerprint: "f", iin: "378282",
+                        last4: "0005", network: .amex, type: .credit, issuer: nil, international: false, subType: "consumer", name: nil,
+                        expiryMonth: 12, expiryYear: 2030, createdAt: 0)
+        #expect(schedule.resolving(card: amex).fee(amount: 100_050, method: .card) == FeeBreakdown(base: 3_002, tax: 540))
+        #expect(schedule.resolving(card: nil).fee(amount: 100_050, method: .card) == FeeBreakdown(base: 2_001, tax: 360))
+    }
+
+    @Test("a merchant's own rate wins at its key; a more specific default still wins over a less specific merchant rate")
+    func merchantRates() {
+        let schedule = FeeSchedule(defaultMDR: 180, mdrBasisPoints: ["card:amex": 250, "card": 150, "card:rupay:debit": 10])
+        #expect(schedule.cardRate(network: .amex, type: .credit, international: false) == (250, "card:amex"))
+        #expect(schedule.cardRate(network: .visa, type: .credit, international: false) == (150, "card"))
+        #expect(schedule.cardRate(network: .rupay, type: .debit, international: false) == (10, "card:rupay:debit"))
+        #expect(schedule.cardRate(network: .visa, type: .credit, international: true) == (300, "card:international"))
+        #expect(FeeSchedule.isRateKey("card:rupay:debit") && FeeSchedule.isRateKey("upi") && FeeSchedule.isRateKey("card:international"))
+        #expect(!FeeSchedule.isRateKey("card:rupay:gold") && !FeeSchedule.isRateKey("cards") && !FeeSchedule.isRateKey("card:"))
+    }
+}
