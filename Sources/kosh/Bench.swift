@@ -7,6 +7,9 @@ import KoshCore
 import KoshJSON
 import KoshStorage
 import Logging
+import AsyncHTTPClient
+import KoshRails
+import KoshSandbox
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,6 +35,8 @@ struct BenchCommand: AsyncParsableCommand {
         @Option(help: "HTTP client: lean (one keep-alive connection per worker, little CPU) or ahc (AsyncHTTPClient)") var client: String = "lean"
         @Option(help: "What lifecycles pay with: upi, or card (create/json → otp_generate → otp/submit → capture)") var method: String = "upi"
         @Option(help: "Card lifecycles: the card number (a success card)") var card: String = "4100280000001007"
+        @Option(help: "Live card lifecycles: the sandbox whose ACS texts the OTPs (default KOSH_RAILS_URL, else http://127.0.0.1:9090)")
+        var sandboxURL: String?
 
         func validate() throws {
             guard (1...3_600).contains(duration), (0...600).contains(warmup) else { throw ValidationError("--duration 1…3600, --warmup 0…600") }
@@ -65,9 +70,23 @@ struct BenchCommand: AsyncParsableCommand {
             options.client = LoadClient(rawValue: client) ?? .lean
             options.method = LoadMethod(rawValue: method) ?? .upi
             options.cardNumber = card
+            var otpReader: SandboxOTPReader?
+            if live && options.method == .card {
+                let reader = SandboxOTPReader(baseURL: sandboxURL ?? ProcessInfo.processInfo.environment["KOSH_RAILS_URL"] ?? "http://127.0.0.1:9090",
+                                              secret: ProcessInfo.processInfo.environment["KOSH_RAILS_SECRET"] ?? SandboxConfiguration.defaultSecret)
+                options.otp = { paymentID in try await reader.otp(paymentID: paymentID) }
+                otpReader = reader
+            }
             let generator = LoadGenerator(options: options)
-            let report = try await generator.run()
+            let report: LoadReport
+            do {
+                report = try await generator.run()
+            } catch {
+                try? await otpReader?.client.shutdown()
+                throw error
+            }
             try await generator.shutdown()
+            try? await otpReader?.client.shutdown()
             // The outbox of the bench's own merchant (only when it made one): does dispatch keep up?
             var outbox: OutboxCheck?
             if let merchantID { outbox = try await OutboxCheck.run(try db.configuration(), merchantID: merchantID) }
@@ -180,3 +199,27 @@ struct BenchCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// Live card lifecycles read each payment's OTP from the sandbox, as the cardholder reads the SMS
+/// (`GET /sandbox/v1/cards/otp/:payment_id`, signed).
+struct SandboxOTPReader: Sendable {
+    let baseURL: String
+    let signer: RailSigner
+    let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+
+    init(baseURL: String, secret: String) {
+        self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        self.signer = RailSigner(secret: secret)
+    }
+
+    func otp(paymentID: String) async throws -> String {
+        let response = try await client.execute(signer.request(baseURL: baseURL, method: .GET, path: "/sandbox/v1/cards/otp/\(paymentID)", body: nil),
+                                                timeout: .seconds(5))
+        let body = try await response.body.collect(upTo: 64 * 1024)
+        guard response.status.code == 200, case .string(let otp)? = (try? JSON.parse(body.readableBytesView))?["otp"] else {
+            throw ValidationError("the sandbox has no OTP for \(paymentID) (HTTP \(response.status.code))")
+        }
+        return otp
+    }
+}
+

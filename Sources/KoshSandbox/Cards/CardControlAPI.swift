@@ -34,6 +34,18 @@ struct CardControlAPI: Sendable {
             }
             return jsonResponse(record.json)
         }
+        // The cardholder's phone, for scripts and the load tool: the OTP the ACS last texted for a
+        // payment's authentication (the same one `GET /sms/v1/messages` lists).
+        api.get("otp/:payment_id") { _, context in
+            let paymentID = try context.parameters.require("payment_id")
+            let found = runtime.withWorld { world -> (String, String)? in
+                guard let id = world.acs.byPayment[paymentID], let authentication = world.acs.authentications[id],
+                      let otp = authentication.otp else { return nil }
+                return (id, otp)
+            }
+            guard let (id, otp) = found else { throw SandboxHTTPError.notFound("No OTP has been sent for \(paymentID)") }
+            return jsonResponse(.object([("payment_id", .string(paymentID)), ("authentication_id", .string(id)), ("otp", .string(otp))]))
+        }
         api.get(":number") { _, context in
             let card = try Self.card(try context.parameters.require("number"))
             let json = runtime.withWorld { world -> JSON in
