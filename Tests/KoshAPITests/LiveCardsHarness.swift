@@ -6,6 +6,7 @@ import HummingbirdTesting
 import KoshApp
 import KoshCore
 import KoshFlows
+import KoshHTTP
 import KoshJSON
 import KoshRails
 import KoshStorage
@@ -15,6 +16,12 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 import Testing
+
+struct PublicPortTaken: Error, CustomStringConvertible {
+    let port: Int
+    let outcome: String
+    var description: String { "Kosh could not listen on its public port \(port) (taken since it was picked?): \(outcome)" }
+}
 
 /// Every log line a test's Kosh, vault and sandbox wrote (message and metadata), for the PAN scan.
 final class CapturedLogs: Sendable {
@@ -66,13 +73,35 @@ struct LiveCards: Sendable {
         config.cardAuthorizationTimeoutMillis = authorizationTimeoutMillis
         config.routing = RoutingPolicy(explorationPercent: 0)
         config.vaultDirectoryOverride = FileManager.default.temporaryDirectory.appendingPathComponent("kosh-vault-\(UUID().uuidString)").path
+        // Kosh's public address — where `next` redirects the browser, the ACS's return_url and
+        // the rails' callbacks — is fixed when KoshServices.open builds the card rails, before
+        // any server runs, and app.test(.live) listens on a port of its own choosing. So the
+        // same routes also listen on a port picked first (free when picked): the browser and
+        // the sandbox come in there, the test's API client through app.test.
+        let publicPort = CommandLineTests.freePort()
+        config.publicURL = "http://127.0.0.1:\(publicPort)"
         let vault = try await CardVaultProcess.start(config, logger: logger)
         let settings = config
         let services = try await KoshServices.open(config, logger: logger, clock: LeapClock(), cardVault: vault.client)
         let merchant = try await services.merchants.create(name: "Card Merchant", mode: .live)
         let admin = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup)
         let janitor = Task { try await Janitor(services: services, intervalMillis: 50, logger: logger).run() }
+        let publicListener: Task<Void, any Error>
+        do {
+            publicListener = try await listen(services.router(), port: publicPort, logger: logger)
+        } catch {
+            janitor.cancel()
+            _ = await janitor.result
+            try? await admin.shutdown()
+            try? await services.close()
+            await vault.stop()
+            await sandbox.stop()
+            _ = try? await sandboxTask.value
+            throw error
+        }
         func stop() async {
+            publicListener.cancel()
+            _ = await publicListener.result
             janitor.cancel()
             _ = await janitor.result
             try? await admin.shutdown()
@@ -84,7 +113,6 @@ struct LiveCards: Sendable {
         do {
             let app = Application(router: services.router(), logger: logger)
             try await app.test(.live) { client in
-                services.upstream?.setCallbackBaseURL("http://127.0.0.1:\(client.port!)")
                 let live = LiveCards(kosh: Kosh(services: services, client: client, merchant: merchant, manualClock: nil), sandboxURL: sandbox.url,
                                      admin: admin, signer: RailSigner(secret: secret), logs: logs,
                                      vaultDirectory: settings.vaultDirectoryOverride!, config: settings)
@@ -97,6 +125,28 @@ struct LiveCards: Sendable {
         }
         await stop()
     }
+
+    /// Kosh's routes on 127.0.0.1:`port`, its public address; throws when the port was taken
+    /// since it was picked. Cancel the task to stop listening.
+    static func listen(_ router: Router<KoshRequestContext>, port: Int, logger: Logger) async throws -> Task<Void, any Error> {
+        let (running, continuation) = AsyncStream<Int>.makeStream()
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
+                              onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
+        let task = Task {
+            defer { continuation.finish() }
+            try await app.runService(gracefulShutdownSignals: [])
+        }
+        var iterator = running.makeAsyncIterator()
+        guard await iterator.next() == port else {
+            task.cancel()
+            let outcome = await task.result
+            throw PublicPortTaken(port: port, outcome: "\(outcome)")
+        }
+        return task
+    }
+
+    /// Kosh's public base URL (`config.publicURL`): what `next`, the ACS's return_url and the rails' callbacks point at.
+    var publicURL: String { config.callbackBaseURL }
 
     /// A signed call to the sandbox's own API.
     @discardableResult
