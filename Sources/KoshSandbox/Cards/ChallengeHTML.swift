@@ -16,13 +16,24 @@ enum ChallengeHTML {
         return out
     }
 
+    /// Phone first (most cardholders see it at about 400 CSS pixels): one column, nothing wider
+    /// than the screen, Verify a full-width primary button, resending and cancelling secondary;
+    /// inputs and buttons in the page's font, tall enough to tap.
     static let style = """
-        body{font-family:system-ui,sans-serif;background:#f4f5f7;color:#1b1f24;margin:0;padding:1rem}\
+        *{box-sizing:border-box}\
+        body{font-family:system-ui,sans-serif;line-height:1.4;background:#f4f5f7;color:#1b1f24;margin:0;padding:1rem}\
         main{max-width:26rem;margin:2rem auto;background:#fff;border-radius:8px;padding:1.5rem;box-shadow:0 1px 4px #0002}\
-        h1{font-size:1.25rem;margin:0 0 1rem}dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem}\
-        dt{color:#555}dd{margin:0;font-weight:600}label{display:block;margin:1rem 0 .25rem;font-weight:600}\
-        input{font-size:1.5rem;letter-spacing:.3rem;width:100%;box-sizing:border-box;padding:.5rem}\
-        button{font-size:1rem;padding:.6rem 1rem;margin:.75rem .5rem 0 0}.alert{color:#a40000;font-weight:600}
+        h1{font-size:1.25rem;line-height:1.3;margin:0 0 1rem}dl{display:grid;grid-template-columns:auto 1fr;gap:.25rem 1rem;margin:0 0 1rem}\
+        dt{color:#555}dd{margin:0;font-weight:600;overflow-wrap:anywhere}label{display:block;margin:1rem 0 .25rem;font-weight:600}\
+        input,button{font:inherit}\
+        input{font-size:1.5rem;letter-spacing:.3rem;width:100%;padding:.5rem .75rem;border:2px solid #6b7280;border-radius:6px}\
+        button{display:block;width:100%;min-height:3rem;margin:1rem 0 0;padding:.6rem 1rem;border:0;border-radius:6px;\
+        background:#0b57d0;color:#fff;font-weight:600;cursor:pointer}\
+        .more{display:flex;flex-wrap:wrap;gap:.5rem;margin-top:.75rem}\
+        .more button{flex:1 1 auto;width:auto;margin:0;background:#fff;color:#0b57d0;border:1px solid #c4c7cc;font-weight:500}\
+        input:focus-visible,button:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}\
+        .alert{color:#a40000;font-weight:600}\
+        @media (max-width:30rem){body{padding:.75rem}main{margin:0 auto;padding:1.25rem}}
         """
 
     static func document(title: String, body: String) -> String {
@@ -73,8 +84,10 @@ enum ChallengeHTML {
             <input id="otp" name="otp" type="text" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" \
             minlength="6" maxlength="6" required autofocus\(problem == nil ? "" : " aria-describedby=\"otp-problem\" aria-invalid=\"true\"")>
             <button type="submit">Verify</button>
+            <div class="more">
             <button type="submit" name="resend" value="1" formnovalidate>Send a new code (\(authentication.resendsLeft) left)</button>
             <button type="submit" name="cancel" value="1" formnovalidate>Cancel payment</button>
+            </div>
             </form>
             """
         return document(title: "Verify your payment – \(issuer)", body: body)
