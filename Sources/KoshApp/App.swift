@@ -292,7 +292,7 @@ public struct KoshServices: Sendable {
             if let vault = cardVault, let http = upstream, let host = config.acquirerHost, let port = config.acquirerPort {
                 let timeout = Duration.milliseconds(config.cardAuthorizationTimeoutMillis)
                 liveCards = CardNetworkConnector(
-                    vault: vault, client: ISO8583Client(configuration: ISO8583ClientConfiguration(host: host, port: port), clock: clock, logger: logger),
+                    vault: vault, client: ISO8583Client(configuration: ISO8583ClientConfiguration(host: host, port: port, connectTimeout: .seconds(5)), clock: clock, logger: logger),
                     http: http, configuration: CardNetworkConfiguration(authorizationTimeout: timeout, reversalTimeout: min(timeout, .seconds(5))),
                     clock: clock, logger: logger,
                     metrics: PrometheusMetricsFactory(registry: metrics))

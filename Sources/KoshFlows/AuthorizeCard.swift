@@ -30,18 +30,26 @@ extension PaymentFlows {
         let began = clock.now
         let answer: CardNetworkAnswer
         var reference: CardAuthorizationReference?
+        // The failures below say nothing of Kosh's insides (addresses, errors): the cardholder may
+        // read them on the result page. The connector logs the detail.
         do {
-            (answer, reference) = try await connector.authorize(context(payment, cardPayment, merchantName: merchantName),
-                                                                authentication: authentication)
-        } catch let error as CardVaultError {
+            let request = context(payment, cardPayment, merchantName: merchantName)
+            do {
+                (answer, reference) = try await connector.authorize(request, authentication: authentication)
+            } catch is CardNetworkUnavailable {
+                // Surely never sent (no connection could carry it), so once more is safe: the
+                // connector opens a fresh connection and has put the CVV back in the vault.
+                (answer, reference) = try await connector.authorize(request, authentication: authentication)
+            }
+        } catch is CardVaultError {
             // The card could not be read back: nothing was sent to the network.
             answer = .declined(responseCode: "96", PaymentFailure(
-                code: "GATEWAY_ERROR", description: "Payment failed because the card details could not be read (\(error)).",
+                code: "GATEWAY_ERROR", description: "Payment failed because the card details could not be read. No money was debited.",
                 source: "gateway", step: "payment_authorization", reason: "gateway_technical_error"))
-        } catch let error as CardNetworkUnavailable {
+        } catch is CardNetworkUnavailable {
             // Surely never sent: nothing to reverse, nothing charged.
             answer = .declined(responseCode: "96", PaymentFailure(
-                code: "GATEWAY_ERROR", description: "Payment failed because the card network could not be reached (\(error.reason)).",
+                code: "GATEWAY_ERROR", description: "Payment failed because the card network could not be reached. No money was debited.",
                 source: "gateway", step: "payment_authorization", reason: "gateway_technical_error"))
         } catch {
             answer = .unknown

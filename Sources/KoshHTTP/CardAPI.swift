@@ -227,6 +227,13 @@ struct CardAPI<Store: GatewayStore>: Sendable {
 /// Where the browser lands after 3-D Secure: a form that POSTs the result to the merchant's
 /// `callback_url` by itself (with a button for browsers without scripts), or Kosh's own page.
 enum ResultPage {
+    static let style = """
+        <style>body{font-family:system-ui,sans-serif;margin:0;padding:1rem;color:#1a1a1a;background:#f6f7f9}\
+            main{max-width:32rem;margin:0 auto;background:#fff;border-radius:8px;padding:1rem 1.25rem;box-shadow:0 1px 3px #0002}\
+            h1{font-size:1.35rem}dt{font-weight:600;margin-top:.75rem}dd{margin:0;overflow-wrap:anywhere;font-family:ui-monospace,monospace}\
+            button{font:inherit;padding:.75rem 1rem;width:100%}</style>
+        """
+
     static func response(_ result: CardBrowserResult) -> Response {
         let fields = result.fields.sorted { $0.key < $1.key }
         let inputs = fields.map { "<input type=\"hidden\" name=\"\(escape($0.key))\" value=\"\(escape($0.value))\">" }.joined(separator: "\n")
@@ -234,7 +241,7 @@ enum ResultPage {
         if let url = result.callbackURL {
             html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-            <title>Returning to the merchant</title></head>
+            <title>Returning to the merchant</title>\(style)</head>
             <body onload="document.forms[0].submit()"><form method="post" action="\(escape(url))">
             \(inputs)
             <p>\(result.succeeded ? "Payment authorised." : "Payment failed.") Returning to the merchant…</p>
@@ -244,7 +251,7 @@ enum ResultPage {
             let rows = fields.map { "<dt>\(escape($0.key))</dt><dd id=\"\(escape($0.key))\">\(escape($0.value))</dd>" }.joined(separator: "\n")
             html = """
             <!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-            <title>\(result.succeeded ? "Payment authorised" : "Payment failed")</title></head>
+            <title>\(result.succeeded ? "Payment authorised" : "Payment failed")</title>\(style)</head>
             <body><main><h1>\(result.succeeded ? "Payment authorised" : "Payment failed")</h1><dl>
             \(rows)
             </dl></main></body></html>
