@@ -169,6 +169,11 @@ struct LiveCardTests {
             #expect(capture.string("status") == "captured")
             let refund = try await live.kosh.call(.post, "/v1/payments/\(captured)/refund", #"{"amount": 20000}"#)
             #expect(refund.string("status") == "processed", "\(refund.body)")
+            // The vault purges the card (its retention passed); a later refund still reaches the
+            // card, by the original authorisation's reference alone.
+            let cardPayment = try await live.services.store.transaction { tx in try await tx.cardPayment(paymentID: ID(captured), forUpdate: false) }
+            let vault = try #require(live.services.flows.cards?.vault)
+            try await vault.purge(token: try #require(cardPayment?.vaultToken))
             let rest = try await live.kosh.call(.post, "/v1/payments/\(captured)/refund", "{}")
             #expect(rest.string("status") == "processed", "\(rest.body)")
             let books = try await live.books(captured)

@@ -129,11 +129,15 @@ struct CardMessageBuilder: Sendable {
         mti + stan + transmission + String(repeating: "0", count: 11 - acquirerID.count) + acquirerID + String(repeating: "0", count: 11)
     }
 
-    func common(_ payment: CardPaymentContext, card: VaultCard, processingCode: String, amount: Int64, time: CardMessageTime,
+    /// The fields every request carries; field 2 only with the card (a capture, refund or
+    /// reversal whose card the vault has purged goes by field 90 and `PI` alone).
+    func common(_ payment: CardPaymentContext, card: VaultCard?, processingCode: String, amount: Int64, time: CardMessageTime,
                 rrn: String) throws -> [Int: String] {
         let amount = try Self.amount(amount)
-        return [2: card.number, 3: processingCode, 4: amount, 7: time.transmission, 32: acquirerID, 37: rrn,
-         41: terminalID, 42: Self.cardAcceptorID(payment.merchantID), 49: Self.currencyCode(payment.currency)]
+        var fields = [3: processingCode, 4: amount, 7: time.transmission, 32: acquirerID, 37: rrn,
+                      41: terminalID, 42: Self.cardAcceptorID(payment.merchantID), 49: Self.currencyCode(payment.currency)]
+        if let card { fields[2] = card.number }
+        return fields
     }
 
     /// 0100: the authorisation, with the CVV when the vault had one and the 3-D Secure result.
@@ -159,10 +163,10 @@ struct CardMessageBuilder: Sendable {
     }
 
     /// 0200: a capture (processing code 000000) or, with `refundID`, a refund (200000) of the authorisation.
-    func financial(_ payment: CardPaymentContext, card: VaultCard, amount: Int64, refundID: ID<Refund>?,
+    func financial(_ payment: CardPaymentContext, card: VaultCard?, amount: Int64, refundID: ID<Refund>?,
                    reference: CardAuthorizationReference, time: CardMessageTime, rrn: String) throws -> ISO8583Message {
         var fields = try common(payment, card: card, processingCode: refundID == nil ? "000000" : "200000", amount: amount, time: time, rrn: rrn)
-        fields[14] = Self.expiry(card)
+        if let card { fields[14] = Self.expiry(card) }
         var tags: [(tag: String, value: String)] = [("PI", payment.paymentID.rawValue)]
         if let refundID { tags.append(("RI", refundID.rawValue)) }
         fields[48] = try CardTLV.encode(tags)
@@ -171,7 +175,7 @@ struct CardMessageBuilder: Sendable {
     }
 
     /// 0400 (or the 0420 advice repeating it): the reversal of the authorisation for its whole amount.
-    func reversal(_ payment: CardPaymentContext, card: VaultCard, advice: Bool, original: CardAuthorizationReference,
+    func reversal(_ payment: CardPaymentContext, card: VaultCard?, advice: Bool, original: CardAuthorizationReference,
                   time: CardMessageTime, rrn: String) throws -> ISO8583Message {
         var fields = try common(payment, card: card, processingCode: "000000", amount: payment.amount, time: time, rrn: rrn)
         fields[48] = try CardTLV.encode([("PI", payment.paymentID.rawValue)])

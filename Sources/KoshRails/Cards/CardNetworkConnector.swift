@@ -195,7 +195,7 @@ public final class CardNetworkConnector: CardConnector {
     public func reverse(_ payment: CardPaymentContext, reference: CardAuthorizationReference) async throws -> CardNetworkAnswer {
         let time = CardMessageTime(clock.now)
         let rrn = rrns.next(for: payment.paymentID)
-        let (card, _) = try await vault.detokenize(token: payment.vaultToken, takeCVV: false)
+        let card = try await cardIfKept(payment)
         let request = try builder.reversal(payment, card: card, advice: false, original: reference, time: time, rrn: rrn)
         guard let message = try await send(request, payment: payment, timeout: configuration.financialTimeout) else { return .unknown }
         guard let code = trustedResponseCode(message, payment: payment, refundID: nil, amount: nil, logger: logger) else { return .unknown }
@@ -209,12 +209,24 @@ public final class CardNetworkConnector: CardConnector {
         async throws -> CardNetworkAnswer {
         let time = CardMessageTime(clock.now)
         let rrn = rrns.next(for: payment.paymentID)
-        let (card, _) = try await vault.detokenize(token: payment.vaultToken, takeCVV: false)
+        let card = try await cardIfKept(payment)
         let request = try builder.financial(payment, card: card, amount: amount, refundID: refundID, reference: reference, time: time, rrn: rrn)
         guard let message = try await send(request, payment: payment, timeout: configuration.financialTimeout) else { return .unknown }
         guard let code = trustedResponseCode(message, payment: payment, refundID: refundID, amount: amount, logger: logger) else { return .unknown }
         return code == "00" ? .approved(authCode: message[38], rrn: message[37] ?? rrn)
             : .declined(responseCode: code, CardResponseCodes.failure(responseCode: code))
+    }
+
+    /// The card for a capture, refund or void, or nil once the vault has purged it (RBI: card
+    /// data is kept no longer than the payment needs it): the acquirer finds the authorisation
+    /// by field 90 and `PI`, so a refund weeks later still reaches the card.
+    func cardIfKept(_ payment: CardPaymentContext) async throws -> VaultCard? {
+        do {
+            return try await vault.detokenize(token: payment.vaultToken, takeCVV: false).card
+        } catch CardVaultError.purged, CardVaultError.notFound {
+            logger.info("card no longer in the vault: sent by the original's reference", metadata: ["payment.id": "\(payment.paymentID)"])
+            return nil
+        }
     }
 
     /// Sends a capture, refund or void: the answer, or nil when it was sent and not answered.
