@@ -10,7 +10,7 @@ A="$1"; B="$2"; ROUNDS="${3:-2}"
 run() {
     local kosh="$1" work
     work="$(mktemp -d /tmp/kosh-ab.XXXXXX)"
-    export KOSH_MASTER_KEY_FILE="$work/master.key" KOSH_TEST_APPROVAL_DELAY_MS=0 KOSH_LOG_LEVEL=warning
+    export KOSH_MASTER_KEY_FILE="$work/master.key" KOSH_VAULT_DIR="$work/kosh-vault" KOSH_TEST_APPROVAL_DELAY_MS=0 KOSH_LOG_LEVEL=warning
     local database="sqlite://$work/kosh.sqlite" dbname=""
     if [ -n "${AB_POSTGRES:-}" ]; then
         dbname="kosh_ab_$(date +%s%N)"

@@ -177,8 +177,7 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         case nil: throw KoshError.badRequest("The otp field is required.", field: "otp")
         default: throw KoshError.badRequest("The otp must be digits.", field: "otp")
         }
-        _ = try body.string("otp", maxLength: CardOTPInput.maximumLength)
-        try body.rejectUnknown()
+        try body.rejectUnknown(ignoring: ["otp"])
         return try reply(try await flows.submitCardOTP(merchantID: context.merchant.id, paymentID: id, otp: otp))
     }
 

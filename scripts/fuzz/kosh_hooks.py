@@ -24,6 +24,10 @@ STATE_REASONS = {
     "resource_not_found", "order_already_paid", "payment_in_progress", "payment_already_captured",
     "payment_not_authorized", "payment_not_captured", "payment_fully_refunded", "refund_amount_exceeded",
     "invalid_state", "idempotency_key_reused",
+    # Cards and customers: uniqueness, saved tokens, the OTP's state, and the card rules no schema
+    # can state (the Luhn check, an expiry month in the past).
+    "customer_already_exists", "token_not_found", "otp_not_generated", "otp_resend_limit_reached", "incorrect_otp",
+    "payment_method_not_card", "card_number_invalid", "card_expired", "authentication_failed",
 }
 STATE_MESSAGES = (
     "The id provided does not exist",                      # create/upi: order_id unknown
