@@ -12,23 +12,6 @@ import NIOCore
 import Prometheus
 import ServiceLifecycle
 
-/// The process's open-file limit.
-public enum DescriptorLimit {
-    /// Raises the soft limit to the hard one (so the cap on connections is what the system
-    /// allows, not a shell's default of 1,024) and returns the soft limit in force.
-    @discardableResult
-    public static func raiseToHard() -> Int {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1_024 }
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
-        return limit.rlim_cur > rlim_t(Int32.max) ? Int(Int32.max) : Int(limit.rlim_cur)
-    }
-}
-
 /// A setting Kosh refuses to start with.
 public struct ConfigurationError: Error, CustomStringConvertible {
     public let description: String
@@ -392,43 +375,6 @@ struct HeartbeatService: Service {
     }
 }
 
-/// The sandbox started in-process for `kosh serve`, on a free loopback port.
-public struct InProcessSandbox: Sendable {
-    public let url: String
-    /// The card acquirer's ISO 8583 port on 127.0.0.1.
-    public let acquirerPort: Int
-    let group: ServiceGroup
-
-    public static func start(port: Int = 0, acquirerPort: Int = 0, seed: UInt64?, secret: String,
-                             logger: Logger) async throws -> (InProcessSandbox, Task<Void, any Error>) {
-        let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let (acquirerPorts, acquirerContinuation) = AsyncStream<Int>.makeStream()
-        let sandbox = Sandbox(configuration: SandboxConfiguration(host: "127.0.0.1", port: port, acquirerPort: acquirerPort, seed: seed,
-                                                                  secret: secret),
-                              logger: logger)
-        let app = sandbox.makeApplication(onServerRunning: { port in continuation.yield(port) },
-                                          onAcquirerRunning: { port in acquirerContinuation.yield(port) })
-        let group = ServiceGroup(configuration: .init(services: [.init(service: app)], logger: logger))
-        let task = Task {
-            defer {
-                continuation.finish()
-                acquirerContinuation.finish()
-            }
-            try await group.run()
-        }
-        var iterator = ports.makeAsyncIterator()
-        var acquirerIterator = acquirerPorts.makeAsyncIterator()
-        guard let port = await iterator.next(), port > 0, let acquirerPort = await acquirerIterator.next(), acquirerPort > 0 else {
-            throw StorageError.badURL("the in-process sandbox did not start")
-        }
-        return (InProcessSandbox(url: "http://127.0.0.1:\(port)", acquirerPort: acquirerPort, group: group), task)
-    }
-
-    public func stop() async {
-        await group.triggerGracefulShutdown()
-    }
-}
-
 public enum KoshApplication {
     /// The HTTP server with Kosh's connection guards (timeouts, cap). The cap defaults to what
     /// the descriptor limit allows, after raising the soft limit to the hard one.
@@ -537,39 +483,5 @@ public enum KoshApplication {
             throw error
         }
         await vault.stop()
-    }
-}
-
-/// The card vault `kosh serve` talks to: its own process at `KOSH_VAULT_URL`, or — the
-/// two-command set-up — a vault run in this process on a Unix socket in its own directory, with
-/// its own database and keys (`KoshVault`), reached through the same signed channel.
-public struct CardVaultProcess: Sendable {
-    public let client: VaultClient
-    let running: RunningVaultServer?
-    let engine: VaultEngine?
-
-    public static func start(_ config: KoshConfiguration, logger: Logger) async throws -> CardVaultProcess {
-        if let url = config.vaultURL {
-            let key = try VaultChannelKey.load(directory: config.vaultDirectory, environment: ProcessInfo.processInfo.environment)
-            return CardVaultProcess(client: VaultClient(endpoint: try VaultEndpoint(url: url), channelKey: key, logger: logger),
-                                    running: nil, engine: nil)
-        }
-        let engine = try await VaultEngine.open(directory: config.vaultDirectory, logger: logger)
-        do {
-            let running = try await VaultServer(engine: engine, address: .unixSocket(path: (config.vaultDirectory as NSString).appendingPathComponent("vault.sock")),
-                                                logger: logger).start()
-            logger.info("Card vault in-process", metadata: ["vault": "\(running.endpoint.url)"])
-            return CardVaultProcess(client: VaultClient(endpoint: running.endpoint, channelKey: engine.channelKey, logger: logger),
-                                    running: running, engine: engine)
-        } catch {
-            await engine.close()
-            throw error
-        }
-    }
-
-    public func stop() async {
-        try? await client.shutdown()
-        await running?.stop()
-        await engine?.close()
     }
 }

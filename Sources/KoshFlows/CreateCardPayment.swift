@@ -25,28 +25,36 @@ extension PaymentFlows {
         // payment that is then refused (its order paid meanwhile) is purged at its retention.
         let tokenized = try await tokenize(input.card, retention: .until(UnixSeconds(now.seconds.value + cards.settings.retentionSeconds)), cards)
         return try await command(idempotency) { tx in
-            let (order, fromOrderState) = try await admit(input.payment, merchant: merchant, tx)
             let card = Card(id: newID(.card), merchantID: merchant.id, vaultToken: tokenized.token, fingerprint: tokenized.fingerprint,
                             iin: tokenized.iin, last4: tokenized.last4, network: bin.network, type: bin.type, issuer: bin.issuer,
                             international: !bin.country.isEmpty && bin.country != "IN", subType: bin.subType, name: input.card.name,
                             expiryMonth: input.card.expiry.month, expiryYear: input.card.expiry.year, createdAt: now.seconds)
-            let p = input.payment
-            let payment = Payment(id: newID(.payment), merchantID: merchant.id, orderID: order.id, currency: p.currency, method: .card,
-                                  vpa: nil, email: p.email, contact: p.contact, description: p.description, notes: p.notes,
-                                  machine: PaymentMachine(amount: p.amount), rail: connector.name, createdAt: now.seconds,
-                                  nextCheckAt: now + cards.settings.authenticationWindowMillis, card: card)
-            let cardPayment = CardPayment(paymentID: payment.id, merchantID: merchant.id, cardID: card.id, vaultToken: tokenized.token,
-                                          stage: .authenticating, callbackURL: input.callbackURL, saveFor: input.saveFor,
-                                          createdAt: now.seconds)
-            try await tx.updateOrder(order)
-            try await tx.insertCard(card)
-            try await tx.insertPayment(payment)
-            try await tx.insertCardPayment(cardPayment)
-            try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
-            try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,
-                                           from: fromOrderState.rawValue, to: order.machine.state.rawValue))
-            return Outcome(reply: .body(nextActions(payment.id, cards)))
+            return try await openCardPayment(input.payment, merchant: merchant, card: card, newCard: true, on: connector,
+                                             callbackURL: input.callbackURL, saveFor: input.saveFor, cards, tx)
         }
+    }
+
+    /// What every new card payment writes, in `tx`: admitted to its order, the payment `created`
+    /// on `connector` with its card (written too when `newCard`) and network state, and their
+    /// events. Answers Razorpay's `next` actions.
+    func openCardPayment(_ input: NewPayment, merchant: Merchant, card: Card, newCard: Bool, on connector: any CardConnector,
+                         callbackURL: String?, saveFor: ID<Customer>?, _ cards: CardRails, _ tx: any StoreTransaction) async throws -> Outcome {
+        let now = clock.now
+        let (order, fromOrderState) = try await admit(input, merchant: merchant, tx)
+        let payment = Payment(id: newID(.payment), merchantID: merchant.id, orderID: order.id, currency: input.currency, method: .card,
+                              vpa: nil, email: input.email, contact: input.contact, description: input.description, notes: input.notes,
+                              machine: PaymentMachine(amount: input.amount), rail: connector.name, createdAt: now.seconds,
+                              nextCheckAt: now + cards.settings.authenticationWindowMillis, card: card)
+        let cardPayment = CardPayment(paymentID: payment.id, merchantID: merchant.id, cardID: card.id, vaultToken: card.vaultToken,
+                                      stage: .authenticating, callbackURL: callbackURL, saveFor: saveFor, createdAt: now.seconds)
+        try await tx.updateOrder(order)
+        if newCard { try await tx.insertCard(card) }
+        try await tx.insertPayment(payment)
+        try await tx.insertCardPayment(cardPayment)
+        try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
+        try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,
+                                       from: fromOrderState.rawValue, to: order.machine.state.rawValue))
+        return Outcome(reply: .body(nextActions(payment.id, cards)))
     }
 
     func tokenize(_ details: CardDetails, retention: CardRetention, _ cards: CardRails) async throws -> TokenizedCard {

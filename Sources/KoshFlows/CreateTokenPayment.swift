@@ -26,24 +26,11 @@ extension PaymentFlows {
             do { try await cards.vault.attachCVV(token: token.card.vaultToken, cvv: cvv) } catch let error as CardVaultError { throw Self.clientError(error) }
         }
         return try await command(idempotency) { tx in
-            let (order, fromOrderState) = try await admit(input.payment, merchant: merchant, tx)
-            let p = input.payment
-            let payment = Payment(id: newID(.payment), merchantID: merchant.id, orderID: order.id, currency: p.currency, method: .card,
-                                  vpa: nil, email: p.email, contact: p.contact, description: p.description, notes: p.notes,
-                                  machine: PaymentMachine(amount: p.amount), rail: connector.name, createdAt: now.seconds,
-                                  nextCheckAt: now + cards.settings.authenticationWindowMillis, card: token.card)
-            let cardPayment = CardPayment(paymentID: payment.id, merchantID: merchant.id, cardID: token.card.id, vaultToken: token.card.vaultToken,
-                                          stage: .authenticating, callbackURL: input.callbackURL, createdAt: now.seconds)
             var used = token
             used.usedAt = now.seconds
             try await tx.updateToken(used)
-            try await tx.updateOrder(order)
-            try await tx.insertPayment(payment)
-            try await tx.insertCardPayment(cardPayment)
-            try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
-            try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,
-                                           from: fromOrderState.rawValue, to: order.machine.state.rawValue))
-            return Outcome(reply: .body(nextActions(payment.id, cards)))
+            return try await openCardPayment(input.payment, merchant: merchant, card: token.card, newCard: false, on: connector,
+                                             callbackURL: input.callbackURL, saveFor: nil, cards, tx)
         }
     }
 

@@ -27,6 +27,22 @@ struct VaultDirectoryOption: ParsableArguments {
     func open(logger: Logger) async throws -> VaultEngine {
         try await VaultEngine.open(directory: path, logger: logger)
     }
+
+    /// The one-shot commands (rotate, purge, status): opens the vault, runs `body`, closes the
+    /// vault whatever happened, then prints what `body` answered.
+    func run(_ body: (VaultEngine) async throws -> JSON) async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let engine = try await open(logger: makeLogger("kosh.vault"))
+        let answer: JSON
+        do {
+            answer = try await body(engine)
+        } catch {
+            await engine.close()
+            throw error
+        }
+        await engine.close()
+        print(answer.serialized())
+    }
 }
 
 let vaultEnvironmentHelp = """
@@ -82,16 +98,10 @@ struct VaultRotate: AsyncParsableCommand {
     @OptionGroup var directory: VaultDirectoryOption
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        let engine = try await directory.open(logger: makeLogger("kosh.vault"))
-        do {
+        try await directory.run { engine in
             let rotation = try await engine.rotate()
-            await engine.close()
-            print(JSON.object([("master_key_version", .int(Int64(rotation.masterKeyVersion))), ("rewrapped", .int(Int64(rotation.rewrapped))),
-                               ("retired_versions", .array(rotation.retiredVersions.map { .int(Int64($0)) }))]).serialized())
-        } catch {
-            await engine.close()
-            throw error
+            return JSON.object([("master_key_version", .int(Int64(rotation.masterKeyVersion))), ("rewrapped", .int(Int64(rotation.rewrapped))),
+                                ("retired_versions", .array(rotation.retiredVersions.map { .int(Int64($0)) }))])
         }
     }
 }
@@ -104,16 +114,7 @@ struct VaultPurge: AsyncParsableCommand {
     @OptionGroup var directory: VaultDirectoryOption
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        let engine = try await directory.open(logger: makeLogger("kosh.vault"))
-        do {
-            let purged = try await engine.purgeExpired()
-            await engine.close()
-            print(JSON.object([("purged", .int(Int64(purged)))]).serialized())
-        } catch {
-            await engine.close()
-            throw error
-        }
+        try await directory.run { engine in JSON.object([("purged", .int(Int64(try await engine.purgeExpired())))]) }
     }
 }
 
@@ -125,15 +126,6 @@ struct VaultStatusCommand: AsyncParsableCommand {
     @OptionGroup var directory: VaultDirectoryOption
 
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        let engine = try await directory.open(logger: makeLogger("kosh.vault"))
-        do {
-            let status = try await engine.status()
-            await engine.close()
-            print(status.json.serialized())
-        } catch {
-            await engine.close()
-            throw error
-        }
+        try await directory.run { engine in try await engine.status().json }
     }
 }
