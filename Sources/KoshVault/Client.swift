@@ -139,8 +139,11 @@ public final class VaultClient: CardVault, Sendable {
             headers = response.headers
             answer = try await response.body.collect(upTo: Self.maximumAnswerBytes)
         } catch {
-            logger.warning("vault unreachable", metadata: ["error.type": "\(type(of: error))", "http.method": "\(method.rawValue)"])
-            throw CardVaultError.unavailable("the vault did not answer: \(type(of: error))")
+            // HTTPClientError's description names the case (deadlineExceeded, connectTimeout, …)
+            // and nothing of the request; other errors are named by type only.
+            let why = error is HTTPClientError ? "\(error)" : "\(type(of: error))"
+            logger.warning("vault unreachable", metadata: ["error": "\(why)", "http.method": "\(method.rawValue)"])
+            throw CardVaultError.unavailable("the vault did not answer: \(why)")
         }
         guard VaultSignature.verify(key: key, timestampHeader: headers.first(name: VaultSignature.timestampHeader),
                                     signatureHeader: headers.first(name: VaultSignature.signatureHeader), method: method.rawValue,

@@ -164,7 +164,7 @@ struct CardNetworkConnectorTests {
     @Test func aLate0110AfterTheReversalIsLoggedAndIgnored() async throws {
         try await Rig.with { rig in
             rig.acquirer.play { request, _ in
-                request.mti == "0100" ? .answerAfter(.milliseconds(400), FakeAcquirer.answer(to: request)) : nil
+                request.mti == "0100" ? .answerAfter(.milliseconds(1_000), FakeAcquirer.answer(to: request)) : nil
             }
             let (answer, _) = try await rig.connector.authorize(Rig.payment(), authentication: Rig.authenticated)
             #expect(answer == .reversedAfterTimeout)

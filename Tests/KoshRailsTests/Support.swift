@@ -142,12 +142,12 @@ struct Rig {
     static let authenticated = CardAuthentication(id: "acs_9f8e7d6c5b4a", challengeURL: nil,
                                                   state: .authenticated(eci: "05", cavv: TestCard.cavv))
 
-    /// Timeouts of a tenth of a second (the production defaults are seconds): the tests run on
+    /// Timeouts of 0.4 s (the production defaults are seconds): the tests run on
     /// real sockets and real timers, and each timeout path waits this long, so they stay short
     /// yet far above a loopback round trip on a busy 2-core machine.
     static func fastConfiguration() -> CardNetworkConfiguration {
-        CardNetworkConfiguration(authorizationTimeout: .milliseconds(150), financialTimeout: .milliseconds(150),
-                                 reversalTimeout: .milliseconds(150), adviceAttempts: 5, adviceBackoff: .milliseconds(50),
+        CardNetworkConfiguration(authorizationTimeout: .milliseconds(400), financialTimeout: .milliseconds(400),
+                                 reversalTimeout: .milliseconds(400), adviceAttempts: 5, adviceBackoff: .milliseconds(50),
                                  maximumAdviceBackoff: .milliseconds(200))
     }
 
@@ -160,7 +160,7 @@ struct Rig {
         let client = ISO8583Client(
             configuration: ISO8583ClientConfiguration(host: "127.0.0.1", port: acquirer.port, connections: connections,
                                                       requestTimeout: .milliseconds(500), connectTimeout: .seconds(1),
-                                                      networkManagementTimeout: .milliseconds(150), echoInterval: echoInterval,
+                                                      networkManagementTimeout: .milliseconds(400), echoInterval: echoInterval,
                                                       initialSTAN: 1),
             clock: clock, logger: logs.logger)
         let http = UpstreamHTTP(configuration: UpstreamConfiguration(baseURL: "http://127.0.0.1:9", callbackBaseURL: "http://127.0.0.1:9",

@@ -102,7 +102,9 @@ extension VaultEngine {
 func withServer<T>(_ engine: VaultEngine, address: VaultEndpoint = .tcp(host: "127.0.0.1", port: 0), clock: any KoshClock,
                    logger: Logger = quietLogger, _ body: (VaultClient, VaultEndpoint) async throws -> T) async throws -> T {
     let running = try await VaultServer(engine: engine, address: address, logger: logger).start()
-    let client = VaultClient(endpoint: running.endpoint, channelKey: engine.channelKey, clock: clock, logger: logger)
+    // A long timeout: these tests are about what the vault answers, and a loaded CI machine
+    // (both databases' suites in parallel on two cores) can stall an fsync for seconds.
+    let client = VaultClient(endpoint: running.endpoint, channelKey: engine.channelKey, clock: clock, timeout: .seconds(30), logger: logger)
     do {
         let value = try await body(client, running.endpoint)
         try await client.shutdown()
