@@ -234,6 +234,8 @@ public struct KoshServices: Sendable {
     public let metrics: PrometheusCollectorRegistry
     /// Live mode's card connector (acquirer and ACS), when live cards are on.
     public let cardConnector: CardNetworkConnector?
+    /// Live mode's card routing over the acquirer and the aggregator, when live cards are on.
+    public let cardRouter: CardRouter?
 
     /// - Parameter cardVault: the card vault (`KoshVault`'s client, or an in-memory one in tests);
     ///   nil: card payments are off.
@@ -281,8 +283,18 @@ public struct KoshServices: Sendable {
                     metrics: PrometheusMetricsFactory(registry: metrics))
                 logger.info("Live card payments", metadata: ["acquirer": "\(host):\(port)"])
             }
+            // Live card payments are routed over the acquirer and alphapay's card API (docs/CARDS.md §4).
+            var cardRouter: CardRouter?
+            if let acquirer = liveCards, let vault = cardVault, let http = upstream {
+                let aggregator = AggregatorCardConnector(
+                    vault: vault, http: http, configuration: AggregatorCardConfiguration(authorizationTimeoutMillis: config.cardAuthorizationTimeoutMillis),
+                    logger: logger)
+                let (routes, rules) = CardRouter.sandboxRoutes(acquirer: acquirer.name, aggregator: aggregator.name)
+                cardRouter = CardRouter(connectors: [acquirer, aggregator], routes: routes, rules: rules, breakerPolicy: config.breaker,
+                                        policy: config.routing, clock: clock, logger: logger, metrics: PrometheusMetricsFactory(registry: metrics))
+            }
             let cards = cardVault.map { vault in
-                CardRails(vault: vault, test: TestCardConnector(vault: vault, bins: .sandbox), live: liveCards, bins: .sandbox,
+                CardRails(vault: vault, test: TestCardConnector(vault: vault, bins: .sandbox), live: cardRouter, bins: .sandbox,
                           settings: CardSettings(), signer: merchants, publicBaseURL: config.callbackBaseURL)
             }
             let flows = PaymentFlows(store: store, rails: rails, clock: clock, settings: config.gateway,
@@ -290,7 +302,7 @@ public struct KoshServices: Sendable {
             return KoshServices(db: db, store: store, merchants: merchants, idempotency: idempotency, flows: flows,
                                 webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), webhookSettings: config.webhooks,
                                 notifications: NotificationStore(db: db, clock: clock), clock: clock,
-                                live: live, upstream: upstream, metrics: metrics, cardConnector: liveCards)
+                                live: live, upstream: upstream, metrics: metrics, cardConnector: liveCards, cardRouter: cardRouter)
         } catch {
             try? await db.close()
             throw error

@@ -193,41 +193,4 @@ extension PaymentFlows {
             ]))
         }
     }
-
-    /// The authentication of a card payment, started with the ACS when it has none yet. A
-    /// frictionless answer goes on to authorise; a refusal fails the payment.
-    func startAuthentication(_ payment: Payment, _ cardPayment: CardPayment, _ cards: CardRails) async throws -> CardAuthentication {
-        let connector = try cards.connector(for: payment)
-        let authentication: CardAuthentication
-        if let id = cardPayment.authenticationID {
-            authentication = CardAuthentication(id: id, challengeURL: cardPayment.challengeURL,
-                                                state: .challengeRequired(attemptsLeft: 0, resendsLeft: 0))
-            return authentication
-        }
-        do {
-            authentication = try await connector.beginAuthentication(
-                context(payment, cardPayment, merchantName: try await merchantName(payment.merchantID)),
-                returnURL: cards.url("/v1/payments/\(payment.id.rawValue)/authentication/return"))
-        } catch {
-            throw KoshError(.gatewayError, "The bank's authentication service did not answer; try again", source: "bank",
-                            step: "payment_authentication", reason: "authentication_service_unavailable")
-        }
-        try await store.transaction { tx in
-            guard var current = try await tx.cardPayment(paymentID: payment.id, forUpdate: true), current.authenticationID == nil else { return }
-            let loaded = current
-            current.authenticationID = authentication.id
-            current.challengeURL = authentication.challengeURL
-            try await save(&current, loaded: loaded, tx)
-        }
-        switch authentication.state {
-        case .failed(let reason):
-            try await failCardAuthentication(paymentID: payment.id, CardResponseCodes.authenticationFailure(reason: reason))
-        case .authenticated:
-            try await authorizeCard(paymentID: payment.id, authentication: authentication)
-        case .challengeRequired:
-            break
-        }
-        return authentication
-    }
-
 }

@@ -19,8 +19,15 @@ extension PaymentFlows {
             payment.submittedAt = now
             payment.nextCheckAt = now + cards.settings.authorizationCheckMillis
             cardPayment.stage = .authorizing
-            let attempt = newAttempt(payment, seq: 1, RouteChoice(connector: payment.rail, reason: "card network"), now: now)
-            try await tx.insertAttempt(attempt)
+            // The attempt `startAuthentication` recorded on this connector carries the answer.
+            let attempts = try await tx.attempts(paymentID: paymentID)
+            let attempt: PaymentAttempt
+            if let begun = attempts.last, begun.connector == payment.rail {
+                attempt = begun
+            } else {
+                attempt = newAttempt(payment, seq: Int64(attempts.count) + 1, RouteChoice(connector: payment.rail, reason: "card network"), now: now)
+                try await tx.insertAttempt(attempt)
+            }
             try await save(&payment, loaded: loaded, tx)
             try await save(&cardPayment, loaded: loadedCard, tx)
             return (payment, cardPayment, attempt, try await tx.merchant(id: payment.merchantID)?.name ?? "Kosh merchant")

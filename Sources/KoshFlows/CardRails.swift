@@ -6,14 +6,15 @@ import KoshCore
 public struct CardRails: Sendable {
     public var vault: any CardVault
     public var test: any CardConnector
-    public var live: (any CardConnector)?
+    /// Live mode's card connectors and how payments are routed over them.
+    public var live: (any CardRouting)?
     public var bins: BINTable
     public var settings: CardSettings
     public var signer: any PaymentSigner
     /// e.g. `http://127.0.0.1:8080`, no trailing slash.
     public var publicBaseURL: String
 
-    public init(vault: any CardVault, test: any CardConnector, live: (any CardConnector)?, bins: BINTable, settings: CardSettings = CardSettings(),
+    public init(vault: any CardVault, test: any CardConnector, live: (any CardRouting)?, bins: BINTable, settings: CardSettings = CardSettings(),
                 signer: any PaymentSigner, publicBaseURL: String) {
         self.vault = vault
         self.test = test
@@ -24,22 +25,31 @@ public struct CardRails: Sendable {
         self.publicBaseURL = publicBaseURL
     }
 
-    public func connector(mode: Mode) throws -> any CardConnector {
+    /// The routes a new card payment may take, best first (test mode has one). None in live
+    /// mode: 400 when no route takes the card's network at all, 502 when those that do are
+    /// all down now (try again).
+    public func routes(mode: Mode, _ request: CardRoutingRequest) throws -> [RouteChoice] {
         switch mode {
-        case .test: return test
+        case .test: return [RouteChoice(connector: test.name, reason: "test mode")]
         case .live:
             guard let live else {
                 throw KoshError(.badRequest, "Live card payments are not enabled on this server", source: "business",
                                 step: "payment_initiation", reason: "live_mode_not_enabled")
             }
-            return live
+            let plan = live.plan(request)
+            guard plan.isEmpty else { return plan }
+            if live.takes(request) {
+                throw KoshError(.gatewayError, "Payment failed because no card route is available right now. Please try again.",
+                                source: "gateway", step: "payment_initiation", reason: "gateway_technical_error")
+            }
+            throw KoshError(.badRequest, "\(request.network.displayName) cards are not supported for this payment", field: "card[number]",
+                            source: "customer", step: "payment_initiation", reason: "card_network_not_supported")
         }
     }
 
     public func connector(named name: String) -> (any CardConnector)? {
         if test.name == name { return test }
-        if let live, live.name == name { return live }
-        return nil
+        return live?.connector(named: name)
     }
 
     /// The connector a card payment is on.

@@ -9,13 +9,16 @@ extension PaymentFlows {
     /// (`redirect`) and the native OTP (`otp_generate`). Every domestic card takes the challenge.
     public func createCardPayment(merchant: Merchant, _ input: NewCardPayment, idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
         let cards = try requireCards()
-        let connector = try cards.connector(mode: merchant.mode)
         let now = clock.now
         guard !input.card.expiry.isExpired(at: now) else {
             throw KoshError(.badRequest, "Your payment didn't go through as the card has expired.", field: "card[expiry_year]",
                             source: "customer", step: "payment_initiation", reason: "card_expired")
         }
         let bin = cards.bins.lookup(input.card.number)
+        let international = !bin.country.isEmpty && bin.country != "IN"
+        let route = try cards.routes(mode: merchant.mode, CardRoutingRequest(network: bin.network, issuer: bin.issuer, type: bin.type,
+                                                                             international: international, amount: input.payment.amount,
+                                                                             preferred: merchant.routePreference))[0]
         if let customerID = input.saveFor {
             guard try await store.transaction({ tx in try await tx.customer(id: customerID, merchantID: merchant.id) }) != nil else {
                 throw KoshError.badRequest("The id provided does not exist", field: "customer_id")
@@ -27,23 +30,24 @@ extension PaymentFlows {
         return try await command(idempotency) { tx in
             let card = Card(id: newID(.card), merchantID: merchant.id, vaultToken: tokenized.token, fingerprint: tokenized.fingerprint,
                             iin: tokenized.iin, last4: tokenized.last4, network: bin.network, type: bin.type, issuer: bin.issuer,
-                            international: !bin.country.isEmpty && bin.country != "IN", subType: bin.subType, name: input.card.name,
+                            international: international, subType: bin.subType, name: input.card.name,
                             expiryMonth: input.card.expiry.month, expiryYear: input.card.expiry.year, createdAt: now.seconds)
-            return try await openCardPayment(input.payment, merchant: merchant, card: card, newCard: true, on: connector,
+            return try await openCardPayment(input.payment, merchant: merchant, card: card, newCard: true, on: route.connector,
                                              callbackURL: input.callbackURL, saveFor: input.saveFor, cards, tx)
         }
     }
 
     /// What every new card payment writes, in `tx`: admitted to its order, the payment `created`
-    /// on `connector` with its card (written too when `newCard`) and network state, and their
+    /// on the connector named `rail` (the router's first choice; `startAuthentication` may move
+    /// it to the next before anything reaches an issuer) with its card (written too when `newCard`) and network state, and their
     /// events. Answers Razorpay's `next` actions.
-    func openCardPayment(_ input: NewPayment, merchant: Merchant, card: Card, newCard: Bool, on connector: any CardConnector,
+    func openCardPayment(_ input: NewPayment, merchant: Merchant, card: Card, newCard: Bool, on rail: String,
                          callbackURL: String?, saveFor: ID<Customer>?, _ cards: CardRails, _ tx: any StoreTransaction) async throws -> Outcome {
         let now = clock.now
         let (order, fromOrderState) = try await admit(input, merchant: merchant, tx)
         let payment = Payment(id: newID(.payment), merchantID: merchant.id, orderID: order.id, currency: input.currency, method: .card,
                               vpa: nil, email: input.email, contact: input.contact, description: input.description, notes: input.notes,
-                              machine: PaymentMachine(amount: input.amount), rail: connector.name, createdAt: now.seconds,
+                              machine: PaymentMachine(amount: input.amount), rail: rail, createdAt: now.seconds,
                               nextCheckAt: now + cards.settings.authenticationWindowMillis, card: card)
         let cardPayment = CardPayment(paymentID: payment.id, merchantID: merchant.id, cardID: card.id, vaultToken: card.vaultToken,
                                       stage: .authenticating, callbackURL: callbackURL, saveFor: saveFor, createdAt: now.seconds)

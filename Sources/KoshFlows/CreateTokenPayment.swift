@@ -7,7 +7,6 @@ extension PaymentFlows {
     /// memory. 3-D Secure still applies (RBI's additional factor).
     public func createTokenPayment(merchant: Merchant, _ input: NewTokenPayment, idempotency: IdempotencyRequest? = nil) async throws -> CommandResponse {
         let cards = try requireCards()
-        let connector = try cards.connector(mode: merchant.mode)
         let token = try await store.transaction { tx in
             guard try await tx.customer(id: input.customerID, merchantID: merchant.id) != nil else {
                 throw KoshError.badRequest("The id provided does not exist", field: "customer_id")
@@ -17,6 +16,8 @@ extension PaymentFlows {
             }
             return token
         }
+        let route = try cards.routes(mode: merchant.mode, CardRoutingRequest(card: token.card, amount: input.payment.amount,
+                                                                             preferred: merchant.routePreference))[0]
         let now = clock.now
         guard !((try? CardExpiry(month: token.card.expiryMonth, year: token.card.expiryYear))?.isExpired(at: now) ?? true) else {
             throw KoshError(.badRequest, "Your payment didn't go through as the saved card has expired.", field: "token",
@@ -29,7 +30,7 @@ extension PaymentFlows {
             var used = token
             used.usedAt = now.seconds
             try await tx.updateToken(used)
-            return try await openCardPayment(input.payment, merchant: merchant, card: token.card, newCard: false, on: connector,
+            return try await openCardPayment(input.payment, merchant: merchant, card: token.card, newCard: false, on: route.connector,
                                              callbackURL: input.callbackURL, saveFor: nil, cards, tx)
         }
     }

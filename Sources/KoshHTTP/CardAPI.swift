@@ -169,7 +169,7 @@ struct CardAPI<Store: GatewayStore>: Sendable {
     func submitOTP(_ request: Request, _ context: MerchantContext) async throws -> Response {
         let id: ID<Payment> = try MerchantAPI<Store>.id(context, .payment)
         let (raw, _) = try await RequestBody.parse(request, context: context)
-        var body = raw
+        let body = raw
         let otp: String
         switch body["otp"] {
         case .string(let text)?: otp = text
