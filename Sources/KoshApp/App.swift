@@ -78,6 +78,9 @@ public struct KoshConfiguration: Sendable {
     public var sandboxAcquirerPort = 0
     /// How long the card connector waits for an authorisation before reversing it.
     public var cardAuthorizationTimeoutMillis: Int64 = 10_000
+    /// The operator's card routing rules (`KOSH_CARD_ROUTING_RULES`); nil: the sandbox's default
+    /// (HDFC Bank's cards on the acquirer). Checked against the connectors when the services open.
+    public var cardRoutingRules: String?
     public var breaker = CircuitBreakerPolicy()
     public var routing = RoutingPolicy()
     public var upstreamTimeouts = (initiate: Int64(3_000), status: Int64(2_000), refund: Int64(5_000))
@@ -167,6 +170,7 @@ public struct KoshConfiguration: Sendable {
         if let value = try millis("KOSH_UPI_POLL_WINDOW_MS", 0...600_000) { config.gateway.pollWindowMillis = value }
         if let value = try millis("KOSH_PENDING_TIMEOUT_MS", 1_000...86_400_000) { config.gateway.pendingTimeoutMillis = value }
         if let value = try millis("KOSH_CARD_AUTH_TIMEOUT_MS", 100...120_000) { config.cardAuthorizationTimeoutMillis = value }
+        if let text = env["KOSH_CARD_ROUTING_RULES"] { config.cardRoutingRules = text }
         if let text = env["KOSH_ROUTING_EXPLORATION_PERCENT"], !text.isEmpty {
             guard let value = Int(text), (0...100).contains(value) else { throw StorageError.badURL("KOSH_ROUTING_EXPLORATION_PERCENT must be 0…100") }
             config.routing = RoutingPolicy(explorationPercent: value)
@@ -289,7 +293,15 @@ public struct KoshServices: Sendable {
                 let aggregator = AggregatorCardConnector(
                     vault: vault, http: http, configuration: AggregatorCardConfiguration(authorizationTimeoutMillis: config.cardAuthorizationTimeoutMillis),
                     logger: logger)
-                let (routes, rules) = CardRouter.sandboxRoutes(acquirer: acquirer.name, aggregator: aggregator.name)
+                var (routes, rules) = CardRouter.sandboxRoutes(acquirer: acquirer.name, aggregator: aggregator.name)
+                if let text = config.cardRoutingRules {
+                    do {
+                        rules = try CardRoutingRule.parse(text, connectors: [acquirer.name, aggregator.name])
+                    } catch {
+                        throw StorageError.badURL("KOSH_CARD_ROUTING_RULES: \(error)")
+                    }
+                }
+                logger.info("Live card routing", metadata: ["card.routes": "\(routes.map(\.connector))", "card.rules": "\(rules.map(\.description))"])
                 cardRouter = CardRouter(connectors: [acquirer, aggregator], routes: routes, rules: rules, breakerPolicy: config.breaker,
                                         policy: config.routing, clock: clock, logger: logger, metrics: PrometheusMetricsFactory(registry: metrics))
             }

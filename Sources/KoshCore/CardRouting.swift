@@ -173,3 +173,58 @@ public struct CardRouteUnavailable: Error, Sendable, Hashable, CustomStringConve
     }
     public var description: String { "\(connector) not called: \(reason)" }
 }
+
+extension CardRoutingRule {
+    /// Rules as an operator writes them (`KOSH_CARD_ROUTING_RULES`): `;`-separated, each
+    /// `prefer|avoid CONNECTOR [network=N] [issuer=CODE] [type=T] [origin=domestic|international]`,
+    /// e.g. `prefer acquirer issuer=HDFC; avoid alphapay_card origin=international`. At most 100.
+    public static func parse(_ text: String, connectors: Set<String>) throws -> [CardRoutingRule] {
+        let items = text.split(separator: ";").map { String($0.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()) }
+            .filter { !$0.isEmpty }
+        guard items.count <= 100 else { throw CardRoutingRuleError("at most 100 rules") }
+        return try items.map { item in
+            let words = item.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            guard words.count >= 2, let action = Action(rawValue: words[0]) else {
+                throw CardRoutingRuleError("\"\(item)\": a rule is prefer|avoid CONNECTOR [field=value …]")
+            }
+            guard connectors.contains(words[1]) else {
+                throw CardRoutingRuleError("\"\(item)\": unknown connector \(words[1]); known: \(connectors.sorted().joined(separator: ", "))")
+            }
+            var network: CardNetwork?, issuer: String?, type: CardType?, international: Bool?
+            for pair in words.dropFirst(2) {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[1].isEmpty else { throw CardRoutingRuleError("\"\(item)\": \(pair) is not field=value") }
+                switch parts[0] {
+                case "network":
+                    guard let value = CardNetwork(rawValue: parts[1]), value != .unknown else {
+                        throw CardRoutingRuleError("\"\(item)\": network is one of visa, mastercard, rupay, amex, diners, maestro, jcb")
+                    }
+                    network = value
+                case "issuer":
+                    guard parts[1].count <= 16, parts[1].allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+                        throw CardRoutingRuleError("\"\(item)\": issuer is a bank code such as HDFC")
+                    }
+                    issuer = parts[1].uppercased()
+                case "type":
+                    guard let value = CardType(rawValue: parts[1]), value != .unknown else {
+                        throw CardRoutingRuleError("\"\(item)\": type is credit, debit or prepaid")
+                    }
+                    type = value
+                case "origin":
+                    guard parts[1] == "domestic" || parts[1] == "international" else {
+                        throw CardRoutingRuleError("\"\(item)\": origin is domestic or international")
+                    }
+                    international = parts[1] == "international"
+                default:
+                    throw CardRoutingRuleError("\"\(item)\": unknown field \(parts[0]) (network, issuer, type, origin)")
+                }
+            }
+            return CardRoutingRule(network: network, issuer: issuer, type: type, international: international, connector: words[1], action: action)
+        }
+    }
+}
+
+public struct CardRoutingRuleError: Error, Sendable, Hashable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

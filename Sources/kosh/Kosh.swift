@@ -127,7 +127,7 @@ struct MerchantCommand: AsyncParsableCommand {
         @Option(name: .customLong("late-authorization"),
                 help: "What to do with a payment the bank authorises after Kosh gave up on it: capture (if its order is still unpaid) or refund.")
         var lateAuthorization: String = LateAuthorizationPolicy.refund.rawValue
-        @Option(help: "Connectors to try first for this merchant's live payments, comma-separated (upi_switch, alphapay, betapay).")
+        @Option(help: "Connectors to try first for this merchant's live payments, comma-separated: UPI (upi_switch, alphapay, betapay) and cards (acquirer, alphapay_card).")
         var prefer: String = ""
         @Option(help: "Where this merchant's own notifications go (payment captured or failed, refund processed).")
         var email: String?
@@ -165,9 +165,10 @@ struct MerchantCommand: AsyncParsableCommand {
                     throw ValidationError("--fee \(fee): KEY=BASIS_POINTS with a method (upi, card) or a card key (card:rupay:debit, card:amex, card:international, card:debit) and 0…\(FeeSchedule.maximumMDRBasisPoints)")
                 }
             }
-            let known = Set(["upi_switch", "alphapay", "betapay"])
+            // UPI connectors and card connectors: a payment looks only at those of its method.
+            let known = ["upi_switch", "alphapay", "betapay", "acquirer", "alphapay_card"]
             for name in preferred where !known.contains(name) {
-                throw ValidationError("--prefer: unknown connector \(name); known: upi_switch, alphapay, betapay")
+                throw ValidationError("--prefer: unknown connector \(name); known: \(known.joined(separator: ", "))")
             }
         }
 

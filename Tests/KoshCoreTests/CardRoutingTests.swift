@@ -114,4 +114,19 @@ struct CardRoutingTests {
         #expect(CardRoutingRule(connector: "x", action: .avoid).matches(Self.card(.jcb, issuer: nil)))
         #expect(rule.description == "prefer acquirer for network visa, issuer HDFC, type debit, domestic")
     }
+
+    @Test func rulesAreReadAsAnOperatorWritesThem() throws {
+        let rules = try CardRoutingRule.parse("prefer acquirer issuer=hdfc; avoid alphapay_card origin=international network=amex ;",
+                                              connectors: Self.both)
+        #expect(rules == [CardRoutingRule(issuer: "HDFC", connector: "acquirer", action: .prefer),
+                          CardRoutingRule(network: .amex, international: true, connector: "alphapay_card", action: .avoid)])
+        #expect(try CardRoutingRule.parse("  ", connectors: Self.both).isEmpty)
+        for bad in ["prefer", "route acquirer", "prefer nowhere", "prefer acquirer colour=red", "prefer acquirer network=discover",
+                    "avoid acquirer type=charge", "avoid acquirer origin=abroad", "prefer acquirer issuer=", "prefer acquirer issuer=HD FC"] {
+            #expect(throws: CardRoutingRuleError.self, "\(bad)") { try CardRoutingRule.parse(bad, connectors: Self.both) }
+        }
+        #expect(throws: CardRoutingRuleError.self) {
+            try CardRoutingRule.parse(Array(repeating: "prefer acquirer", count: 101).joined(separator: ";"), connectors: Self.both)
+        }
+    }
 }
