@@ -29,7 +29,9 @@ extension PaymentFlows {
                 // The card itself is refused (the connector's 4xx): no other route will take it either.
                 throw error
             } catch {
-                tries.append((choice, error is CardRouteUnavailable ? .skipped : .unavailable("\(type(of: error))"), clock.now - began))
+                // Kosh's own words for what went wrong (never a card detail: these errors hold none).
+                let why = (error as? CustomStringConvertible)?.description ?? "\(type(of: error))"
+                tries.append((choice, error is CardRouteUnavailable ? .skipped : .unavailable(why), clock.now - began))
             }
         }
         let (chosen, recorded) = (started, tries)
