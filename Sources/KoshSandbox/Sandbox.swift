@@ -68,6 +68,7 @@ public struct Sandbox: Sendable {
         ACSAPI(runtime: runtime, notifications: notifications).register(on: router)
         ChallengePages(runtime: runtime, notifications: notifications).register(on: router)
         CardControlAPI(runtime: runtime).register(on: router)
+        AlphapayCardAPI(runtime: runtime, notifications: notifications).register(on: router)
         let acquirer = AcquirerServer(host: configuration.host, port: configuration.acquirerPort, runtime: runtime, logger: logger)
         let application = Application(
             router: router,

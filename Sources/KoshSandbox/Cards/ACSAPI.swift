@@ -119,9 +119,7 @@ struct ACSAPI: Sendable {
     static func send(_ outcome: ACSOTPOutcome, _ notifications: NotificationProviders) throws -> ACSAuthentication {
         switch outcome {
         case .sent(let authentication, let message):
-            let fields: [(String, JSON)] = [("to", .string(message.to)), ("text", .string(message.text)),
-                                            ("reference", .string(message.reference))]
-            guard notifications.accept("sms", fields) != nil else {
+            guard text(message, notifications) else {
                 throw SandboxHTTPError(status: .serviceUnavailable, code: "otp_delivery_failed",
                                        message: "The SMS provider refused the OTP; resend it")
             }
@@ -133,6 +131,13 @@ struct ACSAPI: Sendable {
         case .notFound:
             throw SandboxHTTPError.notFound("No such authentication")
         }
+    }
+
+    /// Texts an OTP to the cardholder's phone through the sandbox's SMS provider; false when
+    /// the provider refused it (an outage).
+    static func text(_ message: OTPMessage, _ notifications: NotificationProviders) -> Bool {
+        let fields: [(String, JSON)] = [("to", .string(message.to)), ("text", .string(message.text)), ("reference", .string(message.reference))]
+        return notifications.accept("sms", fields) != nil
     }
 
     /// The challenge page's address on the host the caller reached the sandbox at.

@@ -12,14 +12,67 @@ struct CardBooks: Sendable {
     var timing = CardTiming()
     /// Opened from the test card table on first use.
     var accounts: [String: CardAccount] = [:]
-    /// By Kosh payment id (field 48 `PI`).
+    /// The acquirer's, by Kosh payment id (field 48 `PI`).
     var authorisations: [String: CardAuthorisation] = [:]
-    /// Payment ids by card number, oldest first.
-    var paymentsByCard: [String: [String]] = [:]
+    /// alphapay's card payments (docs/CARDS.md §4), each with its authorisation once it has one.
+    var alphapay = AggregatorCardBook()
+    /// Payments by card number, oldest first, with the route each came by.
+    var paymentsByCard: [String: [CardTransactionRef]] = [:]
+    /// The route that last opened an authorisation for a payment id.
+    var latestRoute: [String: CardRoute] = [:]
 
     func account(_ card: TestCard) -> CardAccount {
         accounts[card.number] ?? CardAccount(balance: card.openingBalance, transactionLimit: card.transactionLimit)
     }
+
+    /// Notes a new authorisation against its card and as its payment's latest.
+    mutating func opened(_ record: CardAuthorisation) {
+        if let card = TestCards.card(record.cardNumber) {
+            paymentsByCard[card.number, default: []].append(CardTransactionRef(paymentID: record.paymentID, via: record.via))
+        }
+        latestRoute[record.paymentID] = record.via
+    }
+
+    func authorisation(_ ref: CardTransactionRef) -> CardAuthorisation? {
+        switch ref.via {
+        case .acquirer: authorisations[ref.paymentID]
+        case .alphapay: alphapay.payments[ref.paymentID]?.authorisation
+        }
+    }
+
+    /// `GET /sandbox/v1/cards/transactions/{payment_id}`: the payment's books by the route that
+    /// last authorised it (a payment id seen by both routes shows the later one).
+    func books(_ paymentID: String) -> CardAuthorisation? {
+        latestRoute[paymentID].flatMap { authorisation(CardTransactionRef(paymentID: paymentID, via: $0)) }
+    }
+}
+
+/// The way a card payment reached the issuers: the acquirer's ISO 8583 host, or the alphapay
+/// aggregator's card API (docs/CARDS.md §4).
+enum CardRoute: String, Sendable {
+    case acquirer
+    case alphapay
+
+    /// Whose `decline_rate` fault applies to its approvals.
+    var faultRail: Rail {
+        switch self {
+        case .acquirer: .acquirer
+        case .alphapay: .alphapay
+        }
+    }
+}
+
+struct CardTransactionRef: Sendable, Hashable {
+    let paymentID: String
+    let via: CardRoute
+}
+
+/// What proves 3-D Secure on an authorisation: field 48's `AV`, `EC` and `AI`, or alphapay's
+/// own authentication.
+struct CardAuthenticationValue: Sendable {
+    let cavv: String?
+    let eci: String?
+    let id: String?
 }
 
 /// `PUT /sandbox/v1/cards/config`: how long the slow issuers take, in real milliseconds (they
@@ -101,6 +154,7 @@ struct CardAuthorisation: Sendable {
     let createdAt: Int64
     var transmissions: [Transmission]
     var status: AuthorisationStatus
+    var via: CardRoute = .acquirer
     /// The 0110's field 39 (nil while pending) and field 38.
     var responseCode: String?
     var authCode: String?
@@ -111,7 +165,8 @@ struct CardAuthorisation: Sendable {
     var captured: Int64 = 0
     var captureAuthCode: String?
     var refunds: [CardRefund] = []
-    /// Every answer's field 39, in order: `0110:00`, `0210:00`, `0410:00`, …
+    /// Every answer's field 39, in order: `0110:00`, `0210:00`, `0410:00`, … (alphapay's
+    /// payments record the same codes its own acquiring answered.)
     var answers: [String] = []
 
     var refunded: Int64 { refunds.reduce(0) { $0 + $1.amount } }
@@ -121,6 +176,7 @@ struct CardAuthorisation: Sendable {
     var json: JSON {
         .object([
             ("payment_id", .string(paymentID)),
+            ("via", .string(via.rawValue)),
             ("card", .string(CardMask.mask(cardNumber))),
             ("status", .string(status.rawValue)),
             ("response_code", .optional(responseCode)),

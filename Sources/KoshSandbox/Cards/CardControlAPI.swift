@@ -29,17 +29,19 @@ struct CardControlAPI: Sendable {
         }
         api.get("transactions/:payment_id") { _, context in
             let paymentID = try context.parameters.require("payment_id")
-            guard let record = runtime.withWorld({ $0.cards.authorisations[paymentID] }) else {
+            guard let record = runtime.withWorld({ $0.cards.books(paymentID) }) else {
                 throw SandboxHTTPError.notFound("The acquirer has no transaction for \(paymentID)")
             }
             return jsonResponse(record.json)
         }
         // The cardholder's phone, for scripts and the load tool: the OTP the ACS last texted for a
-        // payment's authentication (the same one `GET /sms/v1/messages` lists).
+        // payment's authentication (the same one `GET /sms/v1/messages` lists); for a payment at
+        // alphapay, the authentication alphapay opened for it.
         api.get("otp/:payment_id") { _, context in
             let paymentID = try context.parameters.require("payment_id")
             let found = runtime.withWorld { world -> (String, String)? in
-                guard let id = world.acs.byPayment[paymentID], let authentication = world.acs.authentications[id],
+                guard let id = world.acs.byPayment[paymentID] ?? world.cards.alphapay.payments[paymentID]?.authenticationID,
+                      let authentication = world.acs.authentications[id],
                       let otp = authentication.otp else { return nil }
                 return (id, otp)
             }
@@ -51,7 +53,7 @@ struct CardControlAPI: Sendable {
             let json = runtime.withWorld { world -> JSON in
                 let account = world.cards.account(card)
                 let payments = (world.cards.paymentsByCard[card.number] ?? []).suffix(Self.listedTransactions)
-                let transactions = payments.compactMap { world.cards.authorisations[$0]?.json }
+                let transactions = payments.compactMap { world.cards.authorisation($0)?.json }
                 let holds = account.holds.sorted { $0.key < $1.key }.map { JSON.object([("payment_id", .string($0.key)), ("amount", .int($0.value))]) }
                 return Self.view(card, account).adding([("holds", .array(holds)), ("transactions", .array(transactions))])
             }

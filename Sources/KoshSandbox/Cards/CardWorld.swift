@@ -89,8 +89,9 @@ extension SandboxWorld {
         guard cards.authorisations.count < CardBooks.maximumAuthorisations else { return answer(Code.systemMalfunction) }
         var record = CardAuthorisation(paymentID: paymentID, cardNumber: number, amount: amount, rrn: rrn, createdAt: now,
                                        transmissions: [transmission], status: .declined)
-        let decision = decide(record, expiry: expiry, tags: tags, now: now)
-        if let card = TestCards.card(number) { cards.paymentsByCard[card.number, default: []].append(paymentID) }
+        let decision = networkDecides(record, expiry: expiry,
+                                      authentication: CardAuthenticationValue(cavv: tags["AV"], eci: tags["EC"], id: tags["AI"]), now: now)
+        cards.opened(record)
         switch decision {
         case .answered(let code, let authCode):
             record.responseCode = code
@@ -107,20 +108,24 @@ extension SandboxWorld {
         }
     }
 
-    private enum Decision {
+    enum Decision: Sendable {
         case answered(String, authCode: String?)
         case issuerAnswersAfter(Int64)
     }
 
-    /// The network's checks (card known, expiry, 3-D Secure), then the issuer's.
-    private mutating func decide(_ record: CardAuthorisation, expiry: String, tags: [String: String], now: Int64) -> Decision {
+    /// The network's checks (card known, expiry, 3-D Secure), then the issuer's, for an
+    /// authorisation arriving by either route (`record.via`): the acquirer's 0100, or alphapay's
+    /// own acquiring (docs/CARDS.md §4). A decline drawn from the faults is the route's
+    /// (`acquirer` or `alphapay`) `decline_rate`.
+    mutating func networkDecides(_ record: CardAuthorisation, expiry: String, authentication: CardAuthenticationValue,
+                                 now: Int64) -> Decision {
         guard CardMask.isLuhnValid(record.cardNumber), let card = TestCards.card(record.cardNumber) else {
             return .answered(Code.invalidCard, authCode: nil)
         }
         if Self.isPast(card.expiry, now: now) || expiry != card.expiry { return .answered(Code.expiredCard, authCode: nil) }
-        let authenticated = acs.vouches(card: card.number, amount: record.amount, cavv: tags["AV"], eci: tags["EC"],
-                                        authenticationID: tags["AI"])
-        if !authenticated && (card.domestic || tags["AV"] != nil) { return .answered(Code.securityViolation, authCode: nil) }
+        let authenticated = acs.vouches(card: card.number, amount: record.amount, cavv: authentication.cavv, eci: authentication.eci,
+                                        authenticationID: authentication.id)
+        if !authenticated && (card.domestic || authentication.cavv != nil) { return .answered(Code.securityViolation, authCode: nil) }
         switch card.behaviour {
         case .invalidAtIssuer: return .answered(Code.invalidCard, authCode: nil)
         case .doNotHonour: return .answered(Code.doNotHonour, authCode: nil)
@@ -129,21 +134,91 @@ extension SandboxWorld {
         case .timeOut: return .issuerAnswersAfter(cards.timing.issuerTimeoutMs)
         case .approveLate: return .issuerAnswersAfter(cards.timing.lateAnswerMs)
         case .approve, .cancelAtACS, .failAuthentication:
-            let (code, authCode) = issuerDecides(card, amount: record.amount, paymentID: record.paymentID)
+            let (code, authCode) = issuerDecides(card, amount: record.amount, paymentID: record.paymentID, faults: record.via.faultRail)
             return .answered(code, authCode: authCode)
         }
     }
 
-    /// The issuer's own checks; an approval puts a hold on the card.
-    private mutating func issuerDecides(_ card: TestCard, amount: Int64, paymentID: String) -> (String, String?) {
+    /// The issuer's own checks; an approval puts a hold on the card, keyed by the payment id.
+    /// A payment id already holding on this card (the other route authorised it) is refused
+    /// with 96 rather than held twice under one key.
+    private mutating func issuerDecides(_ card: TestCard, amount: Int64, paymentID: String, faults rail: Rail) -> (String, String?) {
         var account = cards.account(card)
+        if account.holds[paymentID] != nil { return (Code.systemMalfunction, nil) }
         if amount > account.transactionLimit { return (Code.exceedsLimit, nil) }
         if amount > account.available { return (Code.insufficientFunds, nil) }
-        if random.chance(faultConfig(.acquirer).declineRate) { return (Code.doNotHonour, nil) }
+        if random.chance(faultConfig(rail).declineRate) { return (Code.doNotHonour, nil) }
         account.holds[paymentID] = amount
         precondition(account.available >= 0, "Invalid state: card \(card.masked) held over its balance")
         cards.accounts[card.number] = account
         return (Code.approved, newAuthCode())
+    }
+
+    /// Settles a pending authorisation (a slow issuer's answer falling due), by either route:
+    /// 91 for the card that times out, else the issuer's decision; a reversal (void) recorded
+    /// meanwhile releases an approval's hold at once (`late_reversed`). A settled one is left as is.
+    mutating func settlePending(_ record: inout CardAuthorisation) {
+        guard record.status == .pending else { return }
+        guard let card = TestCards.card(record.cardNumber) else {
+            preconditionFailure("Invalid state: a pending authorisation on an unknown card \(CardMask.mask(record.cardNumber))")
+        }
+        let (code, authCode) = card.behaviour == .timeOut
+            ? (Code.issuerUnavailable, nil) : issuerDecides(card, amount: record.amount, paymentID: record.paymentID, faults: record.via.faultRail)
+        record.responseCode = code
+        record.authCode = authCode
+        record.issuerDue = nil
+        if code != Code.approved {
+            record.status = .declined
+        } else if record.reversalRequested {
+            cards.accounts[card.number]?.holds[record.paymentID] = nil
+            record.status = .lateReversed
+            record.reversedAmount = record.amount
+        } else {
+            record.status = .approved
+        }
+    }
+
+    /// Moves an approved authorisation's hold to a posted debit of `amount` (at most the amount
+    /// held), releasing the rest. Answers the capture's auth code.
+    mutating func postCapture(_ record: inout CardAuthorisation, amount: Int64) -> String {
+        precondition(record.status == .approved && record.captured == 0 && amount >= 1 && amount <= record.amount,
+                     "Invalid state: capture of \(amount) on \(record.paymentID) (\(record.status.rawValue))")
+        guard let card = TestCards.card(record.cardNumber) else { preconditionFailure("Invalid state: an approval on an unknown card") }
+        var account = cards.account(card)
+        guard account.holds.removeValue(forKey: record.paymentID) == record.amount else {
+            preconditionFailure("Invalid state: approved \(record.paymentID) holds no \(record.amount) on \(card.masked)")
+        }
+        account.balance -= amount
+        precondition(account.available >= 0, "Invalid state: capture of \(record.paymentID) overdraws \(card.masked)")
+        cards.accounts[card.number] = account
+        record.captured = amount
+        let authCode = record.authCode ?? newAuthCode()
+        record.captureAuthCode = authCode
+        return authCode
+    }
+
+    /// Credits the card with a refund of a captured authorisation (at most what is captured and
+    /// not yet refunded).
+    mutating func postRefund(_ record: inout CardAuthorisation, refundID: String, amount: Int64) -> CardRefund {
+        precondition(record.captured > 0 && amount >= 1 && amount <= record.captured - record.refunded,
+                     "Invalid state: refund of \(amount) on \(record.paymentID)")
+        guard let card = TestCards.card(record.cardNumber) else { preconditionFailure("Invalid state: a capture on an unknown card") }
+        var account = cards.account(card)
+        account.balance += amount
+        cards.accounts[card.number] = account
+        let refund = CardRefund(refundID: refundID, amount: amount, authCode: newAuthCode())
+        record.refunds.append(refund)
+        precondition(record.refunded <= record.captured, "Invalid state: \(record.paymentID) refunded over its capture")
+        return refund
+    }
+
+    /// Releases an approved, uncaptured authorisation's hold (a reversal, or a void).
+    mutating func releaseHold(_ record: inout CardAuthorisation) {
+        precondition(record.status == .approved && record.captured == 0, "Invalid state: releasing \(record.paymentID)")
+        cards.accounts[record.cardNumber]?.holds[record.paymentID] = nil
+        record.reversalRequested = true
+        record.status = .reversed
+        record.reversedAmount = record.amount
     }
 
     /// A slow issuer's answer falling due: settles the authorisation (once: a repeat that waited
@@ -151,25 +226,7 @@ extension SandboxWorld {
     /// approval's hold at once. Nil after a reset.
     mutating func issuerAnswered(paymentID: String, epoch: UInt64, request: ISO8583Message) -> ISO8583Message? {
         guard epoch == self.epoch, var record = cards.authorisations[paymentID] else { return nil }
-        if record.status == .pending {
-            guard let card = TestCards.card(record.cardNumber) else {
-                preconditionFailure("Invalid state: a pending authorisation on an unknown card \(CardMask.mask(record.cardNumber))")
-            }
-            let (code, authCode) = card.behaviour == .timeOut
-                ? (Code.issuerUnavailable, nil) : issuerDecides(card, amount: record.amount, paymentID: paymentID)
-            record.responseCode = code
-            record.authCode = authCode
-            record.issuerDue = nil
-            if code != Code.approved {
-                record.status = .declined
-            } else if record.reversalRequested {
-                cards.accounts[card.number]?.holds[paymentID] = nil
-                record.status = .lateReversed
-                record.reversedAmount = record.amount
-            } else {
-                record.status = .approved
-            }
-        }
+        settlePending(&record)
         guard let code = record.responseCode else { preconditionFailure("Invalid state: \(paymentID) settled without a code") }
         record.answers.append("0110:" + code)
         cards.authorisations[paymentID] = record
@@ -201,28 +258,12 @@ extension SandboxWorld {
             if let done = record.refund(refundID) { return recorded(Code.approved, done.authCode) }
             guard record.captured > 0, amount <= record.captured - record.refunded,
                   record.refunds.count < CardBooks.maximumRefundsPerPayment else { return recorded(Code.invalidTransaction) }
-            guard let card = TestCards.card(record.cardNumber) else { preconditionFailure("Invalid state: a capture on an unknown card") }
-            var account = cards.account(card)
-            account.balance += amount
-            cards.accounts[card.number] = account
-            let refund = CardRefund(refundID: refundID, amount: amount, authCode: newAuthCode())
-            record.refunds.append(refund)
-            precondition(record.refunded <= record.captured, "Invalid state: \(paymentID) refunded over its capture")
+            let refund = postRefund(&record, refundID: refundID, amount: amount)
             return recorded(Code.approved, refund.authCode)
         }
         if let done = record.captureAuthCode { return recorded(Code.approved, done) }
         guard record.status == .approved, amount <= record.amount else { return recorded(Code.invalidTransaction) }
-        guard let card = TestCards.card(record.cardNumber) else { preconditionFailure("Invalid state: an approval on an unknown card") }
-        var account = cards.account(card)
-        guard account.holds.removeValue(forKey: paymentID) == record.amount else {
-            preconditionFailure("Invalid state: approved \(paymentID) holds no \(record.amount) on \(card.masked)")
-        }
-        account.balance -= amount
-        precondition(account.available >= 0, "Invalid state: capture of \(paymentID) overdraws \(card.masked)")
-        cards.accounts[card.number] = account
-        record.captured = amount
-        record.captureAuthCode = record.authCode ?? newAuthCode()
-        return recorded(Code.approved, record.captureAuthCode)
+        return recorded(Code.approved, postCapture(&record, amount: amount))
     }
 
     // MARK: 0400 / 0420
@@ -247,10 +288,7 @@ extension SandboxWorld {
             case .approved where record.captured > 0:
                 code = Code.invalidTransaction
             case .approved:
-                cards.accounts[record.cardNumber]?.holds[paymentID] = nil
-                record.reversalRequested = true
-                record.status = .reversed
-                record.reversedAmount = record.amount
+                releaseHold(&record)
                 code = Code.approved
             }
         }
