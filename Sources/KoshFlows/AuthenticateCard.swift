@@ -28,12 +28,12 @@ extension PaymentFlows {
         let cards = try requireCards()
         let (payment, cardPayment) = try await cardPayment(paymentID, merchantID: merchantID)
         guard payment.state == .created, cardPayment.stage == .authenticating else { return try await finalReply(paymentID: paymentID) }
-        let authentication = try await startAuthentication(payment, cardPayment, cards)
+        // The connector that started it: the payment may have moved to its next route.
+        let (authentication, connector) = try await startAuthentication(payment, cardPayment, cards)
         switch authentication.state {
         case .failed, .authenticated: return try await finalReply(paymentID: paymentID)
         case .challengeRequired: break
         }
-        let connector = try cards.connector(for: payment)
         do {
             _ = try await connector.sendOTP(authenticationID: authentication.id)
         } catch CardOTPProblem.resendLimit {
@@ -122,7 +122,7 @@ extension PaymentFlows {
         let cards = try requireCards()
         let (payment, cardPayment) = try await cardPayment(paymentID, merchantID: nil)
         guard payment.state == .created, cardPayment.stage == .authenticating else { return nil }
-        let authentication = try await startAuthentication(payment, cardPayment, cards)
+        let (authentication, _) = try await startAuthentication(payment, cardPayment, cards)
         guard case .challengeRequired = authentication.state else { return nil }
         return authentication.challengeURL
     }

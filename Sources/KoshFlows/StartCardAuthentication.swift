@@ -6,24 +6,27 @@ extension PaymentFlows {
     /// breaker open), on the next route the router gives for the card. Nothing can have reached
     /// an issuer's authorisation before this succeeds (only `authorize` asks for money), so
     /// moving on is safe; each try is an attempt (`GET /v1/payments/:id/attempts`). A
-    /// frictionless answer goes on to authorise; a refusal fails the payment.
-    func startAuthentication(_ payment: Payment, _ cardPayment: CardPayment, _ cards: CardRails) async throws -> CardAuthentication {
+    /// frictionless answer goes on to authorise; a refusal fails the payment. Answers the
+    /// authentication and the connector that has it.
+    func startAuthentication(_ payment: Payment, _ cardPayment: CardPayment, _ cards: CardRails)
+        async throws -> (CardAuthentication, any CardConnector) {
         if let id = cardPayment.authenticationID {
-            return CardAuthentication(id: id, challengeURL: cardPayment.challengeURL, state: .challengeRequired(attemptsLeft: 0, resendsLeft: 0))
+            return (CardAuthentication(id: id, challengeURL: cardPayment.challengeURL, state: .challengeRequired(attemptsLeft: 0, resendsLeft: 0)),
+                    try cards.connector(for: payment))
         }
         let merchant = try await store.transaction { tx in try await tx.merchant(id: payment.merchantID) }
         let request = context(payment, cardPayment, merchantName: merchant?.name ?? "Kosh merchant")
         let returnURL = cards.url("/v1/payments/\(payment.id.rawValue)/authentication/return")
         // What each route did: recorded as attempts once one has the payment (or none could).
         var tries: [(RouteChoice, RoutePlan.Outcome, Int64)] = []
-        var started: CardAuthentication?
+        var started: (CardAuthentication, any CardConnector)?
         for choice in authenticationRoutes(payment, merchant: merchant, cards) {
             guard let connector = cards.connector(named: choice.connector) else { continue }
             let began = clock.now
             do {
                 let authentication = try await connector.beginAuthentication(request, returnURL: returnURL)
                 tries.append((choice, .accepted(reference: authentication.id, link: nil), clock.now - began))
-                started = authentication
+                started = (authentication, connector)
                 break
             } catch let error as KoshError where error.code.httpStatus < 500 {
                 // The card itself is refused (the connector's 4xx): no other route will take it either.
@@ -34,7 +37,7 @@ extension PaymentFlows {
                 tries.append((choice, error is CardRouteUnavailable ? .skipped : .unavailable(why), clock.now - began))
             }
         }
-        let (chosen, recorded) = (started, tries)
+        let (chosen, recorded) = (started?.0, tries)
         try await store.transaction { tx in
             // A concurrent call that started it first wins; this one's tries are not recorded.
             guard var current = try await tx.cardPayment(paymentID: payment.id, forUpdate: true), current.authenticationID == nil,
@@ -58,7 +61,7 @@ extension PaymentFlows {
             current.challengeURL = authentication.challengeURL
             try await save(&current, loaded: loaded, tx)
         }
-        guard let authentication = started else {
+        guard let (authentication, connector) = started else {
             throw KoshError(.gatewayError, "The bank's authentication service did not answer; try again", source: "bank",
                             step: "payment_authentication", reason: "authentication_service_unavailable")
         }
@@ -70,7 +73,7 @@ extension PaymentFlows {
         case .challengeRequired:
             break
         }
-        return authentication
+        return (authentication, connector)
     }
 
     /// The connectors to try, in order: the one the payment was created on, then the router's
