@@ -22,6 +22,9 @@ let environmentHelp = """
                                     in-process sandbox's)
       KOSH_CARD_AUTH_TIMEOUT_MS     card authorisation wait before a reversal
                                     (default 10000)
+      KOSH_CARD_ROUTING_RULES       card routing rules: "prefer|avoid CONNECTOR
+                                    [network=] [issuer=] [type=] [origin=]; …"
+                                    (default "prefer acquirer issuer=HDFC")
       KOSH_VAULT_URL                card vault (default: in-process on a Unix
                                     socket in KOSH_VAULT_DIR)
       KOSH_VAULT_DIR                the vault's directory (default kosh-vault

@@ -376,12 +376,13 @@ import Testing
         }
     }
 
-    /// The late issuer's card with `late_answer_ms` at 300 ms (real time: the issuer holds up the
-    /// authorize call on the wire): a void while the issuer decides answers `voided` at once and
+    /// The late issuer's card with `late_answer_ms` at 1.5 s (real time: the issuer holds up the
+    /// authorize call on the wire; long enough that a loaded machine still voids while it
+    /// waits): a void while the issuer decides answers `voided` at once and
     /// the approval that comes later is released at once, as the acquirer's `late_reversed`.
     @Test func aVoidWhileAuthorisingReleasesTheLateApproval() async throws {
         try await withCardSandbox { sandbox in
-            try await sandbox.cardTiming(lateAnswerMs: 300)
+            try await sandbox.cardTiming(lateAnswerMs: 1_500)
             let late = "5241810000001008"
             #expect(try await authenticated(sandbox, "pay_late", late).string("status") == "authenticated")
             async let authorizing = authorize(sandbox, "pay_late")
