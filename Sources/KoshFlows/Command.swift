@@ -75,8 +75,17 @@ extension PaymentFlows {
     /// effect; a refusal (4xx) is recorded as the key's response; any other failure frees the
     /// key for a retry.
     func command(_ idempotency: IdempotencyRequest?, _ work: (any StoreTransaction) async throws -> Outcome) async throws -> CommandResponse {
+        try await command(idempotency, prepare: {}, { _, tx in try await work(tx) })
+    }
+
+    /// As `command`, with a step outside the transaction (a call to another service, e.g. the
+    /// card vault) that runs only once the key is claimed: a replay answers the recorded
+    /// response without running it again, and a refusal it throws is the key's response.
+    func command<Prepared>(_ idempotency: IdempotencyRequest?, prepare: () async throws -> Prepared,
+                           _ work: (Prepared, any StoreTransaction) async throws -> Outcome) async throws -> CommandResponse {
         guard let idempotency else {
-            let outcome = try await store.transaction { tx in try await work(tx) }
+            let prepared = try await prepare()
+            let outcome = try await store.transaction { tx in try await work(prepared, tx) }
             return await finish(outcome, recorded: outcome.reply.json(renderer).serialized(), claim: nil)
         }
         let token: String
@@ -95,8 +104,9 @@ extension PaymentFlows {
         }
         let committed: (Outcome, String)
         do {
+            let prepared = try await prepare()
             committed = try await store.transaction { tx in
-                let outcome = try await work(tx)
+                let outcome = try await work(prepared, tx)
                 let body = outcome.reply.json(renderer).serialized()
                 try await tx.recordIdempotentResponse(merchantID: idempotency.merchantID, key: idempotency.key, token: token,
                                                       status: 200, body: body)

@@ -24,10 +24,12 @@ extension PaymentFlows {
                 throw KoshError.badRequest("The id provided does not exist", field: "customer_id")
             }
         }
-        // Before the transaction: no database lock waits on the vault. A card tokenised for a
+        // Before the transaction, so no database lock waits on the vault; after the
+        // Idempotency-Key is claimed, so a replay tokenises nothing. A card tokenised for a
         // payment that is then refused (its order paid meanwhile) is purged at its retention.
-        let tokenized = try await tokenize(input.card, retention: .until(UnixSeconds(now.seconds.value + cards.settings.retentionSeconds)), cards)
-        return try await command(idempotency) { tx in
+        return try await command(idempotency, prepare: {
+            try await tokenize(input.card, retention: .until(UnixSeconds(now.seconds.value + cards.settings.retentionSeconds)), cards)
+        }) { tokenized, tx in
             let card = Card(id: newID(.card), merchantID: merchant.id, vaultToken: tokenized.token, fingerprint: tokenized.fingerprint,
                             iin: tokenized.iin, last4: tokenized.last4, network: bin.network, type: bin.type, issuer: bin.issuer,
                             international: international, subType: bin.subType, name: input.card.name,

@@ -23,10 +23,12 @@ extension PaymentFlows {
             throw KoshError(.badRequest, "Your payment didn't go through as the saved card has expired.", field: "token",
                             source: "customer", step: "payment_initiation", reason: "card_expired")
         }
-        if let cvv = input.cvv {
-            do { try await cards.vault.attachCVV(token: token.card.vaultToken, cvv: cvv) } catch let error as CardVaultError { throw Self.clientError(error) }
-        }
-        return try await command(idempotency) { tx in
+        // After the Idempotency-Key is claimed: a replay hands the vault no CVV again.
+        return try await command(idempotency, prepare: {
+            if let cvv = input.cvv {
+                do { try await cards.vault.attachCVV(token: token.card.vaultToken, cvv: cvv) } catch let error as CardVaultError { throw Self.clientError(error) }
+            }
+        }) { _, tx in
             var used = token
             used.usedAt = now.seconds
             try await tx.updateToken(used)

@@ -147,6 +147,26 @@ struct CardAPITests {
         }
     }
 
+    @Test("create/json under an Idempotency-Key: the replay answers the same payment and hands the vault nothing again", arguments: TestDatabases.all)
+    func idempotentCreate(_ kind: String) async throws {
+        try await Kosh.run(kind) { kosh in
+            let vault = try #require(kosh.services.flows.cards?.vault as? InMemoryCardVault)
+            let order = try await kosh.createOrder(amount: 50_000)
+            let body = Self.cardBody(order: order)
+            let first = try await kosh.call(.post, "/v1/payments/create/json", body, idempotencyKey: "card-key-1")
+            let tokenised = vault.calls.filter { $0 == "tokenize" }.count
+            let again = try await kosh.call(.post, "/v1/payments/create/json", body, idempotencyKey: "card-key-1")
+            #expect(first.status == 200 && again.status == 200, "\(again.body)")
+            #expect(again.string("razorpay_payment_id") == first.string("razorpay_payment_id"))
+            #expect(vault.calls.filter { $0 == "tokenize" }.count == tokenised, "a replay tokenises nothing")
+            #expect(tokenised == 1)
+            let other = try await kosh.call(.post, "/v1/payments/create/json", Self.cardBody(order: order, number: "5500670000001002"),
+                                            idempotencyKey: "card-key-1")
+            #expect(other.status == 400 && other.json["error"]?["reason"] == .string("idempotency_key_reused"), "\(other.body)")
+            #expect(vault.calls.filter { $0 == "tokenize" }.count == 1)
+        }
+    }
+
     @Test("bad card input is a 400 naming the field, and nothing is written")
     func badInput() async throws {
         try await Kosh.run("sqlite") { kosh in
