@@ -368,6 +368,7 @@ public struct Janitor: Service {
             _ = try await services.flows.runDueChecks()
             _ = try await services.flows.sendPendingRefunds()
             _ = try await services.flows.sendDueCardTasks()
+            _ = try await services.flows.settleDueCaptures()
             if purge {
                 _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
                 let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400

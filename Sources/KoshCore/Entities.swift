@@ -21,10 +21,14 @@ public struct Merchant: Sendable, Hashable {
     public var routePreference: [String]
     /// The merchant's own rates by method or card key (`FeeSchedule.cardRate`), basis points.
     public var feeRates: [String: Int64]
+    /// Auto-capture by default or not, and the manual capture window.
+    public var capture: CaptureSettings
 
     public init(id: ID<Merchant>, name: String, mode: Mode, defaultMDRBasisPoints: Int64 = FeeSchedule.defaultMDRBasisPoints, createdAt: Int64,
-                lateAuthorization: LateAuthorizationPolicy = .refund, routePreference: [String] = [], feeRates: [String: Int64] = [:]) {
+                lateAuthorization: LateAuthorizationPolicy = .refund, routePreference: [String] = [], feeRates: [String: Int64] = [:],
+                capture: CaptureSettings = CaptureSettings()) {
         self.feeRates = feeRates
+        self.capture = capture
         self.id = id
         self.name = name
         self.mode = mode
@@ -68,8 +72,13 @@ public struct Order: Sendable, Hashable {
     public var notes: Notes
     public var machine: OrderMachine
     public let createdAt: UnixSeconds
+    /// `payment_capture`: capture its payments as soon as they are authorised (true), leave
+    /// them to the merchant (false), or nil: the merchant's default.
+    public let paymentCapture: Bool?
 
-    public init(id: ID<Order>, merchantID: ID<Merchant>, currency: Currency, receipt: String?, notes: Notes, machine: OrderMachine, createdAt: UnixSeconds) {
+    public init(id: ID<Order>, merchantID: ID<Merchant>, currency: Currency, receipt: String?, notes: Notes, machine: OrderMachine, createdAt: UnixSeconds,
+                paymentCapture: Bool? = nil) {
+        self.paymentCapture = paymentCapture
         self.id = id
         self.merchantID = merchantID
         self.currency = currency
@@ -118,12 +127,17 @@ public struct Payment: Sendable, Hashable {
     public var card: Card?
     /// The issuer's authorisation code of a card payment (ISO 8583 field 38).
     public var authCode: String?
+    /// An authorised payment's capture settings at work: what the janitor does, and from when.
+    public var captureAction: CaptureAction?
+    public var captureDueAt: UnixMillis?
 
     public init(id: ID<Payment>, merchantID: ID<Merchant>, orderID: ID<Order>, currency: Currency, method: PaymentMethod, vpa: String?,
                 email: String?, contact: String?, description: String?, notes: Notes, machine: PaymentMachine,
                 rail: String, flow: UPIFlow = .collect, upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: UnixSeconds,
                 authorizedAt: UnixSeconds? = nil, capturedAt: UnixSeconds? = nil, submittedAt: UnixMillis? = nil, nextCheckAt: UnixMillis? = nil, version: Int64 = 0,
-                card: Card? = nil, authCode: String? = nil) {
+                card: Card? = nil, authCode: String? = nil, captureAction: CaptureAction? = nil, captureDueAt: UnixMillis? = nil) {
+        self.captureAction = captureAction
+        self.captureDueAt = captureDueAt
         self.card = card
         self.authCode = authCode
         self.id = id

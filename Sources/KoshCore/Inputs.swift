@@ -4,7 +4,10 @@ public struct NewOrder: Sendable {
     public var currency: Currency
     public var receipt: String?
     public var notes: Notes
-    public init(amount: Int64, currency: Currency, receipt: String?, notes: Notes) {
+    /// `payment_capture` (nil: the merchant's default).
+    public var paymentCapture: Bool?
+    public init(amount: Int64, currency: Currency, receipt: String?, notes: Notes, paymentCapture: Bool? = nil) {
+        self.paymentCapture = paymentCapture
         self.amount = amount
         self.currency = currency
         self.receipt = receipt

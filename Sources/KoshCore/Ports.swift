@@ -187,6 +187,8 @@ public protocol StoreTransaction: CardRecords, CustomerRecords {
     func livePaymentCount(orderID: ID<Order>) async throws -> Int
     /// Payments in flight whose next check is due.
     func paymentsDueForCheck(now: UnixMillis, limit: Int) async throws -> [Payment]
+    /// Authorised payments whose capture setting is due (`captureDueAt` passed), the oldest first.
+    func paymentsDueForCapture(now: UnixMillis, limit: Int) async throws -> [Payment]
 
     func insertRefund(_ refund: Refund) async throws
     func refund(id: ID<Refund>, merchantID: ID<Merchant>?, forUpdate: Bool) async throws -> Refund?

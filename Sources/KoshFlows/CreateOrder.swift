@@ -11,7 +11,7 @@ extension PaymentFlows {
             throw KoshError.badRequest("The amount must be between \(AmountLimits.minimum) and \(AmountLimits.maximum) paise", field: "amount")
         }
         let order = Order(id: newID(.order), merchantID: merchant.id, currency: input.currency, receipt: input.receipt, notes: input.notes,
-                          machine: OrderMachine(amount: input.amount), createdAt: nowSeconds)
+                          machine: OrderMachine(amount: input.amount), createdAt: nowSeconds, paymentCapture: input.paymentCapture)
         try await tx.insertOrder(order)
         try await tx.appendEvent(event(merchant.id, "order", order.id, "created", from: nil, to: OrderState.created.rawValue))
         return order

@@ -12,6 +12,8 @@ public enum FollowUp: Sendable, Hashable {
     case sendCardTask(paymentID: ID<Payment>)
     /// Tell the router how a payment ended on its route (success-rate routing).
     case recordRouteOutcome(connector: String, success: Bool)
+    /// Carry out an authorised payment's capture setting (`settleCapture`): auto-capture.
+    case settleCapture(paymentID: ID<Payment>)
 }
 
 /// What a follow-up left behind, to refresh a command's reply.
@@ -29,6 +31,8 @@ extension PaymentFlows {
         case .sendCardTask(let paymentID):
             try await sendCardTask(paymentID: paymentID)
             return .nothing
+        case .settleCapture(let paymentID):
+            return .payment(try await settleCapture(paymentID: paymentID))
         case .recordRouteOutcome(let connector, let success):
             rails.recordOutcome(connector, success: success)
             return .nothing

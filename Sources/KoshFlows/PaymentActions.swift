@@ -31,6 +31,7 @@ extension PaymentFlows {
                 try await tx.post(entry)
                 payment.authorizationEntryID = entry.id
                 payment.authorizedAt = seconds
+                if case .authorize = event { followUps += try await applyCaptureSettings(&payment, tx) }
             case .postCapture:
                 let authorization = try await authorizationEntry(of: payment, tx)
                 try await tx.post(PostingRules.capture(id: newID(.journalEntry), authorization: authorization, at: seconds.value))

@@ -95,8 +95,20 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
                 throw KoshError.badRequest("Partial payments are not supported", field: "partial_payment")
             }
         }
-        try body.rejectUnknown(ignoring: ["partial_payment"])
-        let input = NewOrder(amount: amount, currency: currency, receipt: receipt, notes: notes)
+        // `payment_capture`: 1/0, true/false (a form sends text): capture the order's payments
+        // as soon as they are authorised, or leave them to the merchant.
+        var paymentCapture: Bool?
+        if let value = body["payment_capture"] {
+            switch value {
+            case .bool(let flag): paymentCapture = flag
+            case .int(1), .string("1"), .string("true"): paymentCapture = true
+            case .int(0), .string("0"), .string("false"): paymentCapture = false
+            case .null: paymentCapture = nil
+            default: throw KoshError.badRequest("payment_capture must be 1 or 0 (true or false)", field: "payment_capture")
+            }
+        }
+        try body.rejectUnknown(ignoring: ["partial_payment", "payment_capture"])
+        let input = NewOrder(amount: amount, currency: currency, receipt: receipt, notes: notes, paymentCapture: paymentCapture)
         return try respond(try await flows.createOrder(merchant: merchant, input, idempotency: try idempotency(request, merchant, text)), context)
     }
 

@@ -124,12 +124,13 @@ public final class MerchantDirectory: MerchantAuthenticator {
     public static let maximumNameLength = 120
 
     public func create(name: String, mode: Mode = .test, lateAuthorization: LateAuthorizationPolicy = .refund,
-                       routePreference: [String] = [], feeRates: [String: Int64] = [:]) async throws -> MerchantCredentials {
+                       routePreference: [String] = [], feeRates: [String: Int64] = [:],
+                       capture: CaptureSettings = CaptureSettings()) async throws -> MerchantCredentials {
         precondition(feeRates.allSatisfy { FeeSchedule.isRateKey($0.key) && (0...FeeSchedule.maximumMDRBasisPoints).contains($0.value) },
                      "fee rates are checked by the caller")
         let now = clock.nowMillis() / 1000
         let merchant = Merchant(id: ID(Identifiers.make(.merchant)), name: name, mode: mode, createdAt: now,
-                                lateAuthorization: lateAuthorization, routePreference: routePreference, feeRates: feeRates)
+                                lateAuthorization: lateAuthorization, routePreference: routePreference, feeRates: feeRates, capture: capture)
         let keyID = Identifiers.make(mode == .test ? .testKey : .liveKey)
         var secretBytes = [UInt8](repeating: 0, count: 18)
         var generator = SystemRandomNumberGenerator()
@@ -143,6 +144,7 @@ public final class MerchantDirectory: MerchantAuthenticator {
                 "default_mdr_bps": .int(merchant.defaultMDRBasisPoints), "created_at": .int(now),
                 "late_authorization": .text(lateAuthorization.rawValue), "route_preference": .text(routePreference.joined(separator: ",")),
                 "fee_rates": .text(SQLStoreTransaction.feeRatesText(feeRates)),
+                "auto_capture": .int(capture.automatic ? 1 : 0), "capture_window_seconds": .int(capture.windowSeconds),
             ]
             try await conn.query(merchantRecord.insertSQL(into: "merchants"), merchantRecord.binds)
             let key: SQLRecord = [

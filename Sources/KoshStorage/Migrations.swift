@@ -436,6 +436,19 @@ public enum Migrations {
                 "CREATE INDEX card_tokens_customer ON card_tokens (customer_id, created_at)",
             ]
         },
+        Migration(version: 12, name: "capture settings") { _ in
+            [
+                // Orders' `payment_capture` (NULL: the merchant's default), the merchant's
+                // default and manual capture window, and what the janitor does with an
+                // authorised payment and when (CaptureSettings).
+                "ALTER TABLE orders ADD COLUMN payment_capture BIGINT",
+                "ALTER TABLE merchants ADD COLUMN auto_capture BIGINT NOT NULL DEFAULT 0",
+                "ALTER TABLE merchants ADD COLUMN capture_window_seconds BIGINT NOT NULL DEFAULT \(CaptureSettings.defaultWindowSeconds)",
+                "ALTER TABLE payments ADD COLUMN capture_action TEXT",
+                "ALTER TABLE payments ADD COLUMN capture_due_at BIGINT",
+                "CREATE INDEX payments_capture_due ON payments (capture_due_at)",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -111,7 +111,10 @@ public final class SQLStoreTransaction: StoreTransaction {
                  defaultMDRBasisPoints: try row.requireInt("default_mdr_bps"), createdAt: try row.requireInt("created_at"),
                  lateAuthorization: LateAuthorizationPolicy(rawValue: row.text("late_authorization") ?? "") ?? .refund,
                  routePreference: (row.text("route_preference") ?? "").split(separator: ",").map(String.init),
-                 feeRates: feeRates(row.text("fee_rates")))
+                 feeRates: feeRates(row.text("fee_rates")),
+                 capture: CaptureSettings(automatic: (row.int("auto_capture") ?? 0) != 0,
+                                          windowSeconds: min(max(row.int("capture_window_seconds") ?? CaptureSettings.defaultWindowSeconds,
+                                                                 CaptureSettings.windowRange.lowerBound), CaptureSettings.windowRange.upperBound)))
     }
 
     // MARK: Orders
@@ -120,7 +123,7 @@ public final class SQLStoreTransaction: StoreTransaction {
         let record: SQLRecord = [
             "id": SQLValue(order.id), "merchant_id": SQLValue(order.merchantID), "amount": .int(order.amount),
             "currency": .text(order.currency.rawValue), "receipt": SQLValue(order.receipt), "notes": .text(order.notes.storageText),
-            "created_at": SQLValue(order.createdAt),
+            "created_at": SQLValue(order.createdAt), "payment_capture": SQLValue(order.paymentCapture.map { Int64($0 ? 1 : 0) }),
         ] + Self.updatableColumns(order)
         try await conn.query(record.insertSQL(into: "orders"), record.binds)
     }
@@ -159,7 +162,7 @@ public final class SQLStoreTransaction: StoreTransaction {
                      receipt: row.text("receipt"), notes: Notes(storageText: try row.requireText("notes")),
                      machine: OrderMachine(amount: try row.requireInt("amount"), state: state, amountPaid: try row.requireInt("amount_paid"),
                                            attempts: Int(try row.requireInt("attempts"))),
-                     createdAt: try row.requireSeconds("created_at"))
+                     createdAt: try row.requireSeconds("created_at"), paymentCapture: row.int("payment_capture").map { $0 != 0 })
     }
 
     /// Razorpay's collection query: newest first, `from`/`to` inclusive, then `skip` and `count`.
@@ -222,6 +225,8 @@ public final class SQLStoreTransaction: StoreTransaction {
             "auto_refunded": .int(p.autoRefunded ? 1 : 0),
             "vpa": SQLValue(p.vpa),
             "auth_code": SQLValue(p.authCode),
+            "capture_action": SQLValue(p.captureAction?.rawValue),
+            "capture_due_at": SQLValue(p.captureDueAt),
         ]
     }
 
@@ -263,6 +268,14 @@ public final class SQLStoreTransaction: StoreTransaction {
         return try await payments(due)
     }
 
+    public func paymentsDueForCapture(now: UnixMillis, limit: Int) async throws -> [Payment] {
+        let due = try await conn.query("""
+            SELECT * FROM payments WHERE capture_due_at IS NOT NULL AND capture_due_at <= ? AND status = 'authorized'
+            ORDER BY capture_due_at LIMIT ?
+            """, [SQLValue(now), .int(Int64(limit))])
+        return try await payments(due)
+    }
+
     static func payment(_ row: SQLRow) throws -> Payment {
         guard let currency = Currency(code: try row.requireText("currency")),
               let state = PaymentState(rawValue: try row.requireText("status")),
@@ -288,7 +301,8 @@ public final class SQLStoreTransaction: StoreTransaction {
                        createdAt: try row.requireSeconds("created_at"), authorizedAt: row.seconds("authorized_at"),
                        capturedAt: row.seconds("captured_at"), submittedAt: row.millis("submitted_at_ms"),
                        nextCheckAt: row.millis("next_check_at"), version: try row.requireInt("version"),
-                       authCode: row.text("auth_code"))
+                       authCode: row.text("auth_code"), captureAction: row.text("capture_action").flatMap(CaptureAction.init(rawValue:)),
+                       captureDueAt: row.millis("capture_due_at"))
     }
 
     // MARK: Refunds

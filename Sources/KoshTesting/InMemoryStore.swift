@@ -222,6 +222,13 @@ final class InMemoryTransaction: StoreTransaction {
             .prefix(limit).map { $0 }
     }
 
+    func paymentsDueForCapture(now: UnixMillis, limit: Int) async throws -> [Payment] {
+        state.payments.values
+            .filter { payment in payment.captureDueAt.map { $0 <= now } ?? false && payment.state == .authorized }
+            .sorted { ($0.captureDueAt?.value ?? 0, $0.id.rawValue) < ($1.captureDueAt?.value ?? 0, $1.id.rawValue) }
+            .prefix(limit).map { $0 }
+    }
+
     func insertRefund(_ refund: Refund) async throws {
         guard state.refunds[refund.id] == nil else { throw InMemoryStoreError(description: "duplicate refund \(refund.id)") }
         state.refunds[refund.id] = refund

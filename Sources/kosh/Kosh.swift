@@ -136,6 +136,12 @@ struct MerchantCommand: AsyncParsableCommand {
             (card:rupay:debit, card:amex, card:international, card:debit, …; README, Fees). 100 = 1 %.
             """)
         var fees: [String] = []
+        @Flag(name: .customLong("auto-capture"),
+              help: "Capture payments as soon as they are authorised unless their order says payment_capture: 0 (default: manual capture).")
+        var autoCapture = false
+        @Option(name: .customLong("capture-window-hours"),
+                help: "How long an authorised payment waits for a manual capture before Kosh releases it (refund, or a card's void): 1–720 hours.")
+        var captureWindowHours: Int64 = CaptureSettings.defaultWindowSeconds / 3_600
         @OptionGroup var db: DatabaseOption
 
         var feeRates: [String: Int64] {
@@ -165,6 +171,9 @@ struct MerchantCommand: AsyncParsableCommand {
                     throw ValidationError("--fee \(fee): KEY=BASIS_POINTS with a method (upi, card) or a card key (card:rupay:debit, card:amex, card:international, card:debit) and 0…\(FeeSchedule.maximumMDRBasisPoints)")
                 }
             }
+            guard (1...720).contains(captureWindowHours) else {
+                throw ValidationError("--capture-window-hours must be 1…720")
+            }
             // UPI connectors and card connectors: a payment looks only at those of its method.
             let known = ["upi_switch", "alphapay", "betapay", "acquirer", "alphapay_card"]
             for name in preferred where !known.contains(name) {
@@ -184,7 +193,8 @@ struct MerchantCommand: AsyncParsableCommand {
             let credentials = try await services.merchants.create(name: name.trimmingCharacters(in: .whitespacesAndNewlines),
                                                                   mode: live ? .live : .test,
                                                                   lateAuthorization: LateAuthorizationPolicy(rawValue: lateAuthorization) ?? .refund,
-                                                                  routePreference: preferred, feeRates: feeRates)
+                                                                  routePreference: preferred, feeRates: feeRates,
+                                                                  capture: CaptureSettings(automatic: autoCapture, windowSeconds: captureWindowHours * 3_600))
             if let email {
                 try await services.notifications.setMerchantEmail(merchantID: credentials.merchant.id.rawValue, email: email)
             }
