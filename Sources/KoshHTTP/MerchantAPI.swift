@@ -63,6 +63,15 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
             let refundID: ID<Refund> = try Self.id(context, .refund, parameter: "rid")
             return jsonResponse(Render.refund(try await flows.refund(id: refundID, merchantID: context.merchant.id, paymentID: paymentID)))
         }
+        v1.post("refunds") { request, context in try await self.createRefund(request, context, paymentID: nil) }
+        v1.get("payments/downtimes/:id") { _, context in
+            let id = try context.parameters.require("id")
+            guard let downtime = flows.downtimes().first(where: { $0.id == id }) else {
+                throw KoshError.notFound("The id provided does not exist", field: "id")
+            }
+            return jsonResponse(Render.downtime(downtime))
+        }
+        NotesAPI<Store>(flows: flows).register(v1)
         v1.get("refunds") { request, context in
             let refunds = try await flows.refunds(merchantID: context.merchant.id, page: try page(from: request))
             return jsonResponse(Render.collection(refunds.map(Render.refund)))
@@ -184,10 +193,21 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
     }
 
     func createRefund(_ request: Request, _ context: MerchantContext) async throws -> Response {
+        try await createRefund(request, context, paymentID: try Self.id(context, .payment))
+    }
+
+    /// `POST /v1/payments/:id/refund`, or `POST /v1/refunds` with `payment_id` in the body (the
+    /// SDK's `refund.create`).
+    func createRefund(_ request: Request, _ context: MerchantContext, paymentID: ID<Payment>?) async throws -> Response {
         let merchant = context.merchant
-        let id: ID<Payment> = try Self.id(context, .payment)
-        let (raw, text) = try await RequestBody.parse(request, context: context, allowEmpty: true)
+        let (raw, text) = try await RequestBody.parse(request, context: context, allowEmpty: paymentID != nil)
         var body = raw
+        var id = paymentID
+        if id == nil {
+            guard let given = try body.string("payment_id", required: true, maxLength: 64) else { throw KoshError.badRequest("payment_id is required", field: "payment_id") }
+            do { try validateID(given, .payment) } catch { throw KoshError.badRequest("The id provided does not exist", field: "payment_id") }
+            id = ID(given)
+        }
         let amount = try body.int("amount", required: false, range: 1...AmountLimits.maximum)
         let speedText = try body.string("speed", maxLength: 16) ?? RefundSpeed.normal.rawValue
         guard let speed = RefundSpeed(rawValue: speedText) else {
@@ -197,7 +217,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         let notes = try body.notes()
         try body.rejectUnknown()
         let input = NewRefund(amount: amount, speed: speed, receipt: receipt, notes: notes)
-        return try respond(try await flows.refund(merchant: merchant, paymentID: id, input, idempotency: try idempotency(request, merchant, text)),
+        return try respond(try await flows.refund(merchant: merchant, paymentID: id!, input, idempotency: try idempotency(request, merchant, text)),
                            context)
     }
 

@@ -119,7 +119,8 @@ public struct WebhooksAPI: Sendable {
         v1.get("webhooks/:id") { _, context in
             jsonResponse(Render.webhook(try await self.endpoint(context)))
         }
-        v1.patch("webhooks/:id") { request, context in
+        // PATCH, and PUT as the SDK's `webhook.edit` sends it: the fields given change.
+        let edit: @Sendable (Request, MerchantContext) async throws -> Response = { request, context in
             var endpoint = try await self.endpoint(context)
             let (raw, _) = try await RequestBody.parse(request, context: context)
             var body = raw
@@ -133,6 +134,8 @@ public struct WebhooksAPI: Sendable {
             try body.rejectUnknown(ignoring: ["events", "active"])
             return jsonResponse(Render.webhook(try await flows.updateEndpoint(endpoint, url: url, secret: secret)))
         }
+        v1.patch("webhooks/:id", use: edit)
+        v1.put("webhooks/:id", use: edit)
         v1.delete("webhooks/:id") { _, context in
             let endpoint = try await self.endpoint(context)
             try await flows.deleteEndpoint(endpoint)

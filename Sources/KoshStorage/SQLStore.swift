@@ -122,7 +122,7 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func insertOrder(_ order: Order) async throws {
         let record: SQLRecord = [
             "id": SQLValue(order.id), "merchant_id": SQLValue(order.merchantID), "amount": .int(order.amount),
-            "currency": .text(order.currency.rawValue), "receipt": SQLValue(order.receipt), "notes": .text(order.notes.storageText),
+            "currency": .text(order.currency.rawValue), "receipt": SQLValue(order.receipt),
             "created_at": SQLValue(order.createdAt), "payment_capture": SQLValue(order.paymentCapture.map { Int64($0 ? 1 : 0) }),
         ] + Self.updatableColumns(order)
         try await conn.query(record.insertSQL(into: "orders"), record.binds)
@@ -131,7 +131,7 @@ public final class SQLStoreTransaction: StoreTransaction {
     /// The columns `updateOrder` writes; an insert writes these and those fixed at creation.
     static func updatableColumns(_ order: Order) -> SQLRecord {
         ["amount_paid": .int(order.machine.amountPaid), "status": .text(order.machine.state.rawValue),
-         "attempts": .int(Int64(order.machine.attempts))]
+         "attempts": .int(Int64(order.machine.attempts)), "notes": .text(order.notes.storageText)]
     }
 
     public func order(id: ID<Order>, merchantID: ID<Merchant>?, forUpdate lock: Bool) async throws -> Order? {
@@ -194,7 +194,7 @@ public final class SQLStoreTransaction: StoreTransaction {
         let record: SQLRecord = [
             "id": SQLValue(p.id), "merchant_id": SQLValue(p.merchantID), "order_id": SQLValue(p.orderID), "amount": .int(p.amount),
             "currency": .text(p.currency.rawValue), "method": .text(p.method.rawValue), "email": SQLValue(p.email),
-            "contact": SQLValue(p.contact), "description": SQLValue(p.description), "notes": .text(p.notes.storageText),
+            "contact": SQLValue(p.contact), "description": SQLValue(p.description),
             "flow": .text(p.flow.rawValue), "created_at": SQLValue(p.createdAt), "card_id": SQLValue(p.card?.id),
         ] + Self.updatableColumns(p)
         try await conn.query(record.insertSQL(into: "payments"), record.binds)
@@ -225,6 +225,7 @@ public final class SQLStoreTransaction: StoreTransaction {
             "auto_refunded": .int(p.autoRefunded ? 1 : 0),
             "vpa": SQLValue(p.vpa),
             "auth_code": SQLValue(p.authCode),
+            "notes": .text(p.notes.storageText),
             "capture_action": SQLValue(p.captureAction?.rawValue),
             "capture_due_at": SQLValue(p.captureDueAt),
         ]
@@ -310,7 +311,7 @@ public final class SQLStoreTransaction: StoreTransaction {
     public func insertRefund(_ r: Refund) async throws {
         let record: SQLRecord = [
             "id": SQLValue(r.id), "merchant_id": SQLValue(r.merchantID), "payment_id": SQLValue(r.paymentID), "amount": .int(r.amount),
-            "currency": .text(r.currency.rawValue), "notes": .text(r.notes.storageText), "receipt": SQLValue(r.receipt),
+            "currency": .text(r.currency.rawValue), "receipt": SQLValue(r.receipt),
             "speed_requested": .text(r.speedRequested), "created_at": SQLValue(r.createdAt),
         ] + Self.updatableColumns(r)
         try await conn.query(record.insertSQL(into: "refunds"), record.binds)
@@ -319,7 +320,7 @@ public final class SQLStoreTransaction: StoreTransaction {
     /// The columns `updateRefund` writes; an insert writes these and those fixed at creation.
     static func updatableColumns(_ r: Refund) -> SQLRecord {
         ["status": .text(r.machine.state.rawValue), "rail_reference": SQLValue(r.railReference),
-         "processed_at": SQLValue(r.processedAt), "version": .int(r.version)]
+         "processed_at": SQLValue(r.processedAt), "version": .int(r.version), "notes": .text(r.notes.storageText)]
     }
 
     public func refund(id: ID<Refund>, merchantID: ID<Merchant>?, forUpdate lock: Bool) async throws -> Refund? {
