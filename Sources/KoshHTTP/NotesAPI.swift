@@ -4,7 +4,7 @@ import KoshFlows
 import KoshJSON
 
 /// The SDK's `order.edit`, `payment.edit` and `refund.edit`: `PATCH` with `notes` (at most 15
-/// pairs, replacing the old ones, as Razorpay does); any other field is refused.
+/// pairs, replacing the old ones, as Razorpay does; null or `[]` clears them); any other field is refused.
 struct NotesAPI<Store: GatewayStore>: Sendable {
     let flows: PaymentFlows<Store>
 
@@ -29,7 +29,8 @@ struct NotesAPI<Store: GatewayStore>: Sendable {
     static func notes(_ request: Request, _ context: MerchantContext) async throws -> Notes {
         let (raw, _) = try await RequestBody.parse(request, context: context)
         var body = raw
-        guard body["notes"] != nil else { throw KoshError.badRequest("The notes field is required.", field: "notes") }
+        // `notes` must be sent; null or [] clears them, as at creation.
+        guard body.fields.contains(where: { $0.0 == "notes" }) else { throw KoshError.badRequest("The notes field is required.", field: "notes") }
         let notes = try body.notes()
         try body.rejectUnknown()
         return notes

@@ -57,6 +57,8 @@ struct OpenAPITests {
         "GET /v1/payments/{id}/authenticate", "POST /v1/payments/{id}/authentication/return",
         "POST /v1/customers", "GET /v1/customers", "GET /v1/customers/{id}", "PUT /v1/customers/{id}",
         "GET /v1/customers/{id}/tokens", "GET /v1/customers/{id}/tokens/{token}", "DELETE /v1/customers/{id}/tokens/{token}",
+        "PATCH /v1/orders/{id}", "PATCH /v1/payments/{id}", "PATCH /v1/refunds/{id}", "POST /v1/refunds", "PUT /v1/webhooks/{id}",
+        "GET /v1/payments/downtimes/{id}",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {

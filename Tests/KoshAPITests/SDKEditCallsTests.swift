@@ -34,6 +34,9 @@ struct SDKEditCallsTests {
                 let tooMany = try await kosh.call(.patch, path, #"{"notes": \#(many)}"#)
                 #expect(tooMany.status == 400, "\(path): \(tooMany.body)")
                 #expect(try await kosh.call(.get, path).json["notes"]?["gift"] == .string("yes"), "a refused edit changes nothing")
+                let cleared = try await kosh.call(.patch, path, #"{"notes": null}"#)
+                #expect(cleared.status == 200 && cleared.json["notes"] == .array([]), "\(path): \(cleared.body)")
+                _ = try await kosh.call(.patch, path, #"{"notes": {"shipping": "express", "gift": "yes"}}"#)
             }
             // Another merchant's entities do not exist for this one.
             let other = try await kosh.services.merchants.create(name: "Other")
