@@ -309,7 +309,9 @@ public struct KoshServices: Sendable {
                 CardRails(vault: vault, test: TestCardConnector(vault: vault, bins: .sandbox), live: cardRouter, bins: .sandbox,
                           settings: CardSettings(), signer: merchants, publicBaseURL: config.callbackBaseURL)
             }
-            let flows = PaymentFlows(store: store, rails: rails, clock: clock, settings: config.gateway,
+            var gateway = config.gateway
+            gateway.publicBaseURL = config.callbackBaseURL
+            let flows = PaymentFlows(store: store, rails: rails, clock: clock, settings: gateway,
                                      renderer: RazorpayEntityRenderer(), idempotency: idempotency, cards: cards)
             return KoshServices(db: db, store: store, merchants: merchants, idempotency: idempotency, flows: flows,
                                 webhooks: WebhookStore(db: db, masterKey: masterKey, clock: clock), webhookSettings: config.webhooks,

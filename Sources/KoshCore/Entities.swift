@@ -127,6 +127,11 @@ public struct Payment: Sendable, Hashable {
     public var card: Card?
     /// The issuer's authorisation code of a card payment (ISO 8583 field 38).
     public var authCode: String?
+    /// A netbanking payment's bank, a wallet payment's wallet (Razorpay's codes).
+    public var bank: String?
+    public var wallet: String?
+    /// Where the customer's browser goes with the result of a redirect payment.
+    public var callbackURL: String?
     /// An authorised payment's capture settings at work: what the janitor does, and from when.
     public var captureAction: CaptureAction?
     public var captureDueAt: UnixMillis?
@@ -135,7 +140,11 @@ public struct Payment: Sendable, Hashable {
                 email: String?, contact: String?, description: String?, notes: Notes, machine: PaymentMachine,
                 rail: String, flow: UPIFlow = .collect, upiLink: String? = nil, autoRefunded: Bool = false, railReference: String? = nil, authorizationEntryID: String? = nil, createdAt: UnixSeconds,
                 authorizedAt: UnixSeconds? = nil, capturedAt: UnixSeconds? = nil, submittedAt: UnixMillis? = nil, nextCheckAt: UnixMillis? = nil, version: Int64 = 0,
-                card: Card? = nil, authCode: String? = nil, captureAction: CaptureAction? = nil, captureDueAt: UnixMillis? = nil) {
+                card: Card? = nil, authCode: String? = nil, captureAction: CaptureAction? = nil, captureDueAt: UnixMillis? = nil,
+                bank: String? = nil, wallet: String? = nil, callbackURL: String? = nil) {
+        self.bank = bank
+        self.wallet = wallet
+        self.callbackURL = callbackURL
         self.captureAction = captureAction
         self.captureDueAt = captureDueAt
         self.card = card

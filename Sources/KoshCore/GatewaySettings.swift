@@ -25,6 +25,9 @@ public struct GatewaySettings: Sendable {
     /// refused) is sent again after these delays, the last repeating: a refund stuck at one
     /// rail neither hammers it nor keeps newer refunds waiting (the janitor takes due ones first).
     public var refundRetryDelaysMillis: [Int64] = [5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000]
+    /// Kosh's own address as customers' browsers and the rails reach it (no trailing slash):
+    /// where a bank or wallet sends the browser back.
+    public var publicBaseURL = "http://127.0.0.1:8080"
 
     /// When to send a refund again after its `attempts`-th unsettled try (1-based).
     public func nextRefundAttempt(attempts: Int64, now: UnixMillis) -> UnixMillis {

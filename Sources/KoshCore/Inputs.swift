@@ -26,8 +26,17 @@ public struct NewPayment: Sendable {
     public var description: String?
     public var notes: Notes
     public var flow: UPIFlow
+    /// Netbanking's bank, a wallet payment's wallet (Razorpay's codes).
+    public var bank: String?
+    public var wallet: String?
+    /// Where the customer's browser is sent with the result (redirect methods).
+    public var callbackURL: String?
     public init(orderID: ID<Order>, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, email: String?,
-                contact: String?, description: String?, notes: Notes, flow: UPIFlow = .collect) {
+                contact: String?, description: String?, notes: Notes, flow: UPIFlow = .collect, bank: String? = nil, wallet: String? = nil,
+                callbackURL: String? = nil) {
+        self.bank = bank
+        self.wallet = wallet
+        self.callbackURL = callbackURL
         self.flow = flow
         self.orderID = orderID
         self.amount = amount

@@ -36,6 +36,10 @@ public struct RailPaymentRequest: Sendable, Hashable {
     /// Who is paid (shown in the payer's app).
     public let payeeName: String
     public let description: String?
+    /// Netbanking's bank, a wallet payment's wallet; where the provider sends the browser back.
+    public var bank: String?
+    public var wallet: String?
+    public var returnURL: String?
 
     public init(paymentID: ID<Payment>, merchantID: ID<Merchant>, amount: Int64, currency: Currency, method: PaymentMethod, vpa: String?, submittedAt: UnixMillis,
                 flow: UPIFlow = .collect, payeeName: String = "Kosh merchant", description: String? = nil) {
@@ -104,6 +108,8 @@ public struct RailRefundRequest: Sendable, Hashable {
     public let paymentReference: String?
     public let amount: Int64
     public let currency: Currency
+    /// A wallet payment's wallet (its refunds go to that provider).
+    public var wallet: String?
 
     public init(refundID: ID<Refund>, paymentID: ID<Payment>, paymentReference: String?, amount: Int64, currency: Currency) {
         self.refundID = refundID

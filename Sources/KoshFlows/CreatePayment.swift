@@ -24,7 +24,8 @@ extension PaymentFlows {
         var payment = Payment(id: newID(.payment), merchantID: merchant.id, orderID: order.id, currency: input.currency,
                               method: input.method, vpa: input.vpa, email: input.email, contact: input.contact,
                               description: input.description, notes: input.notes, machine: PaymentMachine(amount: input.amount),
-                              rail: rail, flow: input.flow, createdAt: now.seconds, nextCheckAt: now + settings.submitGraceMillis)
+                              rail: rail, flow: input.flow, createdAt: now.seconds, nextCheckAt: now + settings.submitGraceMillis,
+                              bank: input.bank, wallet: input.wallet, callbackURL: input.callbackURL)
         try await tx.updateOrder(order)
         try await tx.appendEvent(event(merchant.id, "payment", payment.id, "created", from: nil, to: PaymentState.created.rawValue))
         try await tx.appendEvent(event(merchant.id, "order", order.id, OrderEvent.paymentAttempted.rawValue,

@@ -57,13 +57,21 @@ public struct PaymentFlows<Store: GatewayStore>: Sendable {
     }
 
     func request(for payment: Payment, payeeName: String = "Kosh merchant") -> RailPaymentRequest {
-        RailPaymentRequest(paymentID: payment.id, merchantID: payment.merchantID, amount: payment.amount, currency: payment.currency,
-                           method: payment.method, vpa: payment.vpa, submittedAt: payment.submittedAt ?? payment.createdAt.millis,
-                           flow: payment.flow, payeeName: payeeName, description: payment.description)
+        var request = RailPaymentRequest(paymentID: payment.id, merchantID: payment.merchantID, amount: payment.amount, currency: payment.currency,
+                                         method: payment.method, vpa: payment.vpa, submittedAt: payment.submittedAt ?? payment.createdAt.millis,
+                                         flow: payment.flow, payeeName: payeeName, description: payment.description)
+        request.bank = payment.bank
+        request.wallet = payment.wallet
+        if payment.method == .netbanking || payment.method == .wallet {
+            request.returnURL = settings.publicBaseURL + "/v1/payments/\(payment.id.rawValue)/redirect/return"
+        }
+        return request
     }
 
     func railRefundRequest(_ refund: Refund, _ payment: Payment) -> RailRefundRequest {
-        RailRefundRequest(refundID: refund.id, paymentID: payment.id, paymentReference: payment.railReference,
-                          amount: refund.amount, currency: refund.currency)
+        var request = RailRefundRequest(refundID: refund.id, paymentID: payment.id, paymentReference: payment.railReference,
+                                        amount: refund.amount, currency: refund.currency)
+        request.wallet = payment.wallet
+        return request
     }
 }

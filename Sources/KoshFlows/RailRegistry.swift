@@ -31,8 +31,11 @@ public struct RailRegistry: Sendable {
             if let problem = test.validate(method: method, vpa: vpa) { throw problem }
         case .live:
             _ = try requireLive()
-            guard method == .upi else { throw KoshError.badRequest("Only the upi method is supported", field: "method") }
-            if flow == .collect && vpa == nil { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
+            switch method {
+            case .upi: if flow == .collect && vpa == nil { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
+            case .netbanking, .wallet: break  // the bank or wallet was checked with the input
+            default: throw KoshError.badRequest("The method \(method.rawValue) is not supported here", field: "method")
+            }
         }
     }
 

@@ -144,7 +144,8 @@ public final class LiveRails: LiveRouting {
 
     /// The sandbox's three upstreams with their fees (docs/SANDBOX.md), over one HTTP client.
     public static func sandboxConnectors(http: UpstreamHTTP) -> (connectors: [any PaymentRail], routes: [RouteProfile]) {
-        let connectors: [any PaymentRail] = [UPISwitchConnector(http: http), AlphaPayConnector(http: http), BetaPayConnector(http: http)]
+        let connectors: [any PaymentRail] = [UPISwitchConnector(http: http), AlphaPayConnector(http: http), BetaPayConnector(http: http),
+                                             RedirectConnector.netbanking(http: http), RedirectConnector.wallets(http: http)]
         let routes = [
             // NPCI caps a UPI payment at ₹1,00,000; the aggregators take larger ones (their own rules).
             RouteProfile(connector: "upi_switch", methods: [.upi], flows: [.collect, .intent], amountRange: 100...10_000_000,
@@ -153,6 +154,11 @@ public final class LiveRails: LiveRouting {
                          feeBasisPoints: 180, fixedFee: 0),
             RouteProfile(connector: "betapay", methods: [.upi], flows: [.collect], amountRange: 100...AmountLimits.maximum,
                          feeBasisPoints: 150, fixedFee: 200),
+            // Netbanking and wallets: one route each (the banks' and providers' own, docs/REDIRECT_METHODS.md).
+            RouteProfile(connector: "netbanking", methods: [.netbanking], flows: [.collect], amountRange: 100...AmountLimits.maximum,
+                         feeBasisPoints: 150, fixedFee: 0),
+            RouteProfile(connector: "wallets", methods: [.wallet], flows: [.collect], amountRange: 100...RedirectProviders.walletCap,
+                         feeBasisPoints: 190, fixedFee: 0),
         ]
         return (connectors, routes)
     }

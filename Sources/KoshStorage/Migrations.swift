@@ -449,6 +449,13 @@ public enum Migrations {
                 "CREATE INDEX payments_capture_due ON payments (capture_due_at)",
             ]
         },
+        Migration(version: 13, name: "netbanking and wallets") { _ in
+            [
+                "ALTER TABLE payments ADD COLUMN bank TEXT",
+                "ALTER TABLE payments ADD COLUMN wallet TEXT",
+                "ALTER TABLE payments ADD COLUMN callback_url TEXT",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -196,6 +196,7 @@ public final class SQLStoreTransaction: StoreTransaction {
             "currency": .text(p.currency.rawValue), "method": .text(p.method.rawValue), "email": SQLValue(p.email),
             "contact": SQLValue(p.contact), "description": SQLValue(p.description),
             "flow": .text(p.flow.rawValue), "created_at": SQLValue(p.createdAt), "card_id": SQLValue(p.card?.id),
+            "bank": SQLValue(p.bank), "wallet": SQLValue(p.wallet), "callback_url": SQLValue(p.callbackURL),
         ] + Self.updatableColumns(p)
         try await conn.query(record.insertSQL(into: "payments"), record.binds)
     }
@@ -303,7 +304,8 @@ public final class SQLStoreTransaction: StoreTransaction {
                        capturedAt: row.seconds("captured_at"), submittedAt: row.millis("submitted_at_ms"),
                        nextCheckAt: row.millis("next_check_at"), version: try row.requireInt("version"),
                        authCode: row.text("auth_code"), captureAction: row.text("capture_action").flatMap(CaptureAction.init(rawValue:)),
-                       captureDueAt: row.millis("capture_due_at"))
+                       captureDueAt: row.millis("capture_due_at"), bank: row.text("bank"), wallet: row.text("wallet"),
+                       callbackURL: row.text("callback_url"))
     }
 
     // MARK: Refunds
