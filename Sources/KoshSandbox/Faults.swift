@@ -1,12 +1,14 @@
 import KoshJSON
-/// The upstreams the sandbox plays: three UPI rails, the card acquirer (ISO 8583 over TCP) and
-/// the 3-D Secure ACS.
+/// The upstreams the sandbox plays: three UPI rails, the card acquirer (ISO 8583 over TCP),
+/// the 3-D Secure ACS, and the redirect methods' banks and wallet providers (Redirect/).
 enum Rail: String, CaseIterable, Sendable, Hashable {
     case upiSwitch = "upi_switch"
     case alphapay
     case betapay
     case acquirer
     case acs
+    case netbanking
+    case wallets
 }
 
 /// A rail's fault injection settings (`PUT /sandbox/v1/faults/{rail}`).

@@ -11,8 +11,8 @@ enum RailViews {
             return .object([("event", .string(event)), ("payload", alphapayPayment(t))])
         case .betapay:
             return betapayStatus(t)
-        case .acquirer, .acs:
-            preconditionFailure("Invalid state: a UPI callback on the card rail \(t.key.rail)")
+        case .acquirer, .acs, .netbanking, .wallets:
+            preconditionFailure("Invalid state: a UPI callback on the rail \(t.key.rail)")
         }
     }
 

@@ -31,7 +31,8 @@ public struct SandboxConfiguration: Sendable {
 }
 
 /// The sandbox of India's payment rails (docs/SANDBOX.md): a UPI switch, two PSP aggregators,
-/// banks, payer apps and fault injection, served over HTTP.
+/// banks, payer apps, the card network, netbanking banks and wallet providers
+/// (docs/REDIRECT_METHODS.md) and fault injection, served over HTTP.
 public struct Sandbox: Sendable {
     public let configuration: SandboxConfiguration
     public let logger: Logger
@@ -59,7 +60,7 @@ public struct Sandbox: Sendable {
         let notifications = NotificationProviders()
         let router = Router(context: SandboxRequestContext.self)
         router.add(middleware: SandboxErrorMiddleware())
-        router.add(middleware: SignatureMiddleware(secret: configuration.secret, now: { runtime.now() }))
+        router.add(middleware: SignatureExceptRedirectPages(signature: SignatureMiddleware(secret: configuration.secret, now: { runtime.now() })))
         SwitchAPI(runtime: runtime).register(on: router)
         AlphapayAPI(runtime: runtime).register(on: router)
         BetapayAPI(runtime: runtime).register(on: router)
@@ -69,6 +70,8 @@ public struct Sandbox: Sendable {
         ChallengePages(runtime: runtime, notifications: notifications).register(on: router)
         CardControlAPI(runtime: runtime).register(on: router)
         AlphapayCardAPI(runtime: runtime, notifications: notifications).register(on: router)
+        RedirectAPI(runtime: runtime).register(on: router)
+        RedirectPages(runtime: runtime).register(on: router)
         let acquirer = AcquirerServer(host: configuration.host, port: configuration.acquirerPort, runtime: runtime, logger: logger)
         let application = Application(
             router: router,

@@ -26,6 +26,8 @@ struct SandboxWorld: Sendable {
     /// The card network: issuers' accounts and the acquirer's books (Cards/), and the ACS.
     var cards = CardBooks()
     var acs = ACSBook()
+    /// The redirect methods' banks and wallet providers (Redirect/).
+    var redirect = RedirectBook()
 
     init(seed: UInt64) {
         self.seed = seed
@@ -97,7 +99,7 @@ struct SandboxWorld: Sendable {
         case .upiSwitch: rrn
         case .alphapay: "ap_" + identifiers.hex16()
         case .betapay: "BP" + identifiers.digits(12)
-        case .acquirer, .acs: preconditionFailure("Invalid state: a UPI transaction on the card rail \(new.key.rail)")
+        case .acquirer, .acs, .netbanking, .wallets: preconditionFailure("Invalid state: a UPI transaction on the rail \(new.key.rail)")
         }
         let transaction = Transaction(new, rrn: rrn, providerID: providerID, createdAt: now)
         transactions[new.key] = transaction
@@ -138,6 +140,7 @@ struct SandboxWorld: Sendable {
     /// A payer decision or an expiry falling due. Whatever comes first on a pending transaction
     /// decides it; anything later, or from before a reset, changes nothing.
     mutating func fire(_ event: TimerEvent, now: Int64) -> [Effect] {
+        if let kind = RedirectKind(rail: event.key.rail) { return fireRedirect(event, kind: kind, now: now) }
         guard event.epoch == epoch, let transaction = transactions[event.key], transaction.status == .pending else { return [] }
         let code: ResponseCode
         switch event.action {
@@ -213,7 +216,7 @@ struct SandboxWorld: Sendable {
         case .upiSwitch: identifiers.digits(12)
         case .alphapay: "apr_" + identifiers.hex16()
         case .betapay: "BPR" + identifiers.digits(12)
-        case .acquirer, .acs: preconditionFailure("Invalid state: a UPI refund on the card rail \(key.rail)")
+        case .acquirer, .acs, .netbanking, .wallets: preconditionFailure("Invalid state: a UPI refund on the rail \(key.rail)")
         }
         let refund = Refund(key: key, transaction: txnKey, amount: amount, providerID: providerID, rrn: identifiers.digits(12))
         refunds[key] = refund
@@ -319,7 +322,7 @@ struct Transaction: Sendable {
         switch key.rail {
         case .upiSwitch: mode == new.mode && amount == new.amount && payer == new.payer && payee == new.payee
         case .alphapay: amount == new.amount && payer == new.payer && callback == new.callback
-        case .betapay, .acquirer, .acs: false
+        case .betapay, .acquirer, .acs, .netbanking, .wallets: false
         }
     }
 }

@@ -69,7 +69,7 @@ struct SandboxCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sandbox",
         abstract: "The payment rails sandbox: a UPI switch, two PSP aggregators, banks and payer apps, with fault injection (docs/SANDBOX.md).",
-        subcommands: [SandboxRun.self, SandboxFault.self, SandboxConfig.self, SandboxPay.self, SandboxStats.self, SandboxReset.self, SandboxOTP.self, SandboxCardBooks.self],
+        subcommands: [SandboxRun.self, SandboxFault.self, SandboxConfig.self, SandboxPay.self, SandboxStats.self, SandboxReset.self, SandboxOTP.self, SandboxCardBooks.self, SandboxRedirect.self],
         defaultSubcommand: SandboxRun.self)
 }
 
