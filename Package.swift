@@ -27,6 +27,13 @@ let package = Package(
     targets: [
         // The system's SQLite (Debian: libsqlite3-dev), used through its C API.
         .systemLibrary(name: "CSQLite3", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // QR codes: the system libqrencode (Debian: libqrencode-dev) encodes, the system zlib
+        // (Debian: zlib1g-dev) deflates the PNG's pixels. Used by KoshQR only.
+        .systemLibrary(name: "CQRencode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Used only by KoshQRTests, to read the PNGs back (libpng) and scan them (zbar).
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CZBar", pkgConfig: "zbar", providers: [.apt(["libzbar-dev"])]),
         // Pure domain: money, IDs, state machines, fees, posting rules. No I/O, no wire format.
         .target(name: "KoshCore"),
         // The one JSON stack of the wire (HTTP, rails, sandbox, storage's notes): ordered
@@ -49,6 +56,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // QR code images (a UPI intent → PNG): libqrencode's symbol, a 1-bit grayscale PNG
+        // deflated by zlib, and a bounded LRU cache of the PNGs.
+        .target(name: "KoshQR", dependencies: ["CQRencode", "CZlib"]),
         // The seeded random generator (SplitMix64) of live routing and the sandbox. No dependencies.
         .target(name: "KoshRandom"),
         // Connectors to payment rails: the in-process test rail, and real HTTP connectors to
@@ -177,6 +187,8 @@ let package = Package(
                            .product(name: "PropertyBased", package: "swift-property-based")]
         ),
         .testTarget(name: "KoshRandomTests", dependencies: ["KoshRandom"]),
+        // Every PNG read back with libpng and scanned with zbar: the decoded text is the input.
+        .testTarget(name: "KoshQRTests", dependencies: ["KoshQR", "CPNG", "CZBar"]),
         // The vault over real sockets (TCP and a Unix socket) with the real client, on a stepped clock.
         .testTarget(
             name: "KoshVaultTests",
