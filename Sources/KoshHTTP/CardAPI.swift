@@ -36,6 +36,7 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         v1.get("iins/:iin") { _, context in try self.iin(context) }
         router.get("v1/payments/:id/authenticate") { _, context in try await self.authenticate(context) }
         router.post("v1/payments/:id/authentication/return") { request, context in try await self.authenticationReturned(request, context) }
+        RedirectAPI(flows: flows).register(open: router)
     }
 
     func reply(_ step: CardStepReply) throws -> Response {
@@ -47,8 +48,8 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         let (raw, text) = try await RequestBody.parse(request, context: context)
         var body = raw
         let method = try body.string("method", required: true, maxLength: 16)!
-        guard method == PaymentMethod.card.rawValue else {
-            throw KoshError.badRequest("create/json takes method card; UPI payments use /v1/payments/create/upi", field: "method")
+        guard method == PaymentMethod.card.rawValue || method == PaymentMethod.netbanking.rawValue || method == PaymentMethod.wallet.rawValue else {
+            throw KoshError.badRequest("create/json takes method card, netbanking or wallet; UPI payments use /v1/payments/create/upi", field: "method")
         }
         let orderID = try body.string("order_id", required: true, maxLength: 64)!
         try validateID(orderID, .order)
@@ -66,6 +67,17 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         let callbackURL = try body.string("callback_url", maxLength: Self.maximumCallbackURLLength)
         if let callbackURL, !(callbackURL.hasPrefix("https://") || callbackURL.hasPrefix("http://")) {
             throw KoshError.badRequest("The callback_url must be an http or https URL", field: "callback_url")
+        }
+        if method != PaymentMethod.card.rawValue {
+            // Netbanking or a wallet: the bank or wallet code, then the redirect.
+            let code = try body.string(method == PaymentMethod.netbanking.rawValue ? "bank" : "wallet", maxLength: 32)
+            _ = try body.object("browser")
+            try body.rejectUnknown(ignoring: ["ip", "referer", "user_agent", "razorpay_session_id"])
+            let input = NewPayment(orderID: ID(orderID), amount: amount, currency: currency, method: PaymentMethod(rawValue: method)!, vpa: nil,
+                                   email: email, contact: contact, description: description, notes: notes,
+                                   bank: method == PaymentMethod.netbanking.rawValue ? code : nil,
+                                   wallet: method == PaymentMethod.wallet.rawValue ? code : nil, callbackURL: callbackURL)
+            return try respond(try await flows.createRedirectPayment(merchant: merchant, input, idempotency: try idempotency(request, merchant, text)))
         }
         let customerID = try body.string("customer_id", maxLength: 64)
         if let customerID { try validateID(customerID, .customer) }
@@ -103,6 +115,10 @@ struct CardAPI<Store: GatewayStore>: Sendable {
                 payment: payment, card: card, callbackURL: callbackURL, saveFor: save ? customerID.map { ID($0) } : nil),
                 idempotency: try idempotency(request, merchant, text))
         }
+        return try respond(response)
+    }
+
+    func respond(_ response: CommandResponse) throws -> Response {
         switch response {
         case .done(let status, let body, _): return jsonResponse(body: body, status: HTTPResponse.Status(code: status))
         case .replayed(let status, let body):

@@ -35,6 +35,9 @@ public struct TestRail: PaymentRail {
         source: "customer", step: "payment_authorization", reason: "payment_declined")
 
     public func validate(method: PaymentMethod, vpa: String?) -> KoshError? {
+        // Netbanking and wallets: Razorpay's test mode sends every bank and wallet to one mock
+        // page where the tester picks success or failure; Kosh serves that page itself.
+        if method == .netbanking || method == .wallet { return nil }
         guard method == .upi else {
             return .badRequest("Only the upi method is supported", field: "method")
         }
@@ -52,10 +55,24 @@ public struct TestRail: PaymentRail {
             return .rejected(PaymentFailure(code: "BAD_REQUEST_ERROR", description: problem.message, source: "customer",
                                             step: "payment_initiation", reason: "invalid_vpa"))
         }
+        if request.method == .netbanking || request.method == .wallet {
+            // The mock bank page beside the return URL (`/v1/payments/:id/test_redirect`).
+            guard let returnURL = request.returnURL, returnURL.hasSuffix(Self.returnSuffix) else {
+                return .rejected(PaymentFailure(code: "BAD_REQUEST_ERROR", description: "No page to send the customer to", source: "gateway",
+                                                step: "payment_initiation", reason: "gateway_technical_error"))
+            }
+            return .accepted(reference: reference(for: request.paymentID.rawValue),
+                             link: String(returnURL.dropLast(Self.returnSuffix.count)) + "/test_redirect")
+        }
         return .accepted(reference: reference(for: request.paymentID.rawValue), link: nil)
     }
 
+    static let returnSuffix = "/redirect/return"
+
     public func status(_ request: RailPaymentRequest) async throws -> RailPaymentStatus {
+        // A netbanking or wallet payment ends when the tester picks on the mock page (the page
+        // reports it to Kosh as this rail's callback); until then, and for a status check, pending.
+        if request.method == .netbanking || request.method == .wallet { return .pending }
         if clock.now < request.submittedAt + approvalDelayMillis { return .pending }
         switch request.vpa?.lowercased() {
         case Self.successVPA: return .authorized(reference: reference(for: request.paymentID.rawValue))
