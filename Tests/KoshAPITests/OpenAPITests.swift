@@ -59,6 +59,8 @@ struct OpenAPITests {
         "GET /v1/customers/{id}/tokens", "GET /v1/customers/{id}/tokens/{token}", "DELETE /v1/customers/{id}/tokens/{token}",
         "PATCH /v1/orders/{id}", "PATCH /v1/payments/{id}", "PATCH /v1/refunds/{id}", "POST /v1/refunds", "PUT /v1/webhooks/{id}",
         "GET /v1/payments/downtimes/{id}",
+        "GET /v1/payments/{id}/authorize", "POST /v1/payments/{id}/redirect/return", "GET /v1/payments/{id}/test_redirect",
+        "POST /v1/payments/{id}/test_redirect",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {
