@@ -45,14 +45,16 @@ public enum RedirectProviders {
             guard let code, !code.isEmpty else { throw KoshError.badRequest("The bank field is required.", field: "bank") }
             guard let bank = bank(code) else { throw KoshError.badRequest("Invalid bank code: \(String(code.prefix(16)))", field: "bank") }
             guard amount <= bank.maximumAmount else {
-                throw KoshError.badRequest("The amount exceeds the maximum of INR \(bank.maximumAmount / 100) for \(bank.name)", field: "amount")
+                throw KoshError.badRequest("The amount exceeds the maximum of INR \(bank.maximumAmount / 100) for \(bank.name)", field: "amount",
+                                           reason: "amount_exceeds_maximum_amount_allowed")
             }
             return bank
         case .wallet:
             guard let code, !code.isEmpty else { throw KoshError.badRequest("The wallet field is required.", field: "wallet") }
             guard let wallet = wallet(code) else { throw KoshError.badRequest("Invalid wallet: \(String(code.prefix(16)))", field: "wallet") }
             guard amount <= wallet.maximumAmount else {
-                throw KoshError.badRequest("The amount exceeds the maximum of INR \(wallet.maximumAmount / 100) for \(wallet.name)", field: "amount")
+                throw KoshError.badRequest("The amount exceeds the maximum of INR \(wallet.maximumAmount / 100) for \(wallet.name)", field: "amount",
+                                           reason: "amount_exceeds_maximum_amount_allowed")
             }
             return wallet
         default:

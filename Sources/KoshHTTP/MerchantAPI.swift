@@ -335,6 +335,7 @@ public enum KoshRouter {
         }
         api.register(on: router, authenticator: authenticator)
         webhooks?.register(on: router, authenticator: authenticator)
+        MethodsAPI.register(on: router, authenticator: authenticator)
         routes.load(router.routes.map { (path: $0.path.description, method: $0.method.rawValue) })
         return router
     }

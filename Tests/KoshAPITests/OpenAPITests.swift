@@ -60,7 +60,7 @@ struct OpenAPITests {
         "PATCH /v1/orders/{id}", "PATCH /v1/payments/{id}", "PATCH /v1/refunds/{id}", "POST /v1/refunds", "PUT /v1/webhooks/{id}",
         "GET /v1/payments/downtimes/{id}",
         "GET /v1/payments/{id}/authorize", "POST /v1/payments/{id}/redirect/return", "GET /v1/payments/{id}/test_redirect",
-        "POST /v1/payments/{id}/test_redirect",
+        "POST /v1/payments/{id}/test_redirect", "GET /v1/methods", "GET /methods",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {

@@ -80,4 +80,19 @@ struct SDKEditCallsTests {
             #expect(try await kosh.call(.get, "/v1/payments/downtimes").status == 200)
         }
     }
+
+    @Test("GET /v1/methods and /methods: cards with their networks, the banks by code, the wallets, UPI; both need the key")
+    func methods() async throws {
+        try await Kosh.run("sqlite") { kosh in
+            for path in ["/v1/methods", "/methods"] {
+                let reply = try await kosh.call(.get, path)
+                #expect(reply.status == 200, "\(path): \(reply.body)")
+                #expect(reply.string("entity") == "methods" && reply.json["card"] == .bool(true) && reply.json["upi"] == .bool(true))
+                #expect(reply.json["card_networks"]?["VISA"] == .int(1) && reply.json["card_networks"]?["RUPAY"] == .int(1))
+                #expect(reply.json["netbanking"]?["HDFC"] == .string("HDFC Bank") && reply.json["netbanking"]?["SBIN"] == .string("State Bank of India"))
+                #expect(reply.json["wallet"]?["phonepe"] == .bool(true) && reply.json["wallet"]?["paytm"] == nil)
+                #expect(try await kosh.call(.get, path, auth: "Basic Zm9vOmJhcg==").status == 401)
+            }
+        }
+    }
 }

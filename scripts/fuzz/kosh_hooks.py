@@ -28,6 +28,8 @@ STATE_REASONS = {
     # can state (the Luhn check, an expiry month in the past).
     "customer_already_exists", "token_not_found", "otp_not_generated", "otp_resend_limit_reached", "incorrect_otp",
     "payment_method_not_card", "card_number_invalid", "card_expired", "authentication_failed",
+    # Netbanking: each bank's own cap on a payment (the schema states only the widest).
+    "amount_exceeds_maximum_amount_allowed",
 }
 STATE_MESSAGES = (
     "The id provided does not exist",                      # create/upi: order_id unknown
