@@ -65,7 +65,7 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         let description = try body.string("description", maxLength: APILimits.maximumDescriptionLength, allowLineBreaks: true)
         let notes = try body.notes()
         let callbackURL = try body.string("callback_url", maxLength: Self.maximumCallbackURLLength)
-        if let callbackURL, !(callbackURL.hasPrefix("https://") || callbackURL.hasPrefix("http://")) {
+        if let callbackURL, !(callbackURL.utf8.starts(with: "https://".utf8) || callbackURL.utf8.starts(with: "http://".utf8)) {  // bytes: a combining mark after "/" must not hide the scheme
             throw KoshError.badRequest("The callback_url must be an http or https URL", field: "callback_url")
         }
         if method != PaymentMethod.card.rawValue {
