@@ -133,9 +133,10 @@ extension PaymentFlows {
     public func cardAuthenticationReturned(paymentID: ID<Payment>) async throws -> CardBrowserResult {
         let cards = try requireCards()
         let (payment, cardPayment) = try await cardPayment(paymentID, merchantID: nil)
-        if payment.state == .created, cardPayment.stage == .authenticating, let id = cardPayment.authenticationID {
-            let connector = try cards.connector(for: payment)
-            let confirmed = try await connector.authentication(id: id)
+        if payment.state == .created, cardPayment.stage == .authenticating, let id = cardPayment.authenticationID,
+           // An ACS that does not answer now (timeout, outage) leaves the payment waiting: the
+           // browser sees it pending, and the janitor's `checkCard` asks the ACS again.
+           let confirmed = try? await cards.connector(for: payment).authentication(id: id) {
             switch confirmed.state {
             case .authenticated: try await authorizeCard(paymentID: paymentID, authentication: confirmed)
             case .failed(let reason): try await failCardAuthentication(paymentID: paymentID, CardResponseCodes.authenticationFailure(reason: reason))

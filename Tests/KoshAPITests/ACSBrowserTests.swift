@@ -91,7 +91,10 @@ struct ACSBrowserTests {
 
                 try await Self.submitOTP(browser, otp)
                 // The ACS's page posts itself back to Kosh, which confirms with the ACS and authorises over ISO 8583.
-                try await browser.wait("Kosh's result page") { try await browser.title() == "Payment authorised" }
+                if try await !browser.wait("Kosh's result page", until: { try await browser.title() == "Payment authorised" }) {
+                    // What Kosh, the vault and the sandbox logged, to tell why (CI shows only this).
+                    print(live.logs.all.filter { $0.hasPrefix("error") || $0.hasPrefix("warning") }.suffix(40).joined(separator: "\n"))
+                }
                 try await Screenshots.save(browser, "kosh-result")
                 #expect(try await browser.currentURL() == "\(live.publicURL)/v1/payments/\(id)/authentication/return")
                 #expect(try await browser.text("h1") == "Payment authorised")
