@@ -27,7 +27,7 @@ extension PaymentFlows {
     public func generateCardOTP(merchantID: ID<Merchant>?, paymentID: ID<Payment>) async throws -> CardStepReply {
         let cards = try requireCards()
         let (payment, cardPayment) = try await cardPayment(paymentID, merchantID: merchantID)
-        guard payment.state == .created, cardPayment.stage == .authenticating else { return try await finalReply(paymentID: paymentID) }
+        guard payment.state == .created, cardPayment.stage == .authenticating else { return try await finalReply(payment) }
         // The connector that started it: the payment may have moved to its next route.
         let (authentication, connector) = try await startAuthentication(payment, cardPayment, cards)
         switch authentication.state {
@@ -66,7 +66,7 @@ extension PaymentFlows {
             throw KoshError.badRequest("The OTP must be 1 to \(CardOTPInput.maximumLength) digits", field: "otp")
         }
         let (payment, cardPayment) = try await cardPayment(paymentID, merchantID: merchantID)
-        guard payment.state == .created, cardPayment.stage == .authenticating else { return try await finalReply(paymentID: paymentID) }
+        guard payment.state == .created, cardPayment.stage == .authenticating else { return try await finalReply(payment) }
         guard let authenticationID = cardPayment.authenticationID else {
             throw KoshError.badRequest("Generate the OTP first (otp_generate)", field: "otp", reason: "otp_not_generated")
         }
@@ -91,11 +91,11 @@ extension PaymentFlows {
                 ("next", .array([.string("otp_submit"), .string("otp_resend")])),
             ]))
         case .failed(let reason):
-            try await failCardAuthentication(paymentID: paymentID, CardResponseCodes.authenticationFailure(reason: reason))
+            return try await finalReply(try await failCardAuthentication(paymentID: paymentID, CardResponseCodes.authenticationFailure(reason: reason)))
         case .authenticated:
-            try await authorizeCard(paymentID: paymentID, authentication: verified)
+            // The payment as the authorisation left it: no read again.
+            return try await finalReply(try await authorizeCard(paymentID: paymentID, authentication: verified))
         }
-        return try await finalReply(paymentID: paymentID)
     }
 
     /// `POST /v1/payments/:id/otp/resend`.
@@ -170,7 +170,11 @@ extension PaymentFlows {
     /// The answer once authentication is over: the signed result when authorised, Razorpay's
     /// error when failed, a `poll` action while the outcome is unknown.
     func finalReply(paymentID: ID<Payment>) async throws -> CardStepReply {
-        let payment = try await self.payment(id: paymentID)
+        try await finalReply(try await self.payment(id: paymentID))
+    }
+
+    /// `finalReply(paymentID:)` for the payment as the caller just read or wrote it.
+    func finalReply(_ payment: Payment) async throws -> CardStepReply {
         switch payment.state {
         case .authorized, .captured, .refunded:
             let signature = try await requireCards().signer.signature(merchantID: payment.merchantID, orderID: payment.orderID, paymentID: payment.id)

@@ -72,6 +72,8 @@ extension PaymentFlows {
     }
 
     /// Applies the network's word on a card payment's authorisation, in one transaction.
+    /// Answers the payment as written, or as it is after the follow-ups when there were any
+    /// (a late authorisation's refund).
     func applyCardAnswer(paymentID: ID<Payment>, _ answer: CardNetworkAnswer, reference: CardAuthorizationReference?,
                          attemptID: ID<PaymentAttempt>?, latency: Int64?, saveFor: ID<Customer>? = nil) async throws -> Payment {
         let cards = try requireCards()
@@ -113,8 +115,9 @@ extension PaymentFlows {
             try await save(&cardPayment, loaded: loadedCard, tx)
             return (payment, followUps)
         }
+        guard !followUps.isEmpty else { return payment }
         _ = await run(followUps)
-        return payment
+        return try await self.payment(id: paymentID)
     }
 
     /// Fails a card payment still `created` (its 3-D Secure authentication failed or was abandoned).
@@ -140,7 +143,7 @@ extension PaymentFlows {
     @discardableResult
     public func checkCard(paymentID: ID<Payment>) async throws -> Payment {
         let cards = try requireCards()
-        let (payment, cardPayment) = try await cardPayment(paymentID, merchantID: nil)
+        let (payment, cardPayment, merchantName) = try await cardPaymentForNetwork(paymentID)
         // Not configured on this server (live cards off): the janitor looks again later.
         let connector = try cards.connector(for: payment)
         switch (payment.state, cardPayment.stage) {
@@ -151,7 +154,7 @@ extension PaymentFlows {
             }
             return try await failCardAuthentication(paymentID: paymentID, CardResponseCodes.authenticationFailure(reason: "expired"))
         case (.pending, .authorizing), (.pending, .reversing):
-            let answer = (try? await connector.resolveTimeout(context(payment, cardPayment, merchantName: try await merchantName(payment.merchantID)),
+            let answer = (try? await connector.resolveTimeout(context(payment, cardPayment, merchantName: merchantName),
                                                               reference: cardPayment.authorization)) ?? .unknown
             return try await applyCardAnswer(paymentID: paymentID, answer, reference: nil, attemptID: nil, latency: nil)
         default:

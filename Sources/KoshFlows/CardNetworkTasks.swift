@@ -18,13 +18,15 @@ extension PaymentFlows {
     }
 
     /// Sends a card payment's pending capture or void to its connector and records the answer.
+    /// Answers the payment as read before sending (the task changes the card payment only).
+    /// Two transactions: one read before the call, one write after it.
     @discardableResult
     public func sendCardTask(paymentID: ID<Payment>) async throws -> Payment {
         let cards = try requireCards()
-        let (payment, cardPayment) = try await self.cardPayment(paymentID, merchantID: nil)
+        let (payment, cardPayment, merchantName) = try await cardPaymentForNetwork(paymentID)
         guard let task = cardPayment.task, let reference = cardPayment.authorization else { return payment }
         let connector = try cards.connector(for: payment)
-        let context = context(payment, cardPayment, merchantName: try await merchantName(payment.merchantID))
+        let context = context(payment, cardPayment, merchantName: merchantName)
         var answer: CardNetworkAnswer
         var problem: String?
         do {
@@ -57,7 +59,17 @@ extension PaymentFlows {
             }
             try await save(&current, loaded: loaded, tx)
         }
-        return try await self.payment(id: paymentID)
+        return payment
+    }
+
+    /// A card payment, its network state and its merchant's name, in one read transaction:
+    /// what a message to the card network is built from.
+    func cardPaymentForNetwork(_ id: ID<Payment>) async throws -> (Payment, CardPayment, merchantName: String) {
+        try await store.transaction { tx in
+            guard let payment = try await tx.payment(id: id, merchantID: nil, forUpdate: false), payment.method == .card,
+                  let card = try await tx.cardPayment(paymentID: id, forUpdate: false) else { throw KoshError.notFound() }
+            return (payment, card, try await tx.merchant(id: payment.merchantID)?.name ?? "Kosh merchant")
+        }
     }
 
     /// The janitor's card pass: every capture or void the network has not acknowledged yet.
@@ -74,10 +86,10 @@ extension PaymentFlows {
     /// A card refund over the network: 0200 with processing code 20, keyed by the refund id.
     func cardRefundStatus(_ refund: Refund, _ payment: Payment) async throws -> RailRefundStatus {
         let cards = try requireCards()
-        let (_, cardPayment) = try await self.cardPayment(payment.id, merchantID: nil)
+        let (_, cardPayment, merchantName) = try await cardPaymentForNetwork(payment.id)
         guard let reference = cardPayment.authorization else { return .failed(reason: "the payment has no authorisation to refund") }
         let connector = try cards.connector(for: payment)
-        let answer = try await connector.refund(context(payment, cardPayment, merchantName: try await merchantName(payment.merchantID)),
+        let answer = try await connector.refund(context(payment, cardPayment, merchantName: merchantName),
                                                 refundID: refund.id, amount: refund.amount, reference: reference)
         switch answer {
         case .approved(_, let rrn): return .processed(reference: rrn)

@@ -87,6 +87,8 @@ public final class MerchantDirectory: MerchantAuthenticator {
     let masterKey: MasterKey
     let clock: any KoshClock
     let cache = AuthCache()
+    /// The unsealed secrets payment signatures are made with (`signature(merchantID:…)`).
+    let signingKeys = SigningKeys()
     /// Derived once: every authenticated request checks a secret with it.
     let macKey: SymmetricKey
 
@@ -153,6 +155,9 @@ public final class MerchantDirectory: MerchantAuthenticator {
             ]
             try await conn.query(key.insertSQL(into: "api_keys"), key.binds)
         }
+        // A key written: the merchant's next signature reads its newest key again. (A new
+        // merchant has nothing cached; whatever writes a key for an existing one must do this too.)
+        signingKeys.forget(merchant.id)
         return MerchantCredentials(merchant: merchant, keyID: keyID, keySecret: secret)
     }
 

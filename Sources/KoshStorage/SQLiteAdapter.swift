@@ -93,9 +93,12 @@ final class SQLiteWriter: Sendable {
 /// SQLite in WAL mode with full fsync, through SQLite's C API with cached prepared
 /// statements. One connection and one writer: transactions run one at a time and commit in
 /// groups (see `SQLiteWriter`). Statements run on the calling task's thread (the writer lock
-/// guarantees one user at a time); BEGIN, COMMIT and ROLLBACK, which may wait for the disk or
-/// for another process's lock, run on a dedicated queue so they never block Swift's
-/// cooperative threads.
+/// guarantees one user at a time). What may wait for the disk or for another process's lock
+/// runs on a dedicated queue, so it never blocks Swift's cooperative threads: a COMMIT of a
+/// batch that wrote (the fsync), a ROLLBACK, and a BEGIN IMMEDIATE that did not get the
+/// write lock at once (another process holds it). The rest — a BEGIN that gets the lock at
+/// once, the COMMIT of a batch that only read — cannot wait and runs in place: a read-only
+/// transaction costs no thread switch, a write one switch (its commit).
 public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
     public let dialect = SQLDialect.sqlite
     let connection: SQLiteHandle
@@ -108,7 +111,7 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
     /// `StorageError.missingDatabase` rather than a new empty database.
     public static func open(path: String, logger: Logger, create: Bool = true) async throws -> SQLiteDatabase {
         let handle = try SQLiteHandle(path: path, create: create)
-        try handle.execute("PRAGMA busy_timeout = 10000")
+        try handle.execute("PRAGMA busy_timeout = \(SQLiteHandle.busyTimeoutMillis)")
         try handle.execute("PRAGMA journal_mode = WAL")
         try handle.execute("PRAGMA synchronous = FULL")
         try handle.execute("PRAGMA foreign_keys = ON")
@@ -138,7 +141,8 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         await writer.lock()
         if !writer.batchOpen {
             do {
-                try await blocking("BEGIN IMMEDIATE")
+                if try !connection.beginImmediateIfFree() { try await blocking("BEGIN IMMEDIATE") }
+                connection.wrote = false
             } catch {
                 writer.unlock()
                 throw error
@@ -184,10 +188,11 @@ public final class SQLiteDatabase: SQLDatabase, @unchecked Sendable {
         return try outcome.get()
     }
 
-    /// Commits the open batch (the caller holds the lock) and releases the lock.
+    /// Commits the open batch (the caller holds the lock) and releases the lock. A batch that
+    /// wrote nothing has nothing to sync: its COMMIT only releases SQLite's locks, in place.
     private func commitBatch() async throws {
         do {
-            try await blocking("COMMIT")
+            if connection.wrote { try await blocking("COMMIT") } else { try connection.execute("COMMIT") }
         } catch {
             try? await blocking("ROLLBACK")
             writer.finishBatch(error: error)
@@ -230,6 +235,11 @@ final class SQLiteHandle: @unchecked Sendable {
     private var db: OpaquePointer?
     private var statements: [String: (statement: OpaquePointer, columns: SQLColumns)] = [:]
     static let maximumCachedStatements = 512
+    /// The busy timeout set at open (`PRAGMA busy_timeout`), restored after a BEGIN tried without waiting.
+    static let busyTimeoutMillis: Int32 = 10_000
+    /// Whether a statement that may write (any but SELECT and transaction control, as
+    /// `sqlite3_stmt_readonly` says) ran since the caller last set it false (at BEGIN).
+    var wrote = false
 
     init(path: String, create: Bool) throws {
         let flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX
@@ -267,6 +277,18 @@ final class SQLiteHandle: @unchecked Sendable {
         }
     }
 
+    /// BEGIN IMMEDIATE without waiting: true when begun; false when another connection holds
+    /// the write lock (nothing begun; the caller waits for it elsewhere).
+    func beginImmediateIfFree() throws -> Bool {
+        guard let db else { throw SQLiteError(code: SQLITE_MISUSE, message: "database is closed") }
+        sqlite3_busy_timeout(db, 0)
+        defer { sqlite3_busy_timeout(db, Self.busyTimeoutMillis) }
+        let rc = sqlite3_exec(db, "BEGIN IMMEDIATE", nil, nil, nil)
+        if rc == SQLITE_OK { return true }
+        if rc & 0xFF == SQLITE_BUSY { return false }
+        throw error(rc)
+    }
+
     /// Runs SQL without results (transaction control, pragmas).
     func execute(_ sql: String) throws {
         guard let db else { throw SQLiteError(code: SQLITE_MISUSE, message: "database is closed") }
@@ -299,6 +321,7 @@ final class SQLiteHandle: @unchecked Sendable {
 
     func query(_ sql: String, _ binds: [SQLValue]) throws -> [SQLRow] {
         let (statement, columns) = try prepared(sql)
+        if !wrote && sqlite3_stmt_readonly(statement) == 0 { wrote = true }
         defer {
             sqlite3_reset(statement)
             sqlite3_clear_bindings(statement)

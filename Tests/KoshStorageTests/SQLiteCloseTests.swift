@@ -57,6 +57,35 @@ struct SQLiteCloseTests {
         try await reopened.close()
     }
 
+    /// A BEGIN is tried in place without waiting; when another connection (another process)
+    /// holds the write lock it must wait for it (on the blocking queue), not fail. Real time,
+    /// as above: the other connection holds its lock for 300 ms.
+    @Test("a transaction waits for another connection's write lock, then commits; a read-only one after it too")
+    func anotherConnectionsLockIsWaitedFor() async throws {
+        let path = try Self.path()
+        let first = try await SQLiteDatabase.open(path: path, logger: Logger(label: "t"))
+        let second = try await SQLiteDatabase.open(path: path, logger: Logger(label: "t"))
+        try await first.transaction { conn in _ = try await conn.query("CREATE TABLE t (x INTEGER)", []) }
+        let (started, entered) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await first.transaction { conn in
+                _ = try await conn.query("INSERT INTO t (x) VALUES (1)", [])
+                entered.yield()
+                try await Task.sleep(for: .milliseconds(300))
+            }
+        }
+        var iterator = started.makeAsyncIterator()
+        await iterator.next()
+        try await second.transaction { conn in _ = try await conn.query("INSERT INTO t (x) VALUES (2)", []) }
+        try await holder.value
+        let count = try await second.transaction { conn in try await conn.query("SELECT COUNT(*) AS n FROM t", []).first?.int("n") }
+        #expect(count == 2)
+        let again = try await first.transaction { conn in try await conn.query("SELECT SUM(x) AS n FROM t", []).first?.int("n") }
+        #expect(again == 3)
+        try await first.close()
+        try await second.close()
+    }
+
     @Test("a transaction after close fails instead of waiting")
     func transactionAfterCloseFails() async throws {
         let db = try await SQLiteDatabase.open(path: try Self.path(), logger: Logger(label: "t"))

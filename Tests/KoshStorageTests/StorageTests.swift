@@ -103,6 +103,31 @@ struct StorageTests {
         await #expect(throws: StorageError.self) { _ = try await KoshServices.open(wrong, logger: Logger(label: "t")) }
     }
 
+    @Test("razorpay_signature uses the merchant's newest key; a key written by another process is used within the cache's lifetime", arguments: TestDatabases.all)
+    func signingKeys(db: String) async throws {
+        let clock = ManualClock()
+        let services = try await TestDatabases.services(db, clock: clock)
+        func sign(_ merchant: ID<Merchant>) async throws -> String {
+            try await services.merchants.signature(merchantID: merchant, orderID: ID("order_1"), paymentID: ID("pay_1"))
+        }
+        let acme = try await services.merchants.create(name: "Acme")
+        let other = try await services.merchants.create(name: "Other")
+        let (acmeSignature, otherSignature) = (try await sign(acme.merchant.id), try await sign(other.merchant.id))
+        #expect(acmeSignature.count == 64 && acmeSignature != otherSignature)
+        // Another node rotates Acme's key: a newer key row (here Other's key, moved over).
+        try await services.db.transaction { conn in
+            _ = try await conn.query("UPDATE api_keys SET merchant_id = ?, created_at = created_at + 1 WHERE key_id = ?",
+                                     [.text(acme.merchant.id.rawValue), .text(other.keyID)])
+        }
+        #expect(try await sign(acme.merchant.id) == acmeSignature, "read 0 s ago: the cached key")
+        clock.advance(byMillis: 29_999)
+        #expect(try await sign(acme.merchant.id) == acmeSignature)
+        clock.advance(byMillis: 1)
+        #expect(try await sign(acme.merchant.id) == otherSignature, "past the lifetime: the newest key")
+        await #expect(throws: KoshError.self) { _ = try await sign(ID("mer_nobody")) }
+        try await services.db.close()
+    }
+
     @Test("database URLs", arguments: [
         ("sqlite://./kosh.sqlite", DatabaseURL.sqlite(path: "./kosh.sqlite")),
         ("sqlite:///var/lib/kosh/k.db", DatabaseURL.sqlite(path: "/var/lib/kosh/k.db")),

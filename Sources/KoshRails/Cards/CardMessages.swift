@@ -129,21 +129,21 @@ struct CardMessageBuilder: Sendable {
         mti + stan + transmission + String(repeating: "0", count: 11 - acquirerID.count) + acquirerID + String(repeating: "0", count: 11)
     }
 
-    /// The fields every request carries; field 2 only with the card (a capture, refund or
-    /// reversal whose card the vault has purged goes by field 90 and `PI` alone).
-    func common(_ payment: CardPaymentContext, card: VaultCard?, processingCode: String, amount: Int64, time: CardMessageTime,
+    /// The fields every request carries. The card (field 2) is the 0100's alone: a capture,
+    /// refund or reversal names its authorisation by field 90 and `PI`, so it needs nothing
+    /// from the vault (docs/CARDS.md §2).
+    func common(_ payment: CardPaymentContext, processingCode: String, amount: Int64, time: CardMessageTime,
                 rrn: String) throws -> [Int: String] {
         let amount = try Self.amount(amount)
-        var fields = [3: processingCode, 4: amount, 7: time.transmission, 32: acquirerID, 37: rrn,
-                      41: terminalID, 42: Self.cardAcceptorID(payment.merchantID), 49: Self.currencyCode(payment.currency)]
-        if let card { fields[2] = card.number }
-        return fields
+        return [3: processingCode, 4: amount, 7: time.transmission, 32: acquirerID, 37: rrn,
+                41: terminalID, 42: Self.cardAcceptorID(payment.merchantID), 49: Self.currencyCode(payment.currency)]
     }
 
     /// 0100: the authorisation, with the CVV when the vault had one and the 3-D Secure result.
     func authorization(_ payment: CardPaymentContext, card: VaultCard, cvv: String?, authentication: CardAuthentication,
                        time: CardMessageTime, rrn: String) throws -> ISO8583Message {
-        var fields = try common(payment, card: card, processingCode: "000000", amount: payment.amount, time: time, rrn: rrn)
+        var fields = try common(payment, processingCode: "000000", amount: payment.amount, time: time, rrn: rrn)
+        fields[2] = card.number
         fields[12] = time.localTime
         fields[13] = time.localDate
         fields[14] = Self.expiry(card)
@@ -163,10 +163,9 @@ struct CardMessageBuilder: Sendable {
     }
 
     /// 0200: a capture (processing code 000000) or, with `refundID`, a refund (200000) of the authorisation.
-    func financial(_ payment: CardPaymentContext, card: VaultCard?, amount: Int64, refundID: ID<Refund>?,
+    func financial(_ payment: CardPaymentContext, amount: Int64, refundID: ID<Refund>?,
                    reference: CardAuthorizationReference, time: CardMessageTime, rrn: String) throws -> ISO8583Message {
-        var fields = try common(payment, card: card, processingCode: refundID == nil ? "000000" : "200000", amount: amount, time: time, rrn: rrn)
-        if let card { fields[14] = Self.expiry(card) }
+        var fields = try common(payment, processingCode: refundID == nil ? "000000" : "200000", amount: amount, time: time, rrn: rrn)
         var tags: [(tag: String, value: String)] = [("PI", payment.paymentID.rawValue)]
         if let refundID { tags.append(("RI", refundID.rawValue)) }
         fields[48] = try CardTLV.encode(tags)
@@ -175,9 +174,9 @@ struct CardMessageBuilder: Sendable {
     }
 
     /// 0400 (or the 0420 advice repeating it): the reversal of the authorisation for its whole amount.
-    func reversal(_ payment: CardPaymentContext, card: VaultCard?, advice: Bool, original: CardAuthorizationReference,
+    func reversal(_ payment: CardPaymentContext, advice: Bool, original: CardAuthorizationReference,
                   time: CardMessageTime, rrn: String) throws -> ISO8583Message {
-        var fields = try common(payment, card: card, processingCode: "000000", amount: payment.amount, time: time, rrn: rrn)
+        var fields = try common(payment, processingCode: "000000", amount: payment.amount, time: time, rrn: rrn)
         fields[48] = try CardTLV.encode([("PI", payment.paymentID.rawValue)])
         fields[90] = originalData(mti: "0100", stan: original.stan, transmission: original.transmission)
         return ISO8583Message(mti: advice ? "0420" : "0400", fields: fields)

@@ -54,8 +54,10 @@ public struct CardNetworkConfiguration: Sendable {
 
 /// The card connector of the cardholder-data zone: 3-D Secure with the ACS, and the acquirer
 /// over ISO 8583 (docs/CARDS.md). It alone turns a vault token back into a card, at the moment
-/// it builds a message, and drops it once sent; the CVV is taken (and so gone from the vault)
-/// for the 0100 only. Nothing it logs or throws holds a card number, expiry, CVV or CAVV.
+/// it builds a 0100 (or asks the ACS to authenticate), and drops it once sent; the CVV is taken
+/// (and so gone from the vault) for the 0100 only. Captures, refunds and reversals name the
+/// authorisation (field 90 and `PI`) and never read the vault. Nothing it logs or throws holds
+/// a card number, expiry, CVV or CAVV.
 public final class CardNetworkConnector: CardConnector {
     public let name: String
     public let configuration: CardNetworkConfiguration
@@ -195,8 +197,7 @@ public final class CardNetworkConnector: CardConnector {
     public func reverse(_ payment: CardPaymentContext, reference: CardAuthorizationReference) async throws -> CardNetworkAnswer {
         let time = CardMessageTime(clock.now)
         let rrn = rrns.next(for: payment.paymentID)
-        let card = try await cardIfKept(payment)
-        let request = try builder.reversal(payment, card: card, advice: false, original: reference, time: time, rrn: rrn)
+        let request = try builder.reversal(payment, advice: false, original: reference, time: time, rrn: rrn)
         guard let message = try await send(request, payment: payment, timeout: configuration.financialTimeout) else { return .unknown }
         guard let code = trustedResponseCode(message, payment: payment, refundID: nil, amount: nil, logger: logger) else { return .unknown }
         if code == "00" || code == "25" { return .approved(authCode: nil, rrn: message[37] ?? rrn) }
@@ -204,29 +205,19 @@ public final class CardNetworkConnector: CardConnector {
     }
 
     /// 0200: a capture, or a refund when `refundID` is given. No answer: `.unknown` (the
-    /// acquirer keys them by payment and refund id, so trying again is safe).
+    /// acquirer keys them by payment and refund id, so trying again is safe). The card is not
+    /// read back from the vault: the acquirer finds the authorisation by field 90 and `PI`, so
+    /// a refund weeks later, after the vault has purged the card (RBI: card data is kept no
+    /// longer than the payment needs it), goes the same way.
     func financial(_ payment: CardPaymentContext, amount: Int64, refundID: ID<Refund>?, reference: CardAuthorizationReference)
         async throws -> CardNetworkAnswer {
         let time = CardMessageTime(clock.now)
         let rrn = rrns.next(for: payment.paymentID)
-        let card = try await cardIfKept(payment)
-        let request = try builder.financial(payment, card: card, amount: amount, refundID: refundID, reference: reference, time: time, rrn: rrn)
+        let request = try builder.financial(payment, amount: amount, refundID: refundID, reference: reference, time: time, rrn: rrn)
         guard let message = try await send(request, payment: payment, timeout: configuration.financialTimeout) else { return .unknown }
         guard let code = trustedResponseCode(message, payment: payment, refundID: refundID, amount: amount, logger: logger) else { return .unknown }
         return code == "00" ? .approved(authCode: message[38], rrn: message[37] ?? rrn)
             : .declined(responseCode: code, CardResponseCodes.failure(responseCode: code))
-    }
-
-    /// The card for a capture, refund or void, or nil once the vault has purged it (RBI: card
-    /// data is kept no longer than the payment needs it): the acquirer finds the authorisation
-    /// by field 90 and `PI`, so a refund weeks later still reaches the card.
-    func cardIfKept(_ payment: CardPaymentContext) async throws -> VaultCard? {
-        do {
-            return try await vault.detokenize(token: payment.vaultToken, takeCVV: false).card
-        } catch CardVaultError.purged, CardVaultError.notFound {
-            logger.info("card no longer in the vault: sent by the original's reference", metadata: ["payment.id": "\(payment.paymentID)"])
-            return nil
-        }
     }
 
     /// Sends a capture, refund or void: the answer, or nil when it was sent and not answered.

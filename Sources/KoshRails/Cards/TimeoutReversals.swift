@@ -75,14 +75,14 @@ extension CardNetworkConnector {
     }
 
     /// One 0400 (or 0420 advice) for the authorisation `original`: true when answered 00 or 25.
-    /// The card comes from the vault again (without CVV) for this message only.
+    /// It names the original by field 90 and `PI`, without the card, so it goes out even while
+    /// the vault cannot be reached.
     func sendReversal(_ payment: CardPaymentContext, original: CardAuthorizationReference, advice: Bool, logger: Logger) async -> Bool {
         let mti = advice ? "0420" : "0400"
         do {
             let time = CardMessageTime(clock.now)
             let rrn = rrns.next(for: payment.paymentID)
-            let (card, _) = try await vault.detokenize(token: payment.vaultToken, takeCVV: false)
-            let request = try builder.reversal(payment, card: card, advice: advice, original: original, time: time, rrn: rrn)
+            let request = try builder.reversal(payment, advice: advice, original: original, time: time, rrn: rrn)
             let answer = try await client.exchange(request, timeout: configuration.reversalTimeout)
             guard let code = trustedResponseCode(answer.message, payment: payment, refundID: nil, amount: nil, logger: logger) else {
                 count(mti, "bad_answer")
