@@ -159,7 +159,7 @@ struct Rig {
         let clock = FixedClock()
         let client = ISO8583Client(
             configuration: ISO8583ClientConfiguration(host: "127.0.0.1", port: acquirer.port, connections: connections,
-                                                      requestTimeout: .milliseconds(500), connectTimeout: .seconds(1),
+                                                      requestTimeout: .seconds(2), connectTimeout: .seconds(1),
                                                       networkManagementTimeout: .milliseconds(400), echoInterval: echoInterval,
                                                       initialSTAN: 1),
             clock: clock, logger: logs.logger)
