@@ -36,7 +36,7 @@ struct ISO8583ClientTests {
                 guard request.mti == "0100" else { return nil }
                 let slow = Self.paymentID(of: request) == "pay_SLOW"
                 let answer = FakeAcquirer.answer(to: request, authCode: slow ? "SLOW01" : "FAST01")
-                return slow ? .answerAfter(.milliseconds(250), answer) : .answer(answer)
+                return slow ? .answerAfter(.milliseconds(1_500), answer) : .answer(answer)  // long enough that a loaded machine answers the fast one first
             }
             let order = Mutex<[String]>([])
             async let slow: ISO8583Answer = {
