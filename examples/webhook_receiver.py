@@ -16,6 +16,9 @@ import hmac
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import threading
+
+LOG_LOCK = threading.Lock()
 
 
 def main() -> int:
@@ -51,7 +54,12 @@ def main() -> int:
             note = " (duplicate)" if status == 200 and event_id in delivered else ""
             if status == 200:
                 delivered.add(event_id)
-            print(f"{name} {event_id} {about} signature {'ok' if signed else 'BAD'} -> {status}{note}", flush=True)
+            line = f"{name} {event_id} {about} signature {'ok' if signed else 'BAD'} -> {status}{note}\n"
+            # One write of the whole line under a lock: deliveries arrive on several threads at
+            # once, and print() writes the text and its newline separately, so lines interleaved.
+            with LOG_LOCK:
+                sys.stdout.write(line)
+                sys.stdout.flush()
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(answer)))
