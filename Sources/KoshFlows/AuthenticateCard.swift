@@ -149,22 +149,7 @@ extension PaymentFlows {
     /// The fields the browser carries to the merchant: the signed success, or Razorpay's `error[…]` fields.
     public func browserResult(paymentID: ID<Payment>) async throws -> CardBrowserResult {
         let (payment, cardPayment) = try await cardPayment(paymentID, merchantID: nil)
-        switch payment.state {
-        case .authorized, .captured, .refunded:
-            let signature = try await requireCards().signer.signature(merchantID: payment.merchantID, orderID: payment.orderID, paymentID: payment.id)
-            return CardBrowserResult(callbackURL: cardPayment.callbackURL, fields: [
-                "razorpay_payment_id": payment.id.rawValue, "razorpay_order_id": payment.orderID.rawValue, "razorpay_signature": signature,
-            ], succeeded: true)
-        default:
-            let failure = payment.machine.failure ?? PaymentFailure(
-                code: "BAD_REQUEST_ERROR", description: "Payment is still being processed.", source: "gateway",
-                step: "payment_authorization", reason: "payment_pending")
-            return CardBrowserResult(callbackURL: cardPayment.callbackURL, fields: [
-                "error[code]": failure.code, "error[description]": failure.description, "error[source]": failure.source,
-                "error[step]": failure.step, "error[reason]": failure.reason,
-                "error[metadata]": "{\"payment_id\":\"\(payment.id.rawValue)\",\"order_id\":\"\(payment.orderID.rawValue)\"}",
-            ], succeeded: false)
-        }
+        return try await browserResult(payment, callbackURL: cardPayment.callbackURL)
     }
 
     /// The answer once authentication is over: the signed result when authorised, Razorpay's

@@ -69,21 +69,26 @@ extension PaymentFlows {
         return payment
     }
 
-    /// The fields the browser carries to the merchant: `razorpay_payment_id`, `razorpay_order_id`
-    /// and `razorpay_signature` once authorised, else Razorpay's `error[…]` fields.
     func redirectResult(_ payment: Payment) async throws -> CardBrowserResult {
+        try await browserResult(payment, callbackURL: payment.callbackURL)
+    }
+
+    /// The fields a card's or a redirect payment's browser carries to the merchant:
+    /// `razorpay_payment_id`, `razorpay_order_id` and `razorpay_signature` once authorised, else
+    /// Razorpay's `error[…]` fields.
+    func browserResult(_ payment: Payment, callbackURL: String?) async throws -> CardBrowserResult {
         switch payment.state {
         case .authorized, .captured, .refunded:
             guard let signer = cards?.signer else { throw KoshError(.serverError, "No payment signer is configured") }
             let signature = try await signer.signature(merchantID: payment.merchantID, orderID: payment.orderID, paymentID: payment.id)
-            return CardBrowserResult(callbackURL: payment.callbackURL, fields: [
+            return CardBrowserResult(callbackURL: callbackURL, fields: [
                 "razorpay_payment_id": payment.id.rawValue, "razorpay_order_id": payment.orderID.rawValue, "razorpay_signature": signature,
             ], succeeded: true)
         default:
             let failure = payment.machine.failure ?? PaymentFailure(
                 code: "BAD_REQUEST_ERROR", description: "Payment is still being processed.", source: "gateway",
                 step: "payment_authorization", reason: "payment_pending")
-            return CardBrowserResult(callbackURL: payment.callbackURL, fields: [
+            return CardBrowserResult(callbackURL: callbackURL, fields: [
                 "error[code]": failure.code, "error[description]": failure.description, "error[source]": failure.source,
                 "error[step]": failure.step, "error[reason]": failure.reason,
                 "error[metadata]": "{\"payment_id\":\"\(payment.id.rawValue)\",\"order_id\":\"\(payment.orderID.rawValue)\"}",
