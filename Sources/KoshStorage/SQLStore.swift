@@ -270,14 +270,6 @@ public final class SQLStoreTransaction: StoreTransaction {
         return try await payments(due)
     }
 
-    public func paymentsDueForCapture(now: UnixMillis, limit: Int) async throws -> [Payment] {
-        let due = try await conn.query("""
-            SELECT * FROM payments WHERE capture_due_at IS NOT NULL AND capture_due_at <= ? AND status = 'authorized'
-            ORDER BY capture_due_at LIMIT ?
-            """, [SQLValue(now), .int(Int64(limit))])
-        return try await payments(due)
-    }
-
     static func payment(_ row: SQLRow) throws -> Payment {
         guard let currency = Currency(code: try row.requireText("currency")),
               let state = PaymentState(rawValue: try row.requireText("status")),
