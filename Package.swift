@@ -113,7 +113,7 @@ let package = Package(
         .target(
             name: "KoshHTTP",
             dependencies: [
-                "KoshCore", "KoshFlows", "KoshJSON",
+                "KoshCore", "KoshFlows", "KoshJSON", "KoshQR",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -334,7 +334,8 @@ public struct KoshServices: Sendable {
         let registry = metrics
         return KoshRouter.build(api: MerchantAPI(flows: flows), authenticator: merchants, ready: ready,
                                 metrics: { registry.emitToString() },
-                                webhooks: WebhooksAPI(flows: WebhookFlows(registry: webhooks, destinations: webhookSettings.destinations)))
+                                webhooks: WebhooksAPI(flows: WebhookFlows(registry: webhooks, destinations: webhookSettings.destinations)),
+                                checkoutKeys: merchants)
     }
 }
 

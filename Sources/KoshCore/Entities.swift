@@ -23,10 +23,13 @@ public struct Merchant: Sendable, Hashable {
     public var feeRates: [String: Int64]
     /// Auto-capture by default or not, and the manual capture window.
     public var capture: CaptureSettings
+    /// Where the hosted checkout may send the browser back to, and whether it offers UPI collect.
+    public var checkout: CheckoutSettings
 
     public init(id: ID<Merchant>, name: String, mode: Mode, defaultMDRBasisPoints: Int64 = FeeSchedule.defaultMDRBasisPoints, createdAt: Int64,
                 lateAuthorization: LateAuthorizationPolicy = .refund, routePreference: [String] = [], feeRates: [String: Int64] = [:],
-                capture: CaptureSettings = CaptureSettings()) {
+                capture: CaptureSettings = CaptureSettings(), checkout: CheckoutSettings = CheckoutSettings()) {
+        self.checkout = checkout
         self.feeRates = feeRates
         self.capture = capture
         self.id = id

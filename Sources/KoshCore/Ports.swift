@@ -237,6 +237,12 @@ public protocol MerchantAuthenticator: Sendable {
     func authenticate(keyID: String, secret: String) async throws -> Merchant?
 }
 
+/// The checkout's public key (Razorpay's `key` option): the merchant a browser pays, known by
+/// the key id alone, which is public. It authorises nothing but paying that merchant's orders.
+public protocol CheckoutKeys: Sendable {
+    func merchant(publicKeyID: String) async throws -> Merchant?
+}
+
 public enum IdempotencyClaim: Sendable, Equatable {
     /// The key is ours: run the request and record its response with this claim's token
     /// (only the claim that holds the key can record it, so a request whose claim was taken

@@ -55,13 +55,7 @@ struct CardAPI<Store: GatewayStore>: Sendable {
         try validateID(orderID, .order)
         let amount = try body.int("amount", required: true, range: AmountLimits.minimum...AmountLimits.maximum)!
         let currency = try body.currency()
-        let email = try body.string("email", required: true, maxLength: APILimits.maximumEmailLength)!
-        guard email.unicodeScalars.contains("@") else { throw KoshError.badRequest("The email must be a valid email address.", field: "email") }
-        let contact = try body.string("contact", required: true, maxLength: APILimits.maximumContactLength)!
-        guard contact.utf8.count >= 8, contact.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "+")
-                                                                || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: " ") }) else {
-            throw KoshError.badRequest("The contact must be a valid phone number.", field: "contact")
-        }
+        let (email, contact) = try body.emailAndContact()
         let description = try body.string("description", maxLength: APILimits.maximumDescriptionLength, allowLineBreaks: true)
         let notes = try body.notes()
         let callbackURL = try body.string("callback_url", maxLength: Self.maximumCallbackURLLength)

@@ -111,6 +111,18 @@ struct RequestBody {
     /// NUL and the other control characters (C0, DEL, C1) never reach storage: SQLite would
     /// cut a text at a NUL and PostgreSQL refuses it. Free text (descriptions, notes values)
     /// may hold tabs and line breaks.
+    /// The customer's `email` and `contact` of a payment, both required, as Razorpay checks them.
+    mutating func emailAndContact() throws -> (email: String, contact: String) {
+        let email = try string("email", required: true, maxLength: APILimits.maximumEmailLength)!
+        guard email.unicodeScalars.contains("@") else { throw KoshError.badRequest("The email must be a valid email address.", field: "email") }
+        let contact = try string("contact", required: true, maxLength: APILimits.maximumContactLength)!
+        guard contact.utf8.count >= 8, contact.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "+")
+                                                                || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: " ") }) else {
+            throw KoshError.badRequest("The contact must be a valid phone number.", field: "contact")
+        }
+        return (email, contact)
+    }
+
     static func refuseControlCharacters(_ text: String, field: String, allowLineBreaks: Bool) throws {
         for scalar in text.unicodeScalars {
             let v = scalar.value
@@ -207,9 +219,9 @@ func page(from request: Request) throws -> Page {
     return page
 }
 
-func validateID(_ id: String, _ prefix: IDPrefix) throws {
+func validateID(_ id: String, _ prefix: IDPrefix, field: String = "id") throws {
     guard Identifiers.isWellFormed(id, prefix) else {
-        throw KoshError.badRequest("\(id.prefix(64)) is not a valid id", field: "id")
+        throw KoshError.badRequest("\(id.prefix(64)) is not a valid id", field: field)
     }
 }
 

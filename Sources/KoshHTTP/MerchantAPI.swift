@@ -3,6 +3,7 @@ import Hummingbird
 import KoshCore
 import KoshJSON
 import KoshFlows
+import KoshQR
 import Logging
 
 /// The merchant-facing API under `/v1`, Razorpay-compatible. Each route decodes and checks
@@ -156,13 +157,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
             guard let vpa, !vpa.isEmpty else { throw KoshError.badRequest("The vpa field is required.", field: "vpa") }
             guard isPlausibleVPA(vpa) else { throw KoshError.badRequest("Invalid VPA. Please enter a valid Virtual Payment Address", field: "vpa", reason: "invalid_vpa") }
         }
-        let email = try body.string("email", required: true, maxLength: APILimits.maximumEmailLength)!
-        guard email.unicodeScalars.contains("@") else { throw KoshError.badRequest("The email must be a valid email address.", field: "email") }
-        let contact = try body.string("contact", required: true, maxLength: APILimits.maximumContactLength)!
-        guard contact.utf8.count >= 8, contact.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "+")
-                                                                || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: " ") }) else {
-            throw KoshError.badRequest("The contact must be a valid phone number.", field: "contact")
-        }
+        let (email, contact) = try body.emailAndContact()
         let description = try body.string("description", maxLength: APILimits.maximumDescriptionLength, allowLineBreaks: true)
         let notes = try body.notes()
         // Sent by Razorpay's S2S integrations; accepted and not used by Kosh.
@@ -314,7 +309,8 @@ public enum KoshRouter {
     public static func build<Store: GatewayStore>(api: MerchantAPI<Store>, authenticator: any MerchantAuthenticator,
                                                   ready: @escaping @Sendable () -> Bool,
                                                   metrics: (@Sendable () -> String)? = nil,
-                                                  webhooks: WebhooksAPI? = nil) -> Router<KoshRequestContext> {
+                                                  webhooks: WebhooksAPI? = nil,
+                                                  checkoutKeys: (any CheckoutKeys)? = nil) -> Router<KoshRequestContext> {
         let router = Router(context: KoshRequestContext.self)
         let routes = RouteTable()
         router.add(middleware: ErrorMiddleware(routes: routes))
@@ -336,6 +332,10 @@ public enum KoshRouter {
         api.register(on: router, authenticator: authenticator)
         webhooks?.register(on: router, authenticator: authenticator)
         MethodsAPI.register(on: router, authenticator: authenticator)
+        if let checkoutKeys {
+            // QR codes of intent payments shown on checkout pages: a few KB each, 1,024 kept.
+            CheckoutAPI(flows: api.flows, keys: checkoutKeys, images: QRImageCache(capacity: 1_024, moduleSize: 6, quietZone: 4)).register(on: router)
+        }
         routes.load(router.routes.map { (path: $0.path.description, method: $0.method.rawValue) })
         return router
     }

@@ -82,7 +82,7 @@ public struct MerchantCredentials: Sendable {
 }
 
 /// Merchants and their API keys.
-public final class MerchantDirectory: MerchantAuthenticator {
+public final class MerchantDirectory: MerchantAuthenticator, CheckoutKeys {
     let db: any SQLDatabase
     let masterKey: MasterKey
     let clock: any KoshClock
@@ -127,12 +127,13 @@ public final class MerchantDirectory: MerchantAuthenticator {
 
     public func create(name: String, mode: Mode = .test, lateAuthorization: LateAuthorizationPolicy = .refund,
                        routePreference: [String] = [], feeRates: [String: Int64] = [:],
-                       capture: CaptureSettings = CaptureSettings()) async throws -> MerchantCredentials {
+                       capture: CaptureSettings = CaptureSettings(), checkout: CheckoutSettings = CheckoutSettings()) async throws -> MerchantCredentials {
         precondition(feeRates.allSatisfy { FeeSchedule.isRateKey($0.key) && (0...FeeSchedule.maximumMDRBasisPoints).contains($0.value) },
                      "fee rates are checked by the caller")
         let now = clock.nowMillis() / 1000
         let merchant = Merchant(id: ID(Identifiers.make(.merchant)), name: name, mode: mode, createdAt: now,
-                                lateAuthorization: lateAuthorization, routePreference: routePreference, feeRates: feeRates, capture: capture)
+                                lateAuthorization: lateAuthorization, routePreference: routePreference, feeRates: feeRates, capture: capture,
+                                checkout: checkout)
         let keyID = Identifiers.make(mode == .test ? .testKey : .liveKey)
         var secretBytes = [UInt8](repeating: 0, count: 18)
         var generator = SystemRandomNumberGenerator()
@@ -147,6 +148,7 @@ public final class MerchantDirectory: MerchantAuthenticator {
                 "late_authorization": .text(lateAuthorization.rawValue), "route_preference": .text(routePreference.joined(separator: ",")),
                 "fee_rates": .text(SQLStoreTransaction.feeRatesText(feeRates)),
                 "auto_capture": .int(capture.automatic ? 1 : 0), "capture_window_seconds": .int(capture.windowSeconds),
+                "checkout_origins": .text(checkout.originsText), "upi_collect": .int(checkout.upiCollect ? 1 : 0),
             ]
             try await conn.query(merchantRecord.insertSQL(into: "merchants"), merchantRecord.binds)
             let key: SQLRecord = [
@@ -189,6 +191,17 @@ public final class MerchantDirectory: MerchantAuthenticator {
         guard id.rawValue.count <= 64 else { return nil }
         return try await db.transaction { conn in
             try await conn.query("SELECT * FROM merchants WHERE id = ?", [SQLValue(id)]).first.map(SQLStoreTransaction.merchant)
+        }
+    }
+
+    /// The merchant whose (unrevoked) key id this is, without its secret: the checkout's public
+    /// key, as Razorpay's `key` option. Nothing secret is shown with it.
+    public func merchant(publicKeyID keyID: String) async throws -> Merchant? {
+        guard keyID.count <= 64 else { return nil }
+        if let cached = cache.get(keyID) { return cached.merchant }
+        return try await db.transaction { conn in
+            try await conn.query("SELECT m.* FROM api_keys k JOIN merchants m ON m.id = k.merchant_id WHERE k.key_id = ? AND k.revoked_at IS NULL",
+                                 [.text(keyID)]).first.map(SQLStoreTransaction.merchant)
         }
     }
 

@@ -456,6 +456,14 @@ public enum Migrations {
                 "ALTER TABLE payments ADD COLUMN callback_url TEXT",
             ]
         },
+        // 14 is the UPI QR codes'.
+        Migration(version: 15, name: "checkout settings") { _ in
+            [
+                // CheckoutSettings: the origins a hosted checkout may return to (space-separated), UPI collect on the page.
+                "ALTER TABLE merchants ADD COLUMN checkout_origins TEXT NOT NULL DEFAULT ''",
+                "ALTER TABLE merchants ADD COLUMN upi_collect BIGINT NOT NULL DEFAULT 0",
+            ]
+        },
     ]
 
     /// Applies every migration not yet applied, each in its own transaction. Safe to run

@@ -114,7 +114,9 @@ public final class SQLStoreTransaction: StoreTransaction {
                  feeRates: feeRates(row.text("fee_rates")),
                  capture: CaptureSettings(automatic: (row.int("auto_capture") ?? 0) != 0,
                                           windowSeconds: min(max(row.int("capture_window_seconds") ?? CaptureSettings.defaultWindowSeconds,
-                                                                 CaptureSettings.windowRange.lowerBound), CaptureSettings.windowRange.upperBound)))
+                                                                 CaptureSettings.windowRange.lowerBound), CaptureSettings.windowRange.upperBound)),
+                 checkout: CheckoutSettings(origins: CheckoutSettings.origins(fromText: row.text("checkout_origins")),
+                                            upiCollect: (row.int("upi_collect") ?? 0) != 0))
     }
 
     // MARK: Orders

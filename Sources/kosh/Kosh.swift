@@ -142,6 +142,14 @@ struct MerchantCommand: AsyncParsableCommand {
         @Option(name: .customLong("capture-window-hours"),
                 help: "How long an authorised payment waits for a manual capture before Kosh releases it (refund, or a card's void): 1–720 hours.")
         var captureWindowHours: Int64 = CaptureSettings.defaultWindowSeconds / 3_600
+        @Option(name: .customLong("checkout-origin"), help: """
+            An origin (https://shop.example) the hosted checkout may send the customer back to (callback_url, cancel_url), \
+            repeatable, at most \(CheckoutSettings.maximumOrigins). checkout.js needs none.
+            """)
+        var checkoutOrigins: [String] = []
+        @Flag(name: .customLong("upi-collect"),
+              help: "Offer UPI collect (pay by UPI ID) on the checkout page: only for merchants NPCI still allows it (default: QR and intent only).")
+        var upiCollect = false
         @OptionGroup var db: DatabaseOption
 
         var feeRates: [String: Int64] {
@@ -171,6 +179,12 @@ struct MerchantCommand: AsyncParsableCommand {
                     throw ValidationError("--fee \(fee): KEY=BASIS_POINTS with a method (upi, card) or a card key (card:rupay:debit, card:amex, card:international, card:debit) and 0…\(FeeSchedule.maximumMDRBasisPoints)")
                 }
             }
+            guard checkoutOrigins.count <= CheckoutSettings.maximumOrigins else {
+                throw ValidationError("--checkout-origin: at most \(CheckoutSettings.maximumOrigins)")
+            }
+            for origin in checkoutOrigins where CheckoutSettings.origin(of: origin) == nil {
+                throw ValidationError("--checkout-origin \(origin): an http or https origin such as https://shop.example")
+            }
             guard (1...720).contains(captureWindowHours) else {
                 throw ValidationError("--capture-window-hours must be 1…720")
             }
@@ -194,7 +208,9 @@ struct MerchantCommand: AsyncParsableCommand {
                                                                   mode: live ? .live : .test,
                                                                   lateAuthorization: LateAuthorizationPolicy(rawValue: lateAuthorization) ?? .refund,
                                                                   routePreference: preferred, feeRates: feeRates,
-                                                                  capture: CaptureSettings(automatic: autoCapture, windowSeconds: captureWindowHours * 3_600))
+                                                                  capture: CaptureSettings(automatic: autoCapture, windowSeconds: captureWindowHours * 3_600),
+                                                                  checkout: CheckoutSettings(origins: checkoutOrigins.compactMap(CheckoutSettings.origin(of:)),
+                                                                                             upiCollect: upiCollect))
             if let email {
                 try await services.notifications.setMerchantEmail(merchantID: credentials.merchant.id.rawValue, email: email)
             }
