@@ -223,7 +223,7 @@ struct CheckoutAPI<Store: GatewayStore>: Sendable {
         var paymentID: String?
         if case .string(let id)? = form["razorpay_payment_id"] {
             paymentID = id
-        } else if case .string(let metadata)? = form["error[metadata]"], let json = try? JSON.parse(Array(metadata.utf8)),
+        } else if case .string(let metadata)? = form["error"]?["metadata"], let json = try? JSON.parse(Array(metadata.utf8)),
                   case .string(let id)? = json["payment_id"] {
             paymentID = id
         }

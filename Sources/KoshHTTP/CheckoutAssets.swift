@@ -159,7 +159,7 @@ enum CheckoutAssets {
     input{width:100%;font:inherit;padding:.65rem .75rem;border:1px solid var(--line);border-radius:6px;color:var(--text);background:#fff}
     button,.primary{font:inherit;cursor:pointer}
     :focus-visible{outline:3px solid #111;outline-offset:2px}
-    .methods{display:grid;grid-template-columns:repeat(auto-fit,minmax(6.5rem,1fr));gap:.5rem;margin:1rem 0}
+    .methods{display:grid;grid-template-columns:repeat(2,1fr);gap:.5rem;margin:1rem 0}
     .methods button{padding:.7rem .5rem;border:1px solid var(--line);border-radius:6px;background:#f4f6f9;color:var(--text);font-weight:600}
     .methods button[aria-pressed=true]{border-color:var(--accent);box-shadow:inset 0 0 0 2px var(--accent);background:#fff}
     .pane h2{font-size:1.05rem;margin:.5rem 0}

@@ -41,7 +41,12 @@ struct Browser: Sendable {
 
     /// Starts chromedriver on a free port and a Chromium session in it, runs `body`, then quits
     /// the session and terminates chromedriver — also when `body` throws.
-    static func run(_ body: (Browser) async throws -> Void) async throws {
+    ///
+    /// `phone` (the default): a phone's viewport by Chromium's mobile emulation. A desktop
+    /// window otherwise, 1280 × 900: emulation loses its metrics once an iframe navigates to
+    /// another origin and back (the checkout's 3-D Secure and bank pages), so tests of those
+    /// flows run on a desktop window.
+    static func run(phone: Bool = true, _ body: (Browser) async throws -> Void) async throws {
         guard FileManager.default.isExecutableFile(atPath: chromedriver) else {
             throw WebDriverError(description: "chromium is missing: \(chromedriver) not found")
         }
@@ -74,12 +79,14 @@ struct Browser: Sendable {
             try await waitUntilReady(http, base, process: process, logPath: logPath)
             let capabilities = JSON.object([("capabilities", .object([("alwaysMatch", .object([
                 ("browserName", .string("chrome")),
-                ("goog:chromeOptions", .object([
+                ("goog:chromeOptions", .object(phone ? [
                     ("args", .array(arguments.map(JSON.string))),
                     ("mobileEmulation", .object([("deviceMetrics", .object([
                         ("width", .int(Int64(viewport.width))), ("height", .int(Int64(viewport.height))), ("pixelRatio", .int(1)),
                         ("touch", .bool(true)), ("mobile", .bool(true)),
                     ]))])),
+                ] : [
+                    ("args", .array((arguments.filter { !$0.hasPrefix("--window-size") } + ["--window-size=1280,900"]).map(JSON.string))),
                 ])),
             ]))]))])
             // Chromium's first start on a busy 2-core machine can take a while.
@@ -141,6 +148,10 @@ struct Browser: Sendable {
     func title() async throws -> String { try string(try await command(.GET, "/title"), "title") }
     func currentURL() async throws -> String { try string(try await command(.GET, "/url"), "url") }
     func source() async throws -> String { try string(try await command(.GET, "/source"), "page source") }
+
+    /// Commands go to the page's first iframe from now on (`frame(0)`), or back to the top page (`topFrame()`).
+    func frame(_ index: Int) async throws { try await command(.POST, "/frame", .object([("id", .int(Int64(index)))])) }
+    func topFrame() async throws { try await command(.POST, "/frame", .object([("id", .null)])) }
 
     /// Runs `script` (a function body) in the page; its return value.
     @discardableResult
