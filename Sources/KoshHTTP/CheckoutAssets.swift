@@ -157,7 +157,7 @@ enum CheckoutAssets {
     main,.done{padding:0 1rem 1rem;flex:1}
     label{display:block;font-weight:600;font-size:.9rem;margin:.75rem 0 .25rem}
     input{width:100%;font:inherit;padding:.65rem .75rem;border:1px solid var(--line);border-radius:6px;color:var(--text);background:#fff}
-    button,.primary{font:inherit;cursor:pointer}
+    button,.primary{font:inherit;cursor:pointer;-webkit-tap-highlight-color:transparent}
     :focus-visible{outline:3px solid #111;outline-offset:2px}
     .methods{display:grid;grid-template-columns:repeat(2,1fr);gap:.5rem;margin:1rem 0}
     .methods button{padding:.7rem .5rem;border:1px solid var(--line);border-radius:6px;background:#f4f6f9;color:var(--text);font-weight:600}

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import Hummingbird
 import KoshCore
@@ -160,6 +161,46 @@ struct CheckoutBrowserTests {
         }
     }
 
+    @Test("the hosted page (redirect flow, a phone): the merchant's form posts to /v1/checkout/embedded; after the bank, the browser is POSTed to callback_url")
+    func hostedRedirectFlow() async throws {
+        guard Browser.installed() else { return }
+        try await CheckoutShop.run { live, shop in
+            let merchant = try await live.services.merchants.create(name: "Hosted Shop", mode: .live,
+                                                                    checkout: CheckoutSettings(origins: [shop.origin]))
+            let order = try await live.kosh.createOrder(amount: 75_000, as: merchant)
+            let fields: [(String, String)] = [
+                ("key_id", merchant.keyID), ("order_id", order), ("name", "Hosted Shop"), ("description", "Order #7"),
+                ("prefill[email]", "gaurav.kumar@example.com"), ("prefill[contact]", "9000090000"),
+                ("callback_url", shop.origin + "/shop/payment-return"), ("cancel_url", shop.origin + "/shop/pages/0"),
+            ]
+            let inputs = fields.map { #"<input type="hidden" name="\#($0.0)" value="\#($0.1)">"# }.joined()
+            let page = shop.add(html: """
+                <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Pay</title></head><body>
+                <form method="post" action="\(live.publicURL)/v1/checkout/embedded">\(inputs)<button type="submit">Pay now</button></form>
+                </body></html>
+                """)
+            try await Browser.run(phone: true) { browser in
+                try await browser.navigate(to: page)
+                try await browser.element("button").click()
+                try await browser.wait("the hosted page") { try await browser.element("#method-netbanking").isDisplayed() }
+                #expect(try await browser.text("#merchant") == "Hosted Shop")
+                try await browser.element("#method-netbanking").click()
+                try await Screenshots.save(browser, "checkout-hosted-netbanking-phone")
+                try await browser.element("#popular-banks button").click()
+                try await browser.wait("the bank's page") { try await browser.currentURL().contains("/netbanking/pay/") }
+                try await browser.element("button[value=approve]").click()
+                try await browser.wait("the merchant's callback_url", seconds: 30) { try await browser.title() == "Back at the shop" }
+            }
+            let posted = try #require(shop.posts.withLock { $0.first })
+            #expect(Set(posted.keys) == ["razorpay_payment_id", "razorpay_order_id", "razorpay_signature"], "\(posted)")
+            #expect(posted["razorpay_order_id"] == order)
+            let payment = try #require(posted["razorpay_payment_id"])
+            let expected = HMAC<SHA256>.authenticationCode(for: Data("\(order)|\(payment)".utf8), using: SymmetricKey(data: Data(merchant.keySecret.utf8)))
+            #expect(posted["razorpay_signature"] == expected.map { String(format: "%02x", $0) }.joined())
+            try await live.kosh.expectLedgerConsistent()
+        }
+    }
+
     @Test("the modal dismissed: ondismiss runs, the iframe is gone, nothing was paid")
     func dismissed() async throws {
         guard Browser.installed() else { return }
@@ -214,6 +255,18 @@ final class CheckoutShop: Sendable {
     static let popularBanks = 6
     let http: HTTPClient
     let pages = Mutex<[String]>([])
+    /// The forms POSTed to the shop's callback_url.
+    let posts = Mutex<[[String: String]]>([])
+    var origin: String { "http://127.0.0.1:\(port.withLock { $0 })" }
+
+    /// Serves `html` as a page of the shop; its URL.
+    func add(html: String) -> String {
+        let n = pages.withLock { pages in
+            pages.append(html)
+            return pages.count - 1
+        }
+        return "\(origin)/shop/pages/\(n)"
+    }
     let port = Mutex(0)
     let task = Mutex<Task<Void, any Error>?>(nil)
 
@@ -236,6 +289,13 @@ final class CheckoutShop: Sendable {
     /// The shop's own origin on loopback, serving the pages `page(…)` made.
     func start() async throws {
         let router = Router()
+        router.post("shop/payment-return") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 64 * 1024)
+            let fields = MerchantReturn.form(String(buffer: body))
+            self.posts.withLock { $0.append(fields) }
+            let html = "<!doctype html><title>Back at the shop</title><h1>Thank you</h1>"
+            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: ResponseBody(byteBuffer: ByteBuffer(string: html)))
+        }
         router.get("shop/pages/:n") { _, context -> Response in
             let n = Int(try context.parameters.require("n")) ?? -1
             let html = self.pages.withLock { n >= 0 && n < $0.count ? $0[n] : "" }
@@ -290,11 +350,7 @@ final class CheckoutShop: Sendable {
             rzp.open();
             </script></body></html>
             """
-        let n = pages.withLock { pages in
-            pages.append(html)
-            return pages.count - 1
-        }
-        return "http://127.0.0.1:\(port.withLock { $0 })/shop/pages/\(n)"
+        return add(html: html)
     }
 
     /// The merchant's handler's fields, once it has them.
