@@ -72,6 +72,7 @@ export KOSH_LOG_LEVEL="${KOSH_LOG_LEVEL:-warning}"
 "$KOSH" migrate >/dev/null 2>&1  # only serve and migrate create the database
 MERCHANT="$("$KOSH" merchant create --name Fuzz 2>/dev/null)"
 CREDENTIALS="$("$VENV/bin/python" -c 'import json, sys; m = json.loads(sys.argv[1]); print(m["key_id"] + ":" + m["key_secret"])' "$MERCHANT")"
+export FUZZ_KEY_ID="$("$VENV/bin/python" -c 'import json, sys; print(json.loads(sys.argv[1])["key_id"])' "$MERCHANT")"
 # Webhooks the run creates point at a closed loopback port (the hooks replace every
 # well-formed URL the fuzzer makes up), so no delivery leaves this machine; private
 # destinations are allowed for that reason only. The SSRF guard itself is tested in
