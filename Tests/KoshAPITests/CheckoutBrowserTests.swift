@@ -96,6 +96,37 @@ struct CheckoutBrowserTests {
         }
     }
 
+    @Test("a known customer's saved card: shown masked with its issuer, paid with its CVV and 3-D Secure")
+    func savedCard() async throws {
+        guard Browser.installed() else { return }
+        try await CheckoutShop.run { live, shop in
+            let customer = try await live.kosh.call(.post, "/v1/customers", #"{"name": "Gaurav Kumar", "email": "gaurav@example.com", "contact": "+919000090000"}"#)
+            let customerID = try #require(customer.string("id"))
+            let first = try await live.create(number: Self.visa, extra: #", "save": 1, "customer_id": "\#(customerID)""#)
+            #expect(try await live.authenticate(first).status == 200)
+            let order = try await live.kosh.createOrder(amount: 25_000)
+            try await Browser.run(phone: false) { browser in
+                try await browser.navigate(to: shop.page(live, order: order, extra: [("customer_id", .string(customerID))]))
+                try await browser.frame(0)
+                try await browser.wait("the checkout page") { try await browser.element("#method-card").isDisplayed() }
+                try await browser.element("#method-card").click()
+                let saved = try await browser.element("#saved-cards button")
+                let label = try await saved.text()
+                #expect(label == "Visa •••• 1007 · HDFC", "\(label)")
+                #expect(!(try await browser.source()).contains(Self.visa))
+                try await browser.element("#saved-cvv").sendKeys("123")
+                try await saved.click()
+                try await browser.wait("the ACS's challenge page") { try await Self.frameURL(browser).contains("/acs/challenge/") }
+                let paymentID = try await shop.lastPayment(live, order: order)
+                try await ACSBrowserTests.submitOTP(browser, try await live.otp(for: paymentID))
+                try await browser.topFrame()
+                let paid = try await shop.result(browser)
+                try await shop.expectSigned(live, paid, order: order)
+            }
+            try await live.kosh.expectLedgerConsistent()
+        }
+    }
+
     @Test("netbanking: a bank found by search, approved on the bank's page; Kosh asks the bank before it believes the return")
     func netbankingApproved() async throws {
         guard Browser.installed() else { return }
