@@ -66,3 +66,34 @@ extension PaymentFlows {
 
     var cardsEnabled: Bool { cards != nil }
 }
+
+extension PaymentFlows {
+    static var abandoned: PaymentFailure { PaymentFailure(code: "BAD_REQUEST_ERROR", description: "Payment was cancelled by the customer, who chose another way to pay.",
+                                          source: "customer", step: "payment_authentication", reason: "payment_cancelled") }
+
+    /// The customer left an open attempt for another (a QR code shown, then a card; a bank's
+    /// page abandoned): the attempt fails, so the order takes the next one. Only what has not
+    /// reached a bank's decision is cancelled — a card already with its acquirer, or anything
+    /// over, is left alone and its status returned. If the payer's app or bank still completes
+    /// it (a QR scanned before the switch), the rail's answer arrives for a failed payment and
+    /// the merchant's late-authorisation policy refunds (or captures) it, as for any late answer;
+    /// the janitor keeps checking it meanwhile.
+    public func checkoutAbandon(merchant: Merchant, paymentID: ID<Payment>) async throws -> CheckoutPaymentStatus {
+        let payment = try await self.payment(id: paymentID, merchantID: merchant.id)
+        switch (payment.method, payment.state) {
+        case (.card, .created):
+            _ = try await failCardAuthentication(paymentID: paymentID, Self.abandoned)
+        case (.upi, .created), (.upi, .pending), (.netbanking, .created), (.netbanking, .pending), (.wallet, .created), (.wallet, .pending):
+            try await store.transaction { tx in
+                var payment = try await lockedPayment(paymentID, tx)
+                guard payment.state == .created || payment.state == .pending else { return }
+                let loaded = payment
+                _ = try await apply(.fail(Self.abandoned), to: &payment, tx)
+                try await save(&payment, loaded: loaded, tx)
+            }
+        default:
+            break
+        }
+        return try await checkoutStatus(merchant: merchant, paymentID: paymentID)
+    }
+}

@@ -22,7 +22,10 @@ struct CheckoutAPI<Store: GatewayStore>: Sendable {
     static var maximumKeyIDLength: Int { 64 }
 
     func register(on router: Router<KoshRequestContext>) {
-        router.get("v1/checkout.js") { _, _ in CheckoutAssets.response(CheckoutAssets.checkoutJS, type: "text/javascript; charset=utf-8") }
+        // Kosh's public address is written into checkout.js once (a JS string literal: JSON).
+        let script = CheckoutAssets.checkoutJS.replacingOccurrences(
+            of: "{{BASE}}", with: CheckoutAssets.scriptSafe(JSON.string(CheckoutSettings.origin(of: flows.settings.publicBaseURL) ?? flows.settings.publicBaseURL).serialized()))
+        router.get("v1/checkout.js") { _, _ in CheckoutAssets.response(script, type: "text/javascript; charset=utf-8") }
         router.get("v1/checkout/assets/page.js") { _, _ in CheckoutAssets.response(CheckoutAssets.pageJS, type: "text/javascript; charset=utf-8") }
         router.get("v1/checkout/assets/page.css") { _, _ in CheckoutAssets.response(CheckoutAssets.pageCSS, type: "text/css; charset=utf-8") }
         // The iframe's page: its options arrive from checkout.js by postMessage.
@@ -32,6 +35,7 @@ struct CheckoutAPI<Store: GatewayStore>: Sendable {
         router.get("v1/checkout/preferences") { request, _ in try await self.preferences(request) }
         router.post("v1/checkout/payments") { request, context in try await self.createPayment(request, context) }
         router.get("v1/checkout/payments/:id") { request, context in try await self.status(request, context) }
+        router.post("v1/checkout/payments/:id/cancel") { request, context in try await self.cancel(request, context) }
         router.get("v1/checkout/payments/:id/qr.png") { request, context in try await self.qrImage(request, context) }
         router.get("v1/checkout/iins/:iin") { request, context in try await self.iin(request, context) }
     }
@@ -76,6 +80,16 @@ struct CheckoutAPI<Store: GatewayStore>: Sendable {
         let merchant = try await merchant(request)
         let status = try await flows.checkoutStatus(merchant: merchant, paymentID: try Self.paymentID(context))
         return noStore(jsonResponse(CheckoutRender.status(status, paymentID: try Self.paymentID(context))))
+    }
+
+    /// The customer leaves an open attempt for another method (`checkoutAbandon`).
+    func cancel(_ request: Request, _ context: KoshRequestContext) async throws -> Response {
+        let (raw, _) = try await RequestBody.parse(request, context: context)
+        var body = raw
+        let merchant = try await merchant(keyID: try body.string("key_id", required: true, maxLength: Self.maximumKeyIDLength))
+        try body.rejectUnknown()
+        let id = try Self.paymentID(context)
+        return noStore(jsonResponse(CheckoutRender.status(try await flows.checkoutAbandon(merchant: merchant, paymentID: id), paymentID: id)))
     }
 
     func qrImage(_ request: Request, _ context: KoshRequestContext) async throws -> Response {
@@ -144,7 +158,10 @@ struct CheckoutAPI<Store: GatewayStore>: Sendable {
                     throw KoshError.badRequest("Paying with a saved card needs its customer_id", field: "customer_id")
                 }
                 try validateID(customerID, .customer, field: "customer_id")
-                let cvv = try body.object("card").map { try CardAPI<Store>.tokenCVV(RequestBody(fields: $0)) } ?? nil
+                // The page holds only the token: the customer proves the card with its CVV, every time.
+                guard let cvv = try body.object("card").map({ try CardAPI<Store>.tokenCVV(RequestBody(fields: $0)) }) ?? nil else {
+                    throw KoshError.badRequest("The CVV of the saved card is required.", field: "card.cvv")
+                }
                 try body.rejectUnknown()
                 response = try await flows.createTokenPayment(merchant: merchant, NewTokenPayment(
                     payment: payment, customerID: ID(customerID), tokenID: ID(tokenID), cvv: cvv, callbackURL: returnURL))

@@ -8,7 +8,7 @@ extension CheckoutAssets {
       'use strict';
       var $ = function (id) { return document.getElementById(id); };
       var boot = JSON.parse($('kosh-boot').textContent);
-      var state = { options: null, parent: null, mode: boot.mode, prefs: null, polling: null, busy: false };
+      var state = { options: null, parent: null, mode: boot.mode, prefs: null, polling: null, busy: false, current: null, misses: 0 };
       var KEY = 'kosh-checkout';
 
       function save() {
@@ -48,34 +48,45 @@ extension CheckoutAssets {
       }
       function status(text) { $('status').textContent = text || ''; }
 
-      // The options: from checkout.js (iframe), the hosted form (boot), or this tab's session (returning).
+      // The options: from checkout.js (in its iframe, also when coming back from a bank's or
+      // the ACS's page: checkout.js answers `kosh:ready` again), or the hosted form (boot), or —
+      // a hosted page coming back — this tab's session.
       function start() {
-        if (boot.mode === 'frame') {
+        var framed = window.parent !== window;
+        if (framed) {
           window.addEventListener('message', function (event) {
             if (state.options || event.source !== window.parent || !event.data || event.data.type !== 'kosh:options') return;
+            state.mode = 'frame';
             state.parent = event.origin;
             state.options = event.data.options || {};
-            save();
-            load();
+            begin();
           });
           window.parent.postMessage({ type: 'kosh:ready' }, '*');
         } else if (boot.mode === 'hosted') {
           state.options = boot.options;
           save();
-          load();
+          begin();
         } else {
           restore();
           if (!state.options) { error('This checkout has expired. Please start again from the merchant\u2019s site.'); return; }
-          load(boot.payment_id);
+          state.mode = 'hosted';
+          begin();
         }
       }
 
-      function load(returnedPayment) {
+      // Back from a bank's or the ACS's page, the payment is asked about first: once paid its
+      // order is (with auto-capture) already paid, and the page has nothing more to offer.
+      function begin() {
+        if (boot.mode === 'return' && boot.payment_id) { status('Confirming your payment\u2026'); follow(boot.payment_id); }
+        else load();
+      }
+
+      function load(then) {
         var o = state.options;
         call('GET', '/v1/checkout/preferences?' + query({ order_id: o.order_id, customer_id: o.customer_id })).then(function (prefs) {
           state.prefs = prefs;
           render(prefs);
-          if (returnedPayment) follow(returnedPayment);
+          if (then) then();
         }).catch(function (e) { error(e.message); show('close', true); });
       }
 
@@ -85,7 +96,8 @@ extension CheckoutAssets {
         var channel = function (i) { var c = parseInt(hex.substr(i, 2), 16) / 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
         var luminance = 0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5);
         document.documentElement.style.setProperty('--accent', hex);
-        document.documentElement.style.setProperty('--on-accent', luminance > 0.35 ? '#111' : '#fff');
+        // Black or white, whichever contrasts more (WCAG): they are equal at luminance 0.179.
+        document.documentElement.style.setProperty('--on-accent', luminance > 0.179 ? '#111' : '#fff');
       }
 
       function render(prefs) {
@@ -204,11 +216,26 @@ extension CheckoutAssets {
         $('checkout').setAttribute('aria-busy', on ? 'true' : 'false');
       }
 
+      // An open attempt (a QR code showing, a bank's page left) is cancelled before another
+      // starts: the order takes one payment at a time. If it was paid meanwhile, that is the end.
       function pay(fields) {
         if (state.busy) return;
         var who = customer();
         if (!who) return;
         error('');
+        if (state.current) {
+          var open = state.current;
+          busy(true);
+          call('POST', '/v1/checkout/payments/' + encodeURIComponent(open) + '/cancel', { key_id: state.options.key }).then(function (r) {
+            busy(false);
+            if (r.status === 'paid') return succeeded(r);
+            stopFollowing();
+            show('upi-qr-box', false);
+            show('upi-qr-start', state.prefs && state.prefs.methods.upi.intent);
+            pay(fields);
+          }).catch(function (e) { busy(false); error(e.message); });
+          return;
+        }
         var o = state.options;
         var body = { key_id: o.key, order_id: o.order_id, email: who.email, contact: who.contact };
         if (typeof o.description === 'string' && o.description) body.description = o.description.slice(0, 2048);
@@ -241,7 +268,7 @@ extension CheckoutAssets {
         }).catch(function (e) {
           busy(false);
           status('');
-          failed(e.body && e.body.error ? e.body.error : { description: e.message }, false);
+          error((e.body && e.body.error ? e.body.error.description : e.message) || 'The payment could not be started.');
         });
       }
 
@@ -287,17 +314,29 @@ extension CheckoutAssets {
         pay({ method: 'card', card: card });
       });
 
+      // Follows one payment until it is over. Kosh refusing the question (4xx) ends it; a
+      // network error or 5xx is asked again, less often, for a few minutes.
       function follow(id) {
         clearTimeout(state.polling);
+        state.current = id;
         call('GET', '/v1/checkout/payments/' + encodeURIComponent(id) + '?' + query()).then(function (r) {
+          if (state.current !== id) return;
+          state.misses = 0;
           if (r.status === 'paid') return succeeded(r);
-          if (r.status === 'failed') return failed(r.error, true);
+          if (r.status === 'failed') { stopFollowing(); return state.prefs ? failed(r.error) : load(function () { failed(r.error); }); }
           state.polling = setTimeout(function () { follow(id); }, 1500);
-        }).catch(function () { state.polling = setTimeout(function () { follow(id); }, 3000); });
+        }).catch(function (e) {
+          if (state.current !== id) return;
+          if (e.body && e.body.error) { stopFollowing(); status(''); error(e.message); return; }
+          if (++state.misses > 60) { stopFollowing(); status(''); error('Kosh cannot be reached. Check your connection, then reload this page.'); return; }
+          state.polling = setTimeout(function () { follow(id); }, 3000);
+        });
       }
+      function stopFollowing() { clearTimeout(state.polling); state.current = null; }
 
       function succeeded(r) {
-        clearTimeout(state.polling);
+        stopFollowing();
+        if (r.razorpay_order_id !== state.options.order_id) { error('This payment is not for this order.'); return; }
         var fields = { razorpay_payment_id: r.razorpay_payment_id, razorpay_order_id: r.razorpay_order_id, razorpay_signature: r.razorpay_signature };
         show('checkout', false);
         show('done', true);
@@ -318,16 +357,15 @@ extension CheckoutAssets {
         }
       }
 
-      // A payment that failed is reported to the merchant's page (`payment.failed`); a request
-      // Kosh refused (bad input, a cap) only shows here.
-      function failed(e, payment) {
-        clearTimeout(state.polling);
+      // A payment that failed: reported to the merchant's page (`payment.failed`) and shown, with
+      // every method offered again.
+      function failed(e) {
         e = e || {};
         show('upi-qr-box', false);
         show('upi-qr-start', state.prefs && state.prefs.methods.upi.intent);
         status('');
         error((e.description || 'The payment failed.') + ' You can try again, with this or another method.');
-        if (payment) tell({ type: 'kosh:failed', error: e });
+        tell({ type: 'kosh:failed', error: e });
         show('checkout', true);
         busy(false);
       }
@@ -335,7 +373,7 @@ extension CheckoutAssets {
       $('close').addEventListener('click', dismiss);
       document.addEventListener('keydown', function (e) { if (e.key === 'Escape') dismiss(); });
       function dismiss() {
-        clearTimeout(state.polling);
+        stopFollowing();
         if (state.mode === 'frame') { tell({ type: 'kosh:dismiss' }); return; }
         if (state.options && state.options.cancel_url) location.assign(state.options.cancel_url);
         else history.back();

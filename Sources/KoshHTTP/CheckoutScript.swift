@@ -13,8 +13,9 @@ extension CheckoutAssets {
     (function () {
       'use strict';
       if (window.Razorpay && window.Razorpay.kosh) return;
-      var script = document.currentScript;
-      var base = script && script.src ? new URL(script.src, location.href).origin : location.origin;
+      // Kosh's public address (KOSH_PUBLIC_URL), where its pages, the banks' and the ACS's
+      // returns all are — whatever name the merchant's page loaded this script by.
+      var base = {{BASE}};
       var passed = ['key', 'order_id', 'amount', 'currency', 'name', 'description', 'image', 'prefill', 'notes', 'theme',
                     'customer_id', 'callback_url', 'redirect', 'readonly'];
 
@@ -50,6 +51,9 @@ extension CheckoutAssets {
         var self = this;
         var small = window.innerWidth < 640;
         var overlay = document.createElement('div');
+        overlay.setAttribute('role', 'dialog');
+        overlay.setAttribute('aria-modal', 'true');
+        overlay.setAttribute('aria-label', 'Checkout');
         overlay.setAttribute('style', 'position:fixed;top:0;right:0;bottom:0;left:0;z-index:2147483647;background:rgba(0,0,0,.6);' +
           'display:flex;align-items:center;justify-content:center');
         var frame = document.createElement('iframe');
@@ -60,6 +64,7 @@ extension CheckoutAssets {
           (small ? 'width:100%;height:100%' : 'width:420px;height:min(680px,96vh);border-radius:10px;box-shadow:0 8px 30px rgba(0,0,0,.35)'));
         frame.src = base + '/v1/checkout/page';
         overlay.appendChild(frame);
+        this._focus = document.activeElement;
         this._overflow = document.body.style.overflow;
         document.body.style.overflow = 'hidden';
         document.body.appendChild(overlay);
@@ -74,7 +79,7 @@ extension CheckoutAssets {
             self._remove();
             self._succeeded(data.response || {});
           } else if (data.type === 'kosh:failed') {
-            self._emit('payment.failed', { error: data.error || {} });
+            self._failed(data.error || {});
           } else if (data.type === 'kosh:dismiss') {
             self.close();
           }
@@ -90,6 +95,7 @@ extension CheckoutAssets {
         this._overlay.parentNode && this._overlay.parentNode.removeChild(this._overlay);
         document.body.style.overflow = this._overflow || '';
         this._overlay = this._frame = this._listener = null;
+        if (this._focus && typeof this._focus.focus === 'function') this._focus.focus();
         return true;
       };
 
@@ -101,28 +107,45 @@ extension CheckoutAssets {
         }
       };
 
-      Razorpay.prototype._succeeded = function (response) {
+      Razorpay.prototype._redirects = function () {
         var o = this.options;
+        return !!o.callback_url && (o.redirect === true || typeof o.handler !== 'function');
+      };
+
+      Razorpay.prototype._post = function (fields) {
+        var form = document.createElement('form');
+        form.method = 'POST';
+        form.action = this.options.callback_url;
+        Object.keys(fields).forEach(function (name) {
+          var input = document.createElement('input');
+          input.type = 'hidden';
+          input.name = name;
+          input.value = fields[name] == null ? '' : String(fields[name]);
+          form.appendChild(input);
+        });
+        document.body.appendChild(form);
+        form.submit();
+      };
+
+      Razorpay.prototype._succeeded = function (response) {
         var fields = {
           razorpay_payment_id: response.razorpay_payment_id,
           razorpay_order_id: response.razorpay_order_id,
           razorpay_signature: response.razorpay_signature
         };
-        if (o.callback_url && (o.redirect === true || typeof o.handler !== 'function')) {
-          var form = document.createElement('form');
-          form.method = 'POST';
-          form.action = o.callback_url;
-          Object.keys(fields).forEach(function (name) {
-            var input = document.createElement('input');
-            input.type = 'hidden';
-            input.name = name;
-            input.value = fields[name];
-            form.appendChild(input);
+        if (this._redirects()) this._post(fields);
+        else if (typeof this.options.handler === 'function') this.options.handler(fields);
+      };
+
+      /** `payment.failed` with Razorpay's `error`; redirecting to callback_url, its `error[…]` fields are posted there, as Razorpay does. */
+      Razorpay.prototype._failed = function (error) {
+        this._emit('payment.failed', { error: error });
+        if (this.options.redirect === true && this.options.callback_url) {
+          this._remove();
+          this._post({
+            'error[code]': error.code, 'error[description]': error.description, 'error[source]': error.source,
+            'error[step]': error.step, 'error[reason]': error.reason, 'error[metadata]': JSON.stringify(error.metadata || {})
           });
-          document.body.appendChild(form);
-          form.submit();
-        } else if (typeof o.handler === 'function') {
-          o.handler(fields);
         }
       };
 

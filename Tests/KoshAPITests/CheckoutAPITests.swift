@@ -99,6 +99,40 @@ struct CheckoutAPITests {
         }
     }
 
+    @Test("cancel: an open attempt fails (payment_cancelled) so the order takes another; an authorised one is left alone", arguments: TestDatabases.all)
+    func cancel(_ kind: String) async throws {
+        try await Kosh.run(kind) { kosh in
+            let order = try await kosh.createOrder(amount: 20_000)
+            let pay = Self.body(kosh, order: order, #", "method": "upi", "vpa": "success@razorpay""#)
+            let first = try #require(try await kosh.call(.post, "/v1/checkout/payments", pay, auth: "").string("razorpay_payment_id"))
+            // One open attempt at a time.
+            let blocked = try await kosh.call(.post, "/v1/checkout/payments", pay, auth: "")
+            #expect(blocked.status == 400, "\(blocked.body)")
+            let cancelled = try await kosh.call(.post, "/v1/checkout/payments/\(first)/cancel", #"{"key_id": "\#(kosh.merchant.keyID)"}"#, auth: "")
+            #expect(cancelled.string("status") == "failed" && cancelled.json["error"]?["reason"] == .string("payment_cancelled"), "\(cancelled.body)")
+            let second = try #require(try await kosh.call(.post, "/v1/checkout/payments", pay, auth: "").string("razorpay_payment_id"))
+            #expect(try await kosh.settle(second).state == .authorized)
+            let again = try await kosh.call(.post, "/v1/checkout/payments/\(second)/cancel", #"{"key_id": "\#(kosh.merchant.keyID)"}"#, auth: "")
+            #expect(again.string("status") == "paid", "\(again.body)")
+            #expect(try await kosh.services.flows.payment(id: ID(second)).state == .authorized)
+            // The first, approved by the payer after it was cancelled: a late authorisation, given
+            // back in full by the merchant's policy (refund) — never a second charge for the order.
+            var late = try await kosh.services.flows.payment(id: ID(first))
+            for _ in 0..<200 where late.state != .refunded {
+                _ = try await kosh.services.flows.runDueChecks()
+                _ = try await kosh.services.flows.sendPendingRefunds(olderThanMillis: 0)
+                kosh.clock.advance(byMillis: 100)
+                late = try await kosh.services.flows.payment(id: ID(first))
+            }
+            #expect(late.state == .refunded && late.autoRefunded, "\(late.state)")
+            // A saved card needs its CVV.
+            let token = try await kosh.call(.post, "/v1/checkout/payments",
+                                            Self.body(kosh, order: try await kosh.createOrder(), #", "method": "card", "token": "token_0000000000000A", "customer_id": "cust_0000000000000A""#), auth: "")
+            #expect(token.status == 400 && token.json["error"]?["field"] == .string("card.cvv"), "\(token.body)")
+            try await kosh.expectLedgerConsistent()
+        }
+    }
+
     @Test("a paid order is refused: the page cannot take a second payment for it", arguments: TestDatabases.all)
     func paidOrder(_ kind: String) async throws {
         try await Kosh.run(kind) { kosh in

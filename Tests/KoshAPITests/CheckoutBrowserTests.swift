@@ -96,6 +96,47 @@ struct CheckoutBrowserTests {
         }
     }
 
+    @Test("a QR code shown, then a card instead: the QR's payment is cancelled, the card pays; the QR paid late anyway is refunded, never a second charge")
+    func qrThenCard() async throws {
+        guard Browser.installed() else { return }
+        try await CheckoutShop.run { live, shop in
+            let order = try await live.kosh.createOrder(amount: 40_000)
+            var link = ""
+            try await Browser.run(phone: false) { browser in
+                try await browser.navigate(to: shop.page(live, order: order))
+                try await browser.frame(0)
+                try await browser.wait("the checkout page") { try await browser.element("#method-upi").isDisplayed() }
+                try await browser.element("#method-upi").click()
+                try await browser.element("#upi-qr-start").click()
+                try await browser.wait("the QR code") { try await browser.element("#upi-qr-box").isDisplayed() }
+                link = try #require(try await browser.element("#upi-intent").attribute("href"))
+                try await browser.element("#method-card").click()
+                try await browser.element("#card-number").sendKeys(Self.visa)
+                try await browser.element("#card-expiry").sendKeys("1230")
+                try await browser.element("#card-cvv").sendKeys("123")
+                try await browser.element("#card-form button[type=submit]").click()
+                try await browser.wait("the ACS's challenge page") { try await Self.frameURL(browser).contains("/acs/challenge/") }
+                let cardPayment = try await shop.lastPayment(live, order: order)
+                try await ACSBrowserTests.submitOTP(browser, try await live.otp(for: cardPayment))
+                try await browser.topFrame()
+                let paid = try await shop.result(browser)
+                try await shop.expectSigned(live, paid, order: order)
+                #expect(paid["razorpay_payment_id"] == cardPayment)
+            }
+            let payments = try await live.kosh.call(.get, "/v1/orders/\(order)/payments")
+            #expect(payments.json["count"] == .int(2), "\(payments.body)")
+            guard case .string(let qrPayment)? = payments.json["items"]?[1]?["id"] else { throw WebDriverError(description: payments.body) }
+            #expect(payments.json["items"]?[1]?["status"] == .string("failed"), "\(payments.body)")
+            #expect(payments.json["items"]?[1]?["error_reason"] == .string("payment_cancelled"), "\(payments.body)")
+            // The customer's app still pays the QR it scanned: the money goes back.
+            let (status, reply) = try await live.sandbox(.POST, "/upi/v1/app/pay", JSON.object([("link", .string(link)), ("payer_vpa", .string("success@ybl"))]).serialized())
+            #expect(status == 202, "\(reply.serialized())")
+            let refunded = try await live.wait(qrPayment, seconds: 30) { $0.state == .refunded }
+            #expect(refunded.autoRefunded, "\(refunded.state)")
+            try await live.kosh.expectLedgerConsistent()
+        }
+    }
+
     @Test("a known customer's saved card: shown masked with its issuer, paid with its CVV and 3-D Secure")
     func savedCard() async throws {
         guard Browser.installed() else { return }
@@ -127,11 +168,12 @@ struct CheckoutBrowserTests {
         }
     }
 
-    @Test("netbanking: a bank found by search, approved on the bank's page; Kosh asks the bank before it believes the return")
+    @Test("netbanking with payment_capture: 1: a bank found by search, approved on the bank's page; the order is paid before the browser is back, and the handler still gets the triple")
     func netbankingApproved() async throws {
         guard Browser.installed() else { return }
         try await CheckoutShop.run { live, shop in
-            let order = try await live.kosh.createOrder(amount: 50_000)
+            let created = try await live.kosh.call(.post, "/v1/orders", #"{"amount": 50000, "currency": "INR", "payment_capture": 1}"#)
+            let order = try #require(created.string("id"))
             try await Browser.run(phone: false) { browser in
                 try await browser.navigate(to: shop.page(live, order: order))
                 try await browser.frame(0)
@@ -146,8 +188,10 @@ struct CheckoutBrowserTests {
                 try await browser.topFrame()
                 let paid = try await shop.result(browser)
                 try await shop.expectSigned(live, paid, order: order)
-                #expect(try await live.payment(paid["razorpay_payment_id"] ?? "").bank == "KKBK")
+                let payment = try await live.payment(paid["razorpay_payment_id"] ?? "")
+                #expect(payment.bank == "KKBK" && payment.state == .captured, "\(payment.state)")
             }
+            #expect(try await live.kosh.call(.get, "/v1/orders/\(order)").string("status") == "paid")
             try await live.kosh.expectLedgerConsistent()
         }
     }
@@ -271,7 +315,15 @@ struct CheckoutBrowserTests {
                 #expect(try await browser.execute("return document.getElementById('description').textContent") == .string("Order " + hostile))
                 #expect(try await browser.execute("return document.querySelectorAll('script').length") == .int(2), "only the page's own two")
                 #expect(try await browser.execute("return document.getElementById('logo').hidden") == .bool(true), "a javascript: logo is not shown")
+                // An injected handler would have run by now (the logo's URL is not even loaded).
+                try await Task.sleep(for: .milliseconds(500))  // real time on purpose: the browser's event loop
                 #expect(try await browser.execute("return window.pwned === undefined") == .bool(true))
+                #expect(try await browser.execute("return document.querySelectorAll('img').length") == .int(2), "the logo and the QR code only")
+                #expect(try await browser.execute("""
+                    return Array.prototype.some.call(document.querySelectorAll('*'), function (e) {
+                      return Array.prototype.some.call(e.attributes, function (a) { return /^on/i.test(a.name); }); })
+                    """) == .bool(false), "no element has an event-handler attribute")
+                #expect(try await browser.element("#email").property("value") == .string("a@b.in\"><script>window.pwned=3</script>"))
                 try await browser.topFrame()
                 try await Screenshots.save(browser, "checkout-escaped-phone")
                 #expect(try await browser.execute("return window.pwned === undefined") == .bool(true))

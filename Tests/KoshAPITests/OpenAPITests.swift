@@ -63,7 +63,7 @@ struct OpenAPITests {
         "POST /v1/payments/{id}/test_redirect", "GET /v1/methods", "GET /methods",
         "GET /v1/checkout.js", "GET /v1/checkout/assets/page.js", "GET /v1/checkout/assets/page.css", "GET /v1/checkout/page",
         "POST /v1/checkout/embedded", "POST /v1/checkout/return", "GET /v1/checkout/preferences", "POST /v1/checkout/payments",
-        "GET /v1/checkout/payments/{id}", "GET /v1/checkout/payments/{id}/qr.png", "GET /v1/checkout/iins/{iin}",
+        "GET /v1/checkout/payments/{id}", "POST /v1/checkout/payments/{id}/cancel", "GET /v1/checkout/payments/{id}/qr.png", "GET /v1/checkout/iins/{iin}",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {
