@@ -206,7 +206,7 @@ struct CheckoutAPI<Store: GatewayStore>: Sendable {
             guard let url = try body.string(field, required: field == "callback_url", maxLength: CheckoutSettings.maximumURLLength) else { continue }
             guard merchant.checkout.allows(url) else {
                 throw KoshError.badRequest(
-                    "The \(field) must be an http(s) URL on one of the merchant's checkout origins (kosh merchant create --checkout-origin)",
+                    "The \(field) must be an http(s) URL on one of the merchant's checkout origins (kosh merchant update --checkout-origin)",
                     field: field)
             }
             options.append((field, .string(url)))

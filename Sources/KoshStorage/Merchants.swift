@@ -1,4 +1,5 @@
 import Crypto
+import Dispatch
 import Foundation
 import KoshCore
 
@@ -167,7 +168,7 @@ public final class MerchantDirectory: MerchantAuthenticator, CheckoutKeys {
     public func authenticate(keyID: String, secret: String) async throws -> Merchant? {
         guard keyID.count <= 64, secret.count <= 256 else { return nil }
         let entry: AuthCache.Entry
-        if let cached = cache.get(keyID) {
+        if let cached = cache.get(keyID), cached.mac != nil {
             entry = cached
         } else {
             let row = try await db.transaction { conn in
@@ -180,7 +181,7 @@ public final class MerchantDirectory: MerchantAuthenticator, CheckoutKeys {
             entry = AuthCache.Entry(mac: mac, merchant: try SQLStoreTransaction.merchant(row))
             cache.put(keyID, entry)
         }
-        guard HMAC<SHA256>.isValidAuthenticationCode(entry.mac, authenticating: Data(secret.utf8), using: macKey) else {
+        guard let mac = entry.mac, HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: Data(secret.utf8), using: macKey) else {
             return nil
         }
         return entry.merchant
@@ -199,10 +200,24 @@ public final class MerchantDirectory: MerchantAuthenticator, CheckoutKeys {
     public func merchant(publicKeyID keyID: String) async throws -> Merchant? {
         guard keyID.count <= 64 else { return nil }
         if let cached = cache.get(keyID) { return cached.merchant }
-        return try await db.transaction { conn in
+        let merchant = try await db.transaction { conn in
             try await conn.query("SELECT m.* FROM api_keys k JOIN merchants m ON m.id = k.merchant_id WHERE k.key_id = ? AND k.revoked_at IS NULL",
                                  [.text(keyID)]).first.map(SQLStoreTransaction.merchant)
         }
+        if let merchant { cache.put(keyID, AuthCache.Entry(mac: nil, merchant: merchant)) }
+        return merchant
+    }
+
+    /// Sets a merchant's checkout settings (`kosh merchant update`). Servers see it within
+    /// `AuthCache.lifetimeNanoseconds`; this process at once.
+    public func updateCheckout(merchantID: ID<Merchant>, _ checkout: CheckoutSettings) async throws -> Merchant? {
+        let updated = try await db.transaction { conn in
+            try await conn.query("UPDATE merchants SET checkout_origins = ?, upi_collect = ? WHERE id = ?",
+                                 [.text(checkout.originsText), .int(checkout.upiCollect ? 1 : 0), SQLValue(merchantID)])
+            return try await conn.query("SELECT * FROM merchants WHERE id = ?", [SQLValue(merchantID)]).first.map(SQLStoreTransaction.merchant)
+        }
+        cache.forgetAll()
+        return updated
     }
 
     /// The key secret in the clear (for signing payment signatures).
@@ -216,20 +231,35 @@ public final class MerchantDirectory: MerchantAuthenticator, CheckoutKeys {
     }
 }
 
+/// Keys and their merchants, kept for `lifetime`: a merchant's settings changed by another
+/// process (`kosh merchant update`) are seen by every server within that time.
 final class AuthCache: @unchecked Sendable {
     struct Entry: Sendable {
-        let mac: Data
+        /// nil: looked up by the public key id alone (the checkout), secret unknown.
+        let mac: Data?
         let merchant: Merchant
+        var expiresAt: UInt64 = 0
     }
     private let lock = NSLock()
     private var entries: [String: Entry] = [:]
     static let capacity = 10_000
+    static let lifetimeNanoseconds: UInt64 = 30 * 1_000_000_000
 
-    func get(_ keyID: String) -> Entry? { lock.withLock { entries[keyID] } }
+    func get(_ keyID: String) -> Entry? {
+        let now = DispatchTime.now().uptimeNanoseconds
+        return lock.withLock {
+            guard let entry = entries[keyID], entry.expiresAt > now else { return nil }
+            return entry
+        }
+    }
     func put(_ keyID: String, _ entry: Entry) {
+        var entry = entry
+        entry.expiresAt = DispatchTime.now().uptimeNanoseconds + Self.lifetimeNanoseconds
         lock.withLock {
             if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            // A public lookup (no MAC) may replace one with the MAC: the next authentication reads the key again.
             entries[keyID] = entry
         }
     }
+    func forgetAll() { lock.withLock { entries.removeAll(keepingCapacity: true) } }
 }

@@ -115,7 +115,7 @@ struct Migrate: AsyncParsableCommand {
 }
 
 struct MerchantCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "merchant", abstract: "Manage merchants.", subcommands: [Create.self, MerchantWebhookCommand.self, MerchantNotificationsCommand.self])
+    static let configuration = CommandConfiguration(commandName: "merchant", abstract: "Manage merchants.", subcommands: [Create.self, Update.self, MerchantWebhookCommand.self, MerchantNotificationsCommand.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

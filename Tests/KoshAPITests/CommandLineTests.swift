@@ -148,6 +148,31 @@ struct CommandLineTests {
     }
 
     /// `kosh merchant webhook …` does what /v1/webhooks does, with the same checks.
+    @Test("merchant create/update: the checkout's origins (normalised, checked) and UPI collect")
+    func merchantCheckoutSettings() async throws {
+        let dir = try Self.scratch()
+        let database = "sqlite://\(dir.path)/k.sqlite"
+        func kosh(_ args: [String]) throws -> Run { try Self.run(args + ["--database", database], in: dir) }
+        func object(_ run: Run) throws -> JSON { try JSON.parse(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(try Self.run(["migrate", "--database", database], in: dir).status == 0)
+        let created = try kosh(["merchant", "create", "--name", "Shop", "--checkout-origin", "HTTPS://Shop.Example:443/pay"])
+        #expect(created.status == 0, "\(created.stderr)")
+        let merchantID = try #require(Self.string(try object(created), "merchant_id"))
+        let collect = try kosh(["merchant", "update", "--merchant", merchantID, "--upi-collect", "on"])
+        #expect(collect.status == 0, "\(collect.stderr)")
+        #expect(try object(collect)["checkout_origins"] == .array([.string("https://shop.example")]), "\(collect.stdout)")
+        #expect(try object(collect)["upi_collect"] == .bool(true))
+        let moved = try kosh(["merchant", "update", "--merchant", merchantID, "--checkout-origin", "http://127.0.0.1:5000", "--checkout-origin", "https://b.example"])
+        #expect(try object(moved)["checkout_origins"] == .array([.string("http://127.0.0.1:5000"), .string("https://b.example")]), "\(moved.stdout)")
+        let cleared = try kosh(["merchant", "update", "--merchant", merchantID, "--checkout-origin", "none"])
+        #expect(try object(cleared)["checkout_origins"] == .array([]), "\(cleared.stdout)")
+        for bad in [["--checkout-origin", "javascript:alert(1)"], ["--checkout-origin", "https://me@evil.example"], ["--upi-collect", "yes"], []] {
+            let refused = try kosh(["merchant", "update", "--merchant", merchantID] + bad)
+            #expect(refused.status == 64, "\(bad): \(refused.stdout) \(refused.stderr)")
+        }
+        #expect(try kosh(["merchant", "update", "--merchant", "mer_0000000000000A", "--upi-collect", "on"]).status == 64)
+    }
+
     @Test func merchantWebhookSubcommands() async throws {
         let dir = try Self.scratch()
         let database = "sqlite://\(dir.path)/k.sqlite"
