@@ -371,6 +371,9 @@ public struct Janitor: Service {
             _ = try await services.flows.sendPendingRefunds()
             _ = try await services.flows.sendDueCardTasks()
             _ = try await services.flows.settleDueCaptures()
+            // QR codes whose close_by passed; and the switch told where credits go, if it was not yet.
+            _ = try await services.flows.closeExpiredQRCodes()
+            await services.flows.registerQRPayee()
             if purge {
                 _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
                 let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400
