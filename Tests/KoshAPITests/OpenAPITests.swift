@@ -61,6 +61,9 @@ struct OpenAPITests {
         "GET /v1/payments/downtimes/{id}",
         "GET /v1/payments/{id}/authorize", "POST /v1/payments/{id}/redirect/return", "GET /v1/payments/{id}/test_redirect",
         "POST /v1/payments/{id}/test_redirect", "GET /v1/methods", "GET /methods",
+        "POST /v1/payments/qr_codes", "GET /v1/payments/qr_codes", "GET /v1/payments/qr_codes/{id}", "PATCH /v1/payments/qr_codes/{id}",
+        "POST /v1/payments/qr_codes/{id}/close", "GET /v1/payments/qr_codes/{id}/payments", "POST /v1/payments/qr_codes/{id}/test_payment",
+        "GET /qr/{id}/image.png", "POST /v1/rails/credits/{connector}",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {
@@ -103,6 +106,9 @@ struct OpenAPITests {
             #expect(Self.keys(attempts) == Self.properties(doc, schema: "PaymentAttemptCollection"))
             let collection = try await kosh.call(.get, "/v1/payments").json
             #expect(Self.keys(collection) == Self.properties(doc, schema: "PaymentCollection"))
+            let qr = try await kosh.call(.post, "/v1/payments/qr_codes", #"{"type": "upi_qr", "usage": "single_use", "fixed_amount": true, "payment_amount": 1000}"#)
+            #expect(Self.keys(qr.json) == Self.properties(doc, schema: "QRCode"), "\(qr.body)")
+            #expect(Self.keys(try await kosh.call(.get, "/v1/payments/qr_codes").json) == Self.properties(doc, schema: "QRCodeCollection"))
         }
     }
 
