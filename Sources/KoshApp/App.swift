@@ -374,6 +374,9 @@ public struct Janitor: Service {
             // QR codes whose close_by passed; and the switch told where credits go, if it was not yet.
             _ = try await services.flows.closeExpiredQRCodes()
             await services.flows.registerQRPayee()
+            do { _ = try await services.flows.reconcileQRCredits() } catch {
+                logger.warning("QR credit reconciliation failed; tried again on a later pass", metadata: ["error": "\(error)"])
+            }
             if purge {
                 _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
                 let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400

@@ -266,18 +266,39 @@ public protocol PayerInitiatedRail: Sendable {
     func confirmCredit(transactionID: String) async throws -> RailCredit?
     /// Tells the rail where to send credit notifications for `qrPayeeVPA`'s handle. Idempotent.
     func registerPayee() async throws
+    /// Reconciliation, for credits whose notification never arrived: the rail's successful
+    /// credits to `qrPayeeVPA` since the last call (the rail adapter keeps the cursor, starting
+    /// shortly before the process did), each handed to `record`, which must be idempotent.
+    /// The cursor moves only past transactions that are final and recorded. Returns how many
+    /// credits it handed over.
+    func reconcileCredits(_ record: @Sendable (RailCredit) async throws -> Void) async throws -> Int
 }
 
 /// The `upi://pay` link of a QR code (NPCI's UPI linking specification): `pa` the payee VPA,
 /// `pn` the payee name, `tr` the QR code's id, `am` only for a fixed amount, `cu`, `tn` the
 /// description. Values percent-encoded (RFC 3986 unreserved characters kept).
 public enum UPIQRLink {
+    /// `pn` and `tn` are cut to 50 characters and 99 bytes each (what payer apps show), so the
+    /// link always fits a QR code (`maximumBytes`).
     public static func make(payeeVPA: String, payeeName: String, reference: String, amount: Int64?, note: String?) -> String {
-        var items: [(String, String)] = [("pa", payeeVPA), ("pn", payeeName), ("tr", reference)]
+        var items: [(String, String)] = [("pa", payeeVPA), ("pn", short(payeeName)), ("tr", reference)]
         if let amount { items.append(("am", rupees(amount))) }
         items.append(("cu", "INR"))
-        if let note, !note.isEmpty { items.append(("tn", note)) }
+        if let note, !note.isEmpty { items.append(("tn", short(note))) }
         return "upi://pay?" + items.map { "\($0.0)=\(encode($0.1))" }.joined(separator: "&")
+    }
+
+    /// The longest link: every field at its longest, each byte percent-encoded (3 bytes).
+    public static let maximumBytes = 1_024
+
+    /// At most 50 characters and 99 UTF-8 bytes, whole characters only.
+    public static func short(_ text: String) -> String {
+        var out = ""
+        for character in text.prefix(50) {
+            guard out.utf8.count + character.utf8.count <= 99 else { break }
+            out.append(character)
+        }
+        return out
     }
 
     /// Paise as NPCI's rupee string: 50000 → "500.00".

@@ -16,7 +16,8 @@ extension PaymentFlows {
             }
             let id: ID<UPIQRCode> = newID(.qrCode)
             let link = UPIQRLink.make(payeeVPA: payee, payeeName: Self.payeeName(input.name ?? merchant.name), reference: id.rawValue,
-                                      amount: input.paymentAmount, note: input.description.map { String($0.prefix(50)) })
+                                      amount: input.paymentAmount, note: input.description)
+            assert(link.utf8.count <= UPIQRLink.maximumBytes, "a QR code's link always fits its image")
             let qr = UPIQRCode(id: id, merchantID: merchant.id, name: input.name, usage: input.usage, fixedAmount: input.fixedAmount,
                                paymentAmount: input.paymentAmount, description: input.description, customerID: input.customerID,
                                closeBy: input.closeBy, notes: input.notes, imageURL: "\(settings.publicBaseURL)/qr/\(id.rawValue)/image.png",
@@ -30,7 +31,7 @@ extension PaymentFlows {
 
     /// The payee name a payer's app shows (`pn`): at most 50 characters.
     static func payeeName(_ name: String) -> String {
-        let short = String(name.prefix(50))
+        let short = UPIQRLink.short(name)
         return short.isEmpty ? "Kosh merchant" : short
     }
 

@@ -29,6 +29,22 @@ extension SwitchAPI {
         return jsonResponse(.object([("handle", .string(handle)), ("callback_url", .string(target.url))]))
     }
 
+    /// `GET /upi/v1/payees/{handle}/transactions?from=<unix ms>&count=<1…500>`: the payee PSP's
+    /// reconciliation — payer-initiated transactions to `*@handle` created at or after `from`,
+    /// oldest first, in any status, as `GET /upi/v1/transactions/{id}` shows them plus
+    /// `created_at` (ms). A PSP that missed a credit notification finds the credit here.
+    func payeeTransactions(_ request: Request, _ context: SandboxRequestContext) throws -> Response {
+        let handle = try Self.payeeHandle(context.parameters.require("handle"))
+        let query = request.uri.queryParameters
+        guard let from = query["from"].flatMap({ Int64(String($0)) }), from >= 0 else { throw SandboxHTTPError.badRequest("from (unix ms) is required") }
+        let count = try query["count"].map { text throws(SandboxHTTPError) -> Int in
+            guard let n = Int(String(text)), (1...500).contains(n) else { throw .badRequest("count must be 1 to 500") }
+            return n
+        } ?? 100
+        let items = runtime.withWorld { $0.payeeTransactions(handle: handle, from: from, count: count) }
+        return jsonResponse(.object([("items", .array(items.map { RailViews.switchStatus($0).adding([("created_at", .int($0.createdAt))]) }))]))
+    }
+
     /// 2–32 lower-case letters, not a payer bank's handle (those are the switch's own banks).
     static func payeeHandle(_ text: String) throws(SandboxHTTPError) -> String {
         guard (2...32).contains(text.utf8.count), text.utf8.allSatisfy({ $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") }) else {
@@ -82,6 +98,12 @@ enum PayeePayment: Sendable {
 }
 
 extension SandboxWorld {
+    func payeeTransactions(handle: String, from: Int64, count: Int) -> [Transaction] {
+        let suffix = "@" + handle
+        let matching = transactions.values.filter { $0.mode == .qr && $0.createdAt >= from && ($0.payee?.hasSuffix(suffix) ?? false) }
+        return Array(matching.sorted { ($0.createdAt, $0.key.id) < ($1.createdAt, $1.key.id) }.prefix(count))
+    }
+
     /// A payer-initiated transaction to `payee`, whose PSP hears of it when it succeeds. Its id
     /// is its RRN (12 digits, drawn again on the rare clash).
     mutating func payPayee(_ payee: String, handle: String, reference: String, payer: VPA, amount: Int64, note: String?,

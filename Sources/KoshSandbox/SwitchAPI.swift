@@ -20,6 +20,7 @@ struct SwitchAPI: Sendable {
         upi.post("refunds") { request, context in try await refund(request, context) }
         upi.put("payees/:handle") { request, context in try await registerPayee(request, context) }
         upi.get("payees/:handle") { _, context in try registeredPayee(context) }
+        upi.get("payees/:handle/transactions") { request, context in try payeeTransactions(request, context) }
         // The payer's app is not the switch's API: no faults, not counted in the switch's stats.
         router.group("upi/v1/app").post("pay") { request, context in try await appPay(request, context) }
     }

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import KoshBench
 import KoshCore
 import KoshJSON
 import KoshRails
@@ -100,6 +101,62 @@ struct QRCodeLiveTests {
         }
     }
 
+    @Test("a credit whose notification is lost is found by the janitor's reconciliation with the switch", arguments: TestDatabases.all)
+    func lostNotification(_ kind: String) async throws {
+        try await LiveKosh.run(kind) { live in
+            let created = try await live.kosh.call(.post, "/v1/payments/qr_codes", #"{"type": "upi_qr", "name": "Quiet"}"#)
+            let qr = try #require(created.string("id"))
+            #expect(try await live.sandbox(.PUT, "/sandbox/v1/faults/upi_switch", #"{"drop_callback_rate": 1.0}"#).0 == 200)
+            let txn = try await Self.appPay(live, try #require(created.string("image_content")), amount: 4_321)
+            let found = try #require(try await Self.payments(live, qr, count: 1) { $0.state == .captured }.first)
+            #expect(found.railReference == txn && found.amount == 4_321)
+            let stats = try await live.sandbox(.GET, "/sandbox/v1/stats").1
+            #expect(stats["upi_switch"]?["callbacks_dropped"] != .int(0), "\(stats.serialized())")
+            // The switch's list names it; recording it again changes nothing.
+            let listed = try await live.sandbox(.GET, "/upi/v1/payees/kosh/transactions?from=0&count=10").1
+            #expect(listed["items"]?.serialized().contains(txn) == true, "\(listed.serialized())")
+            #expect(try await live.services.flows.reconcileQRCredits() == 0)
+            #expect(try await live.kosh.call(.get, "/v1/payments/qr_codes/\(qr)").int("payments_count_received") == 1)
+            try await live.kosh.expectLedgerConsistent()
+        }
+    }
+
+    /// The sandbox as the load tool's payer, through the test's signed client.
+    struct Player: SandboxPlayer {
+        let live: LiveKosh
+        func payQR(link: String, payerVPA: String) async throws {
+            let body = JSON.object([("link", .string(link)), ("payer_vpa", .string(payerVPA))]).serialized()
+            let (status, json) = try await live.sandbox(.POST, "/upi/v1/app/pay", body)
+            guard status == 202 else { throw KoshError.badRequest("app/pay: \(status) \(json.serialized())") }
+        }
+        func approveRedirect(paymentID: String) async throws {
+            let (status, json) = try await live.sandbox(.POST, "/sandbox/v1/redirect/\(paymentID)/approve")
+            guard status == 200 else { throw KoshError.badRequest("approve: \(status) \(json.serialized())") }
+        }
+    }
+
+    @Test("kosh bench drives QR and netbanking lifecycles in live mode", arguments: [LoadMethod.qr, .netbanking])
+    func loadTool(_ method: LoadMethod) async throws {
+        try await LiveKosh.run("sqlite") { live in
+            let port = try #require(live.kosh.client.port)
+            var options = LoadOptions(url: "http://127.0.0.1:\(port)", keyID: live.kosh.merchant.keyID, keySecret: live.kosh.merchant.keySecret)
+            options.method = method
+            options.sandbox = Player(live: live)
+            options.vpa = "success.load{n}@okhdfcbank"
+            options.duration = 3
+            options.warmup = 0
+            options.concurrency = 4
+            options.refundPerMille = 500
+            let generator = LoadGenerator(options: options)
+            let report = try await generator.run()
+            try await generator.shutdown()
+            #expect(report.lifecycles > 0 && report.errors.isEmpty, "\(report.text())")
+            #expect(report.latencies.contains { $0.name == (method == .qr ? "qr.create" : "payment.create_json") })
+            try await Task.sleep(for: .milliseconds(500))  // refunds of the last lifecycles settle
+            try await live.kosh.expectLedgerConsistent()
+        }
+    }
+
     @Test("a closed code and a wrong amount: the payer's money is refunded over the switch, the ledger right", arguments: TestDatabases.all)
     func refundedOverTheSwitch(_ kind: String) async throws {
         try await LiveKosh.run(kind) { live in
@@ -115,7 +172,12 @@ struct QRCodeLiveTests {
             let two = try await Self.payments(live, qr, count: 2) { $0.state == .refunded }
             #expect(two.contains { $0.railReference == late })
             for payment in two {
-                let refunds = try await live.kosh.call(.get, "/v1/payments/\(payment.id.rawValue)/refunds")
+                // The refund goes to the switch right after the credit is recorded; wait for its answer.
+                var refunds = try await live.kosh.call(.get, "/v1/payments/\(payment.id.rawValue)/refunds")
+                for _ in 0..<200 where refunds.json["items"]?[0]?["status"] != .string("processed") {
+                    try await Task.sleep(for: .milliseconds(25))
+                    refunds = try await live.kosh.call(.get, "/v1/payments/\(payment.id.rawValue)/refunds")
+                }
                 #expect(refunds.json["items"]?[0]?["status"] == .string("processed"), "\(refunds.body)")
                 // The switch holds the refund: nothing more can be refunded there.
                 let more = try await live.sandbox(.POST, "/upi/v1/refunds",

@@ -285,6 +285,17 @@ struct QRCodeTests {
             #expect(reply.0 == 200 && reply.2 == "image/png")
             let decoded = scanQRCodes(try readPNG(reply.1))
             #expect(decoded.map { String(decoding: $0, as: UTF8.self) } == [content])
+            // The longest name and description, in 4-byte characters: the link still fits a QR code.
+            let emoji = String(repeating: "😀", count: 100), longNote = String(repeating: "😀", count: 255)
+            let long = try await Self.create(kosh, #"{"type": "upi_qr", "name": "\#(emoji)", "description": "\#(longNote)"}"#)
+            let longID = try #require(long.string("id"))
+            let longContent = try #require(long.string("image_content"))
+            #expect(longContent.utf8.count <= 1_024)
+            let longImage = try await kosh.client.execute(uri: "/qr/\(longID)/image.png", method: .get, headers: [:], body: nil) { response in
+                (Int(response.status.code), Array(response.body.readableBytesView))
+            }
+            #expect(longImage.0 == 200)
+            #expect(scanQRCodes(try readPNG(longImage.1)).map { String(decoding: $0, as: UTF8.self) } == [longContent])
             let missing = try await kosh.client.execute(uri: "/qr/qr_0000000000000A/image.png", method: .get, headers: [:], body: nil) { Int($0.status.code) }
             #expect(missing == 400, "Razorpay's answer to an unknown id")
             let malformed = try await kosh.client.execute(uri: "/qr/pay_1/image.png", method: .get, headers: [:], body: nil) { Int($0.status.code) }
