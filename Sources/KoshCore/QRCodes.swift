@@ -43,6 +43,8 @@ public enum QRRefusal: String, Sendable, Hashable {
     case expired = "qr_code_expired"
     /// A fixed-amount code paid another amount.
     case amountMismatch = "amount_mismatch"
+    /// Less than Razorpay's minimum payment (₹1), on an any-amount code.
+    case belowMinimum = "amount_below_minimum"
 }
 
 public enum QRCreditDecision: Sendable, Hashable {
@@ -129,6 +131,7 @@ public struct UPIQRCode: Sendable, Hashable {
             return .refund(.expired)
         }
         if let paymentAmount, amount != paymentAmount { return .refund(.amountMismatch) }
+        if amount < AmountLimits.minimum { return .refund(.belowMinimum) }
         let (sum, overflow) = paymentsAmountReceived.addingReportingOverflow(amount)
         precondition(!overflow, "Invalid state: QR code \(id) received more than Int64 paise")
         paymentsAmountReceived = sum

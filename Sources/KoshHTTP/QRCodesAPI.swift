@@ -105,7 +105,8 @@ struct QRCodesAPI<Store: GatewayStore>: Sendable {
         var edit = QRCodeEdit()
         edit.name = try body.string("name", maxLength: Self.maximumNameLength)
         edit.description = try body.string("description", maxLength: APILimits.maximumDescriptionLength, allowLineBreaks: true)
-        if body["notes"] != nil { edit.notes = try body.notes() }
+        let notes = try body.notes()
+        if body["notes"] != nil { edit.notes = notes }
         edit.closeBy = try body.int("close_by", required: false).map { UnixSeconds($0) }
         try body.rejectUnknown()
         return jsonResponse(Render.qrCode(try await flows.editQRCode(id: id, merchant: context.merchant, edit)))

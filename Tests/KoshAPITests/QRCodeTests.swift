@@ -102,10 +102,17 @@ struct QRCodeTests {
                 #expect(paid.string("status") == "captured" && paid.int("amount") == amount && paid.string("method") == "upi", "\(paid.body)")
                 #expect(paid.string("vpa") == "success@razorpay" && paid.int("fee") ?? 0 > 0)
             }
+            let small = try await Self.pay(kosh, id, amount: 99)
+            #expect(small.string("status") == "refunded", "below ₹1 is given back: \(small.body)")
             let qr = try await kosh.call(.get, "/v1/payments/qr_codes/\(id)")
             #expect(qr.string("status") == "active" && qr.int("payments_amount_received") == 35_050 && qr.int("payments_count_received") == 2)
+            // PATCH with notes null leaves them; other fields change.
+            let patched = try await kosh.call(.patch, "/v1/payments/qr_codes/\(id)", #"{"notes": null, "name": "Tips 2"}"#)
+            #expect(patched.status == 200 && patched.string("name") == "Tips 2", "\(patched.body)")
             let events = try await Self.events(kosh)
-            #expect(events.filter { $0.name == .paymentAuthorized }.count == 2 && events.filter { $0.name == .paymentCaptured }.count == 2)
+            // The refused ₹0.99 was authorised (the money moved) and given back, never captured.
+            #expect(events.filter { $0.name == .paymentAuthorized }.count == 3 && events.filter { $0.name == .paymentCaptured }.count == 2)
+            #expect(events.filter { $0.name == .refundCreated }.count == 1)
             let credited = events.filter { $0.name == .qrCodeCredited }
             #expect(credited.count == 2)
             // Events of one second list in no set order: the one for the second payment.

@@ -16,11 +16,13 @@ struct QRCodeMachineTests {
         (.multipleUse, 500, 499, .refund(.amountMismatch)),
         (.singleUse, 500, 500, .accept(closes: true)),
         (.singleUse, 500, 501, .refund(.amountMismatch)),
+        (.multipleUse, nil, 99, .refund(.belowMinimum)),
+        (.multipleUse, nil, 100, .accept(closes: false)),
     ])
     func credit(_ usage: QRUsage, _ fixed: Int64?, _ amount: Int64, _ expected: QRCreditDecision) {
         var qr = Self.code(usage, amount: fixed)
         #expect(qr.credit(amount: amount, now: 2_000) == expected)
-        let kept = expected != .refund(.amountMismatch)
+        let kept = if case .accept = expected { true } else { false }
         #expect(qr.paymentsCountReceived == (kept ? 1 : 0) && qr.paymentsAmountReceived == (kept ? amount : 0))
         #expect(qr.status == (expected == .accept(closes: true) ? .closed : .active))
         #expect(qr.closeReason == (expected == .accept(closes: true) ? .paid : nil))
