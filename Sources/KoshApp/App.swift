@@ -371,12 +371,6 @@ public struct Janitor: Service {
             _ = try await services.flows.sendPendingRefunds()
             _ = try await services.flows.sendDueCardTasks()
             _ = try await services.flows.settleDueCaptures()
-            // QR codes whose close_by passed; and the switch told where credits go, if it was not yet.
-            _ = try await services.flows.closeExpiredQRCodes()
-            await services.flows.registerQRPayee()
-            do { _ = try await services.flows.reconcileQRCredits() } catch {
-                logger.warning("QR credit reconciliation failed; tried again on a later pass", metadata: ["error": "\(error)"])
-            }
             if purge {
                 _ = try await services.idempotency.purgeExpired(now: services.clock.nowMillis())
                 let cutoff = services.clock.nowMillis() / 1000 - eventRetentionDays * 86_400
@@ -384,6 +378,7 @@ public struct Janitor: Service {
                 let purged = try await services.webhooks.purgeEvents(createdBefore: cutoff)
                 if purged > 0 { logger.info("purged old events", metadata: ["events": "\(purged)", "retention_days": "\(eventRetentionDays)"]) }
             }
+            try await services.flows.runQRChecks()
         } catch {
             logger.error("janitor pass failed", metadata: ["error": "\(error)"])
         }

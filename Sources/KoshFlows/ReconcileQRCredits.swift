@@ -2,6 +2,14 @@ import KoshCore
 import Synchronization
 
 extension PaymentFlows {
+    /// The janitor's QR work: codes whose close_by passed are closed, the switch is told where
+    /// credits go (when it was not yet), and credits whose notification was lost are recorded.
+    public func runQRChecks() async throws {
+        _ = try await closeExpiredQRCodes()
+        await registerQRPayee()
+        _ = try await reconcileQRCredits()
+    }
+
     /// The janitor's QR reconciliation: credits the switch made to Kosh's QR payee whose
     /// notification never arrived (Kosh was down through the switch's retries, the callback was
     /// dropped) are recorded from the switch's own list, as a notification would have recorded
