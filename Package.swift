@@ -31,7 +31,7 @@ let package = Package(
         // (Debian: zlib1g-dev) deflates the PNG's pixels. Used by KoshQR only.
         .systemLibrary(name: "CQRencode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // Used only by KoshQRTests, to read the PNGs back (libpng) and scan them (zbar).
+        // Used only by tests (KoshTesting/QRReaders.swift), to read the PNGs back (libpng) and scan them (zbar).
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CZBar", pkgConfig: "zbar", providers: [.apt(["libzbar-dev"])]),
         // Pure domain: money, IDs, state machines, fees, posting rules. No I/O, no wire format.
@@ -167,7 +167,7 @@ let package = Package(
         ),
         .target(
             name: "KoshTesting",
-            dependencies: ["KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshApp", "KoshVault"]
+            dependencies: ["KoshCore", "KoshFlows", "KoshJSON", "KoshStorage", "KoshApp", "KoshVault", "CPNG", "CZBar"]
         ),
         .testTarget(
             name: "KoshCoreTests",
@@ -188,7 +188,7 @@ let package = Package(
         ),
         .testTarget(name: "KoshRandomTests", dependencies: ["KoshRandom"]),
         // Every PNG read back with libpng and scanned with zbar: the decoded text is the input.
-        .testTarget(name: "KoshQRTests", dependencies: ["KoshQR", "CPNG", "CZBar"]),
+        .testTarget(name: "KoshQRTests", dependencies: ["KoshQR", "KoshTesting", "CPNG", "CZBar"]),
         // The vault over real sockets (TCP and a Unix socket) with the real client, on a stepped clock.
         .testTarget(
             name: "KoshVaultTests",

@@ -379,6 +379,7 @@ public struct Janitor: Service {
                 let purged = try await services.webhooks.purgeEvents(createdBefore: cutoff)
                 if purged > 0 { logger.info("purged old events", metadata: ["events": "\(purged)", "retention_days": "\(eventRetentionDays)"]) }
             }
+            try await services.flows.runQRChecks()
         } catch {
             logger.error("janitor pass failed", metadata: ["error": "\(error)"])
         }

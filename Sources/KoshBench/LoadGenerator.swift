@@ -32,11 +32,15 @@ public struct LoadOptions: Sendable {
     /// What each lifecycle pays with: UPI (collect) or a card (create/json → otp_generate →
     /// otp/submit → capture).
     public var method: LoadMethod = .upi
+    /// The bank of netbanking lifecycles (Razorpay's code).
+    public var bank: String = "HDFC"
     /// The card number of card lifecycles (a success card of the test or sandbox issuers).
     public var cardNumber: String = "4100280000001007"
     /// The OTP of a card payment: test mode takes any 4–10 digits; live mode reads the OTP the
     /// sandbox ACS texted (`SandboxOTPReader`).
     public var otp: @Sendable (_ paymentID: String) async throws -> String = { _ in "123456" }
+    /// QR and netbanking lifecycles in live mode: the sandbox playing the payer (MethodLifecycles.swift).
+    public var sandbox: (any SandboxPlayer)?
 
     public init(url: String, keyID: String, keySecret: String) {
         self.url = url
@@ -47,6 +51,10 @@ public struct LoadOptions: Sendable {
 
 public enum LoadMethod: String, Sendable, CaseIterable {
     case upi, card
+    /// Create a single-use QR code, the sandbox payer's app pays it, wait until it is captured.
+    case qr
+    /// create/json with method netbanking, the sandbox bank approves it, wait, capture.
+    case netbanking
 }
 
 public enum LoadClient: String, Sendable, CaseIterable {
@@ -216,9 +224,18 @@ public struct LoadGenerator: Sendable {
         }
         do {
             let amount = options.amount
+            if options.method == .qr {
+                try await qrLifecycle(call)
+                recorder.record("lifecycle", micros: UInt64((ContinuousClock.now - start) / .microseconds(1)))
+                return
+            }
             let order = try string(try await call("order.create", .POST, "/v1/orders", #"{"amount":\#(amount),"currency":"INR"}"#), "id")
             let payment: String
             switch options.method {
+            case .qr:
+                preconditionFailure("QR lifecycles have no order of their own")
+            case .netbanking:
+                payment = try await netbankingPayment(order: order, call)
             case .upi:
                 payment = try string(try await call("payment.create", .POST, "/v1/payments/create/upi", """
                     {"order_id":"\(order)","amount":\(amount),"currency":"INR","method":"upi","vpa":"\(payer())","email":"load@example.com","contact":"9123456789"}

@@ -15,6 +15,7 @@ public enum IDPrefix: String, Sendable, CaseIterable {
     case webhook = "wh"
     case webhookDelivery = "whdl"
     case notification = "ntf"
+    case qrCode = "qr"
     case testKey = "rzp_test"
     case liveKey = "rzp_live"
 }

@@ -70,6 +70,9 @@ public enum UPIFlow: String, Sendable, Hashable, CaseIterable {
     case collect
     /// The payer's app pays a `upi://pay` link (or its QR code).
     case intent
+    /// The payer scanned a merchant's QR code (`/v1/payments/qr_codes`) and paid on their own
+    /// initiative: the rail's transaction id is its own, not the payment's.
+    case qr
 }
 
 /// Razorpay's payment methods. Kosh takes UPI today; the others come with their issues.

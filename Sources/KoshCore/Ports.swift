@@ -110,6 +110,9 @@ public struct RailRefundRequest: Sendable, Hashable {
     public let currency: Currency
     /// A wallet payment's wallet (its refunds go to that provider).
     public var wallet: String?
+    /// The rail's own id of a payer-initiated payment (a QR code's), which the rail knows
+    /// instead of the payment id.
+    public var railTransactionID: String?
 
     public init(refundID: ID<Refund>, paymentID: ID<Payment>, paymentReference: String?, amount: Int64, currency: Currency) {
         self.refundID = refundID
@@ -176,7 +179,7 @@ public protocol LiveRouting: Sendable {
 
 /// One database transaction. Reads with `forUpdate` lock the row until commit, so money
 /// changes on one payment or order are serialised.
-public protocol StoreTransaction: CardRecords, CustomerRecords {
+public protocol StoreTransaction: CardRecords, CustomerRecords, QRCodeRecords {
     func merchant(id: ID<Merchant>) async throws -> Merchant?
 
     func insertOrder(_ order: Order) async throws

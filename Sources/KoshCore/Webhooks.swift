@@ -10,6 +10,9 @@ public enum WebhookEventName: String, Sendable, Hashable, CaseIterable {
     case refundCreated = "refund.created"
     case refundProcessed = "refund.processed"
     case refundFailed = "refund.failed"
+    case qrCodeCreated = "qr_code.created"
+    case qrCodeCredited = "qr_code.credited"
+    case qrCodeClosed = "qr_code.closed"
 }
 
 

@@ -72,6 +72,7 @@ public struct PaymentFlows<Store: GatewayStore>: Sendable {
         var request = RailRefundRequest(refundID: refund.id, paymentID: payment.id, paymentReference: payment.railReference,
                                         amount: refund.amount, currency: refund.currency)
         request.wallet = payment.wallet
+        if payment.flow == .qr { request.railTransactionID = payment.railReference }
         return request
     }
 }

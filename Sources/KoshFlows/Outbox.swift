@@ -7,6 +7,7 @@ public protocol EntityRenderer: Sendable {
     func payment(_ payment: Payment) -> JSON
     func order(_ order: Order) -> JSON
     func refund(_ refund: Refund) -> JSON
+    func qrCode(_ qrCode: UPIQRCode) -> JSON
     /// A refusal in the API's error shape (recorded as an idempotency key's response).
     func error(_ error: KoshError) -> JSON
 }
@@ -30,12 +31,14 @@ enum PublishedEntity: Sendable {
     case payment(Payment)
     case order(Order)
     case refund(Refund)
+    case qrCode(UPIQRCode)
 
     var key: String {
         switch self {
         case .payment: "payment"
         case .order: "order"
         case .refund: "refund"
+        case .qrCode: "qr_code"
         }
     }
 }
@@ -51,6 +54,7 @@ extension PaymentFlows {
             case .payment(let payment): (entity.key, renderer.payment(payment))
             case .order(let order): (entity.key, renderer.order(order))
             case .refund(let refund): (entity.key, renderer.refund(refund))
+            case .qrCode(let qrCode): (entity.key, renderer.qrCode(qrCode))
             }
         }
         let now = nowSeconds.value
@@ -62,7 +66,7 @@ extension PaymentFlows {
             switch entity {
             case .payment(let p): payment = p
             case .refund(let r): refund = r
-            case .order: break
+            case .order, .qrCode: break
             }
         }
         let recipients = try await tx.outboxRecipients(merchantID: merchantID.rawValue)

@@ -34,6 +34,7 @@ public struct MerchantAPI<Store: GatewayStore>: Sendable {
         router.post("v1/rails/callbacks/:connector") { request, context in try await self.railCallback(request, context) }
 
         v1.post("payments/create/upi") { request, context in try await self.createUPIPayment(request, context) }
+        QRCodesAPI(flows: flows).register(authenticated: v1, open: router)
         CardAPI(flows: flows).register(authenticated: v1, open: router)
         CustomersAPI(flows: flows).register(v1)
         v1.post("payments/validate/vpa") { request, context in try await self.validateVPA(request, context) }

@@ -11,6 +11,7 @@ public struct RazorpayEntityRenderer: EntityRenderer {
     public func payment(_ payment: Payment) -> JSON { Render.payment(payment) }
     public func order(_ order: Order) -> JSON { Render.order(order) }
     public func refund(_ refund: Refund) -> JSON { Render.refund(refund) }
+    public func qrCode(_ qrCode: UPIQRCode) -> JSON { Render.qrCode(qrCode) }
     public func error(_ error: KoshError) -> JSON { ErrorRendering.json(error) }
 }
 

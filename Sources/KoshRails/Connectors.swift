@@ -90,6 +90,8 @@ public struct UPISwitchConnector: PaymentRail {
     let http: UpstreamHTTP
     /// Kosh's own VPA, credited by collect and intent payments.
     public let payeeVPA: String
+    /// The callback URL the switch last accepted for `qrPayeeVPA`'s handle (SwitchCredits.swift).
+    let payeeRegistration = PayeeRegistration()
 
     public init(http: UpstreamHTTP, payeeVPA: String = "kosh.gateway@oksbi") {
         self.http = http
@@ -162,7 +164,9 @@ public struct UPISwitchConnector: PaymentRail {
     }
 
     public func refund(_ request: RailRefundRequest) async throws -> RailRefundStatus {
-        let body = JSON.obj([("refund_id", .string(request.refundID.rawValue)), ("txn_id", .string(request.paymentID.rawValue)), ("amount", .int(request.amount))])
+        // A payer-initiated payment (a QR code's) is the switch's transaction, under its own id.
+        let txnID = request.railTransactionID ?? request.paymentID.rawValue
+        let body = JSON.obj([("refund_id", .string(request.refundID.rawValue)), ("txn_id", .string(txnID)), ("amount", .int(request.amount))])
         let (status, json) = try await http.call(name, .POST, "/upi/v1/refunds", body: body, timeoutMillis: http.configuration.refundTimeoutMillis,
                                                  idempotent: true)
         let code = json["error"]?["code"]?.stringValue

@@ -154,6 +154,11 @@ public final class UpstreamHTTP: Sendable {
         "\(callbackBase.withLock { $0 })/v1/rails/callbacks/\(connector)"
     }
 
+    /// Where a rail sends payer-initiated credit notifications (QR codes) for `connector`.
+    public func creditURL(for connector: String) -> String {
+        "\(callbackBase.withLock { $0 })/v1/rails/credits/\(connector)"
+    }
+
     public func observe(_ body: @escaping @Sendable (_ connector: String, _ failure: Bool) -> Void) {
         observer.withLock { $0 = body }
     }

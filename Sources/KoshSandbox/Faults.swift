@@ -11,6 +11,26 @@ enum Rail: String, CaseIterable, Sendable, Hashable {
     case wallets
 }
 
+/// The rails the sandbox plays, as `kosh sandbox fault --help` lists them (from `Rail`, so a
+/// new rail is listed without touching the command).
+public enum SandboxRails {
+    public static var names: [String] { Rail.allCases.map(\.rawValue) }
+
+    public static var described: String {
+        Rail.allCases.map { rail in
+            switch rail {
+            case .upiSwitch: "upi_switch (UPI: collect, intent, payer-initiated QR)"
+            case .alphapay: "alphapay (UPI and card aggregator)"
+            case .betapay: "betapay (UPI aggregator)"
+            case .acquirer: "acquirer (cards, ISO 8583)"
+            case .acs: "acs (3-D Secure)"
+            case .netbanking: "netbanking (18 banks)"
+            case .wallets: "wallets (7 providers)"
+            }
+        }.joined(separator: ", ")
+    }
+}
+
 /// A rail's fault injection settings (`PUT /sandbox/v1/faults/{rail}`).
 struct FaultConfig: Sendable, Equatable {
     struct Window: Sendable, Equatable, Decodable {

@@ -19,7 +19,7 @@ enum RailViews {
     // MARK: UPI switch
 
     static func switchStatus(_ t: Transaction) -> JSON {
-        .object([
+        let status = JSON.object([
             ("txn_id", .string(t.key.id)),
             ("rrn", .string(t.rrn)),
             ("status", .string(t.status.rawValue)),
@@ -30,6 +30,9 @@ enum RailViews {
             ("payer_name", .optional(t.payer?.payerName)),
             ("mode", .string(t.mode.rawValue)),
         ])
+        // A payer-initiated payment also names whom it paid and the payee's reference.
+        guard t.mode == .qr else { return status }
+        return status.adding([("payee_vpa", .optional(t.payee)), ("tr", .optional(t.reference))])
     }
 
     /// The answer to a collect or intent create, and to its idempotent repeat.

@@ -18,6 +18,9 @@ struct SwitchAPI: Sendable {
         }
         upi.post("intent") { request, context in try await intent(request, context) }
         upi.post("refunds") { request, context in try await refund(request, context) }
+        upi.put("payees/:handle") { request, context in try await registerPayee(request, context) }
+        upi.get("payees/:handle") { _, context in try registeredPayee(context) }
+        upi.get("payees/:handle/transactions") { request, context in try payeeTransactions(request, context) }
         // The payer's app is not the switch's API: no faults, not counted in the switch's stats.
         router.group("upi/v1/app").post("pay") { request, context in try await appPay(request, context) }
     }
@@ -103,8 +106,10 @@ struct SwitchAPI: Sendable {
     struct AppPayBody: Decodable {
         let link: String
         let payerVPA: String
+        /// What the payer typed, for a link without `am` (paise); see `payerInitiated`.
+        let amount: PaiseField?
 
-        enum CodingKeys: String, CodingKey { case link, payerVPA = "payer_vpa" }
+        enum CodingKeys: String, CodingKey { case link, payerVPA = "payer_vpa", amount }
     }
 
     func appPay(_ request: Request, _ context: SandboxRequestContext) async throws -> Response {
@@ -112,6 +117,16 @@ struct SwitchAPI: Sendable {
         let body = try await request.decode(AppPayBody.self, context: context)
         let link = try IntentLink.parse(body.link)
         let payer = try Self.payer(body.payerVPA)
+        let payeeHandle = link.payee.flatMap { $0.lowercased().split(separator: "@").last.map(String.init) }
+        let (issued, served) = runtime.withWorld { world in
+            (world.transaction(TxnKey(rail: .upiSwitch, id: link.txnID)) != nil, payeeHandle.map { world.payees[$0] != nil } ?? false)
+        }
+        if !issued, served, let payee = link.payee {
+            // Not a transaction the switch issued, to a payee whose PSP is registered: the payer
+            // pays the payee's own QR code. (Neither: 404, no such transaction.)
+            return try payerInitiated(link, payee: payee, payer: payer, typed: body.amount)
+        }
+        if body.amount != nil { throw SandboxHTTPError.badRequest("amount is taken only for a payee's own QR code (a tr the switch did not issue)") }
         let now = runtime.now()
         let outcome = runtime.perform { world in
             let outcome = world.payIntent(TxnKey(rail: .upiSwitch, id: link.txnID), payer: payer, linkAmount: link.amount, now: now)
@@ -225,6 +240,9 @@ enum IntentLink {
     struct Parsed: Sendable {
         let txnID: String
         let amount: Int64?
+        /// `pa`, `tn`.
+        var payee: String? = nil
+        var note: String? = nil
     }
 
     static func parse(_ link: String) throws(SandboxHTTPError) -> Parsed {
@@ -249,6 +267,6 @@ enum IntentLink {
             guard let paise = Amounts.paise(fromRupees: am) else { throw SwitchAPI.invalidAmount }
             amount = paise
         }
-        return Parsed(txnID: txnID, amount: amount)
+        return Parsed(txnID: txnID, amount: amount, payee: fields["pa"], note: fields["tn"])
     }
 }

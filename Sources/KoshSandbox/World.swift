@@ -20,8 +20,11 @@ struct SandboxWorld: Sendable {
     private(set) var faults: [Rail: FaultConfig] = [:]
     private(set) var timing = PayerTiming()
     var stats: [Rail: RailStats] = [:]
-    private var accounts: [String: Account] = [:]
-    private var transactions: [TxnKey: Transaction] = [:]
+    var accounts: [String: Account] = [:]
+    var transactions: [TxnKey: Transaction] = [:]
+    /// Payee PSPs by VPA handle: where the switch sends credit notifications of payer-initiated
+    /// payments (QR codes). Configuration, not test state: kept across a reset.
+    var payees: [String: CallbackTarget] = [:]
     private var refunds: [RefundKey: Refund] = [:]
     /// The card network: issuers' accounts and the acquirer's books (Cards/), and the ACS.
     var cards = CardBooks()
@@ -39,8 +42,10 @@ struct SandboxWorld: Sendable {
 
     mutating func reset(seed: UInt64) {
         let epoch = self.epoch &+ 1
+        let payees = self.payees
         self = SandboxWorld(seed: seed)
         self.epoch = epoch
+        self.payees = payees
     }
 
     func faultConfig(_ rail: Rail) -> FaultConfig { faults[rail] ?? FaultConfig() }
@@ -123,7 +128,7 @@ struct SandboxWorld: Sendable {
 
     /// The timer for what the payer does, or nil when the payer never answers or answers only
     /// at or after `deadline` (the expiry comes first).
-    private func payerDecision(_ key: TxnKey, _ behaviour: PayerBehaviour, before deadline: Int64, now: Int64) -> Effect? {
+    func payerDecision(_ key: TxnKey, _ behaviour: PayerBehaviour, before deadline: Int64, now: Int64) -> Effect? {
         let decision: PayerDecision
         let delay: Int64
         switch behaviour {
@@ -172,7 +177,7 @@ struct SandboxWorld: Sendable {
         return .success
     }
 
-    private mutating func finish(_ key: TxnKey, _ code: ResponseCode, now: Int64) -> [Effect] {
+    mutating func finish(_ key: TxnKey, _ code: ResponseCode, now: Int64) -> [Effect] {
         guard var transaction = transactions[key], transaction.status == .pending else {
             preconditionFailure("Invalid state: finishing \(key), which is not pending")
         }
@@ -183,7 +188,8 @@ struct SandboxWorld: Sendable {
         default: .failure
         }
         transactions[key] = transaction
-        guard let target = transaction.callback else { return [] }
+        // A payer-initiated payment is told to the payee's PSP only when the money moved.
+        guard let target = transaction.callback, transaction.mode != .qr || transaction.status == .success else { return [] }
         let config = faultConfig(key.rail)
         if random.chance(config.dropCallbackRate) {
             stats[key.rail, default: RailStats()].callbacksDropped += 1
@@ -243,6 +249,8 @@ enum TxnStatus: String, Sendable {
 
 enum PaymentMode: String, Sendable {
     case collect, intent
+    /// Payer-initiated: the payer's app paid a payee's QR code (a `tr` the switch did not issue).
+    case qr
 }
 
 /// Final results in NPCI vocabulary.
@@ -283,6 +291,8 @@ struct NewTransaction: Sendable {
     var payeeName: String?
     var note: String?
     var callback: CallbackTarget?
+    /// The `tr` of a payer-initiated payment's link (the payee's own reference).
+    var reference: String? = nil
 }
 
 struct Transaction: Sendable {
@@ -297,6 +307,7 @@ struct Transaction: Sendable {
     let payeeName: String?
     let note: String?
     let callback: CallbackTarget?
+    let reference: String?
     let createdAt: Int64
     var status: TxnStatus = .pending
     var responseCode: ResponseCode?
@@ -313,6 +324,7 @@ struct Transaction: Sendable {
         payeeName = new.payeeName
         note = new.note
         callback = new.callback
+        reference = new.reference
         self.createdAt = createdAt
     }
 

@@ -456,7 +456,30 @@ public enum Migrations {
                 "ALTER TABLE payments ADD COLUMN callback_url TEXT",
             ]
         },
-        // 14 is the UPI QR codes'.
+        Migration(version: 14, name: "UPI QR codes") { _ in
+            [
+                // `/v1/payments/qr_codes` (QRCodesSQL.swift). `version`: optimistic lock.
+                """
+                CREATE TABLE qr_codes (
+                    id TEXT PRIMARY KEY, merchant_id TEXT NOT NULL, name TEXT, usage TEXT NOT NULL, type TEXT NOT NULL,
+                    fixed_amount BIGINT NOT NULL, payment_amount BIGINT, description TEXT, customer_id TEXT, close_by BIGINT,
+                    notes TEXT NOT NULL, status TEXT NOT NULL, closed_at BIGINT, close_reason TEXT,
+                    payments_amount_received BIGINT NOT NULL, payments_count_received BIGINT NOT NULL,
+                    image_url TEXT NOT NULL, image_content TEXT NOT NULL, created_at BIGINT NOT NULL, version BIGINT NOT NULL)
+                """,
+                "CREATE INDEX qr_codes_merchant ON qr_codes (merchant_id, created_at)",
+                "CREATE INDEX qr_codes_customer ON qr_codes (merchant_id, customer_id, created_at)",
+                "CREATE INDEX qr_codes_close_by ON qr_codes (status, close_by)",
+                // Each payment into a QR code under the rail's own transaction id: one payment per credit.
+                """
+                CREATE TABLE qr_payments (
+                    payment_id TEXT PRIMARY KEY, qr_code_id TEXT NOT NULL, merchant_id TEXT NOT NULL, rail TEXT NOT NULL,
+                    rail_txn_id TEXT NOT NULL, accepted BIGINT NOT NULL, created_at BIGINT NOT NULL)
+                """,
+                "CREATE UNIQUE INDEX qr_payments_rail_txn ON qr_payments (rail, rail_txn_id)",
+                "CREATE INDEX qr_payments_qr ON qr_payments (qr_code_id, created_at)",
+            ]
+        },
         Migration(version: 15, name: "checkout settings") { _ in
             [
                 // CheckoutSettings: the origins a hosted checkout may return to (space-separated), UPI collect on the page.

@@ -11,6 +11,8 @@ public struct InMemoryState: Sendable {
     public var cardPayments: [ID<Payment>: CardPayment] = [:]
     public var customers: [ID<Customer>: Customer] = [:]
     public var tokens: [ID<CardToken>: CardToken] = [:]
+    public var qrCodes: [ID<UPIQRCode>: UPIQRCode] = [:]
+    public var qrPayments: [ID<Payment>: QRPaymentLink] = [:]
     /// Unsettled tries of a refund: count, next try (ms), last reason.
     public var refundRetries: [ID<Refund>: (attempts: Int64, next: UnixMillis, reason: String)] = [:]
     public var attempts: [ID<Payment>: [PaymentAttempt]] = [:]

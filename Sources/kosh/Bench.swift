@@ -33,9 +33,11 @@ struct BenchCommand: AsyncParsableCommand {
         @Flag(help: "Live mode: create a live merchant, so payments go through the connectors to the rails (the sandbox)") var live = false
         @Option(help: "The payer's VPA; {n} becomes a number per lifecycle (default success@razorpay, or success.load{n}@okhdfcbank with --live)") var vpa: String?
         @Option(help: "HTTP client: lean (one keep-alive connection per worker, little CPU) or ahc (AsyncHTTPClient)") var client: String = "lean"
-        @Option(help: "What lifecycles pay with: upi, or card (create/json → otp_generate → otp/submit → capture)") var method: String = "upi"
+        @Option(help: "What lifecycles pay with: upi; card (create/json → otp_generate → otp/submit → capture); qr (live: create a single-use QR code → the sandbox payer's app pays it → captured); netbanking (live: create/json → the sandbox bank approves → capture)")
+        var method: String = "upi"
+        @Option(help: "Netbanking lifecycles: the bank (Razorpay's code)") var bank: String = "HDFC"
         @Option(help: "Card lifecycles: the card number (a success card)") var card: String = "4100280000001007"
-        @Option(help: "Live card lifecycles: the sandbox whose ACS texts the OTPs (default KOSH_RAILS_URL, else http://127.0.0.1:9090)")
+        @Option(help: "Live card, qr and netbanking lifecycles: the sandbox (the ACS texting OTPs, the payer's app, the bank's page; default KOSH_RAILS_URL, else http://127.0.0.1:9090)")
         var sandboxURL: String?
 
         func validate() throws {
@@ -44,7 +46,10 @@ struct BenchCommand: AsyncParsableCommand {
             if let rate, !(1...100_000).contains(rate) { throw ValidationError("--rate 1…100000") }
             guard (0...1000).contains(refundPerMille) else { throw ValidationError("--refund-per-mille 0…1000") }
             guard LoadClient(rawValue: client) != nil else { throw ValidationError("--client lean or ahc") }
-            guard LoadMethod(rawValue: method) != nil else { throw ValidationError("--method upi or card") }
+            guard let kind = LoadMethod(rawValue: method) else { throw ValidationError("--method upi, card, qr or netbanking") }
+            if (kind == .qr || kind == .netbanking) && !live && keyID == nil {
+                throw ValidationError("--method \(method) pays through the sandbox: it needs --live (or a live merchant's --key-id/--key-secret)")
+            }
         }
 
         func run() async throws {
@@ -70,11 +75,13 @@ struct BenchCommand: AsyncParsableCommand {
             options.client = LoadClient(rawValue: client) ?? .lean
             options.method = LoadMethod(rawValue: method) ?? .upi
             options.cardNumber = card
+            options.bank = bank
             var otpReader: SandboxOTPReader?
-            if live && options.method == .card {
+            if (live && options.method == .card) || options.method == .qr || options.method == .netbanking {
                 let reader = SandboxOTPReader(baseURL: sandboxURL ?? ProcessInfo.processInfo.environment["KOSH_RAILS_URL"] ?? "http://127.0.0.1:9090",
                                               secret: ProcessInfo.processInfo.environment["KOSH_RAILS_SECRET"] ?? SandboxConfiguration.defaultSecret)
                 options.otp = { paymentID in try await reader.otp(paymentID: paymentID) }
+                options.sandbox = reader
                 otpReader = reader
             }
             let generator = LoadGenerator(options: options)

@@ -47,7 +47,7 @@ struct SandboxFault: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fault",
         abstract: "Inject faults into one rail, e.g. kosh sandbox fault upi_switch '{\"down\": true}' (fields: docs/SANDBOX.md). Without JSON: show all faults.")
-    @Argument(help: "upi_switch, alphapay, betapay, acquirer (cards, ISO 8583) or acs (3-D Secure)") var rail: String?
+    @Argument(help: ArgumentHelp("The rail: \(SandboxRails.described)")) var rail: String?
     @Argument(help: "The fault fields to set, as JSON") var json: String?
     @OptionGroup var target: SandboxTarget
 
@@ -75,10 +75,13 @@ struct SandboxPay: AsyncParsableCommand {
         commandName: "pay", abstract: "Play the payer's UPI app paying an intent link / QR: kosh sandbox pay 'upi://pay?…' success@ybl")
     @Argument var link: String
     @Argument var payerVPA: String
+    @Option(help: "Paise the payer types, for a merchant's QR code without a fixed amount (no am= in the link).") var amount: Int64?
     @OptionGroup var target: SandboxTarget
 
     func run() async throws {
-        let body = JSON.object([("link", .string(link)), ("payer_vpa", .string(payerVPA))]).serialized()
+        var fields: [(String, JSON)] = [("link", .string(link)), ("payer_vpa", .string(payerVPA))]
+        if let amount { fields.append(("amount", .int(amount))) }
+        let body = JSON.object(fields).serialized()
         try await target.send(.POST, "/upi/v1/app/pay", body: body)
     }
 }

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import KoshCore
 import KoshJSON
+import KoshTesting
 import Logging
 import NIOCore
 import Synchronization
@@ -50,7 +51,9 @@ struct CheckoutBrowserTests {
                 try await browser.wait("the QR image") { try await image.property("naturalWidth") != .int(0) }
                 guard case .string(let source) = try await image.property("src") else { throw WebDriverError(description: "no QR src") }
                 let png = try await shop.get(source)
-                #expect(png.prefix(8) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A], "a PNG")
+                // Scannable: zbar reads the page's image back to the very link.
+                let decoded = scanQRCodes(try readPNG(png)).map { String(decoding: $0, as: UTF8.self) }
+                #expect(decoded == [link], "\(decoded)")
                 try await browser.topFrame()
                 try await Screenshots.save(browser, "checkout-upi-qr-phone")
                 // The customer's UPI app scans it and pays.

@@ -482,6 +482,15 @@ struct CommandLineTests {
         #expect(help.stdout.replacingOccurrences(of: "\n", with: " ").contains("beside the SQLite file"), "\(help.stdout)")
     }
 
+    /// `kosh sandbox fault --help` names every rail the sandbox plays (faults are set per rail).
+    @Test func sandboxFaultHelpListsEveryRail() throws {
+        let help = try Self.run(["sandbox", "fault", "--help"], in: try Self.scratch())
+        #expect(help.status == 0)
+        for rail in ["upi_switch", "alphapay", "betapay", "acquirer", "acs", "netbanking", "wallets"] {
+            #expect(help.stdout.contains(rail), "kosh sandbox fault --help does not mention \(rail): \(help.stdout)")
+        }
+    }
+
     /// Issue 12 §6.4: `kosh --version`, and `kosh serve --help` lists every environment variable
     /// the server reads (every name in the configuration code, so a new one cannot be forgotten).
     @Test func versionAndTheEnvironmentInServeHelp() throws {

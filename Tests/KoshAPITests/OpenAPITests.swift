@@ -64,6 +64,9 @@ struct OpenAPITests {
         "GET /v1/checkout.js", "GET /v1/checkout/assets/page.js", "GET /v1/checkout/assets/page.css", "GET /v1/checkout/page",
         "POST /v1/checkout/embedded", "POST /v1/checkout/return", "GET /v1/checkout/preferences", "POST /v1/checkout/payments",
         "GET /v1/checkout/payments/{id}", "POST /v1/checkout/payments/{id}/cancel", "GET /v1/checkout/payments/{id}/qr.png", "GET /v1/checkout/iins/{iin}",
+        "POST /v1/payments/qr_codes", "GET /v1/payments/qr_codes", "GET /v1/payments/qr_codes/{id}", "PATCH /v1/payments/qr_codes/{id}",
+        "POST /v1/payments/qr_codes/{id}/close", "GET /v1/payments/qr_codes/{id}/payments", "POST /v1/payments/qr_codes/{id}/test_payment",
+        "GET /qr/{id}/image.png", "POST /v1/rails/credits/{connector}",
     ]
 
     @Test func everyOperationIsDocumentedAndServed() async throws {
@@ -106,6 +109,9 @@ struct OpenAPITests {
             #expect(Self.keys(attempts) == Self.properties(doc, schema: "PaymentAttemptCollection"))
             let collection = try await kosh.call(.get, "/v1/payments").json
             #expect(Self.keys(collection) == Self.properties(doc, schema: "PaymentCollection"))
+            let qr = try await kosh.call(.post, "/v1/payments/qr_codes", #"{"type": "upi_qr", "usage": "single_use", "fixed_amount": true, "payment_amount": 1000}"#)
+            #expect(Self.keys(qr.json) == Self.properties(doc, schema: "QRCode"), "\(qr.body)")
+            #expect(Self.keys(try await kosh.call(.get, "/v1/payments/qr_codes").json) == Self.properties(doc, schema: "QRCodeCollection"))
         }
     }
 

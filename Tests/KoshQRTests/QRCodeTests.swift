@@ -1,4 +1,5 @@
 import KoshQR
+import KoshTesting
 import Testing
 
 enum Texts {

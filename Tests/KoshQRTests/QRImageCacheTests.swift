@@ -1,4 +1,5 @@
 import KoshQR
+import KoshTesting
 import Testing
 
 @Suite("QRImageCache: the same bytes from memory, never more than its capacity")

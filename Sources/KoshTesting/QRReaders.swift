@@ -2,21 +2,29 @@ import CPNG
 import CZBar
 import Synchronization
 
+/// Test readers of QR codes (moved from KoshQRTests so the API tests decode served images too).
 /// A PNG read back by libpng's simplified API, converted to 8-bit gray (0 black, 255 white).
-struct GrayImage {
-    var width: Int
-    var height: Int
-    var pixels: [UInt8]
+public struct GrayImage: Sendable {
+    public var width: Int
+    public var height: Int
+    public var pixels: [UInt8]
 
-    func pixel(x: Int, y: Int) -> UInt8 { pixels[y * width + x] }
+    public init(width: Int, height: Int, pixels: [UInt8]) {
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+
+    public func pixel(x: Int, y: Int) -> UInt8 { pixels[y * width + x] }
 }
 
-struct ReadError: Error, CustomStringConvertible {
-    var description: String
+public struct ReadError: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Decodes `png` with libpng (which checks every chunk's CRC and the zlib stream).
-func readPNG(_ png: [UInt8]) throws -> GrayImage {
+public func readPNG(_ png: [UInt8]) throws -> GrayImage {
     // libpng keeps a pointer to the png_image between the calls: it must not move.
     let image = UnsafeMutablePointer<png_image>.allocate(capacity: 1)
     image.initialize(to: png_image())
@@ -48,14 +56,14 @@ func readPNG(_ png: [UInt8]) throws -> GrayImage {
 }
 
 /// The header fields of a PNG's IHDR, read from the bytes (not through libpng).
-struct PNGHeader: Equatable {
-    var width: UInt32
-    var height: UInt32
-    var bitDepth: UInt8
-    var colorType: UInt8
-    var interlace: UInt8
+public struct PNGHeader: Equatable {
+    public var width: UInt32
+    public var height: UInt32
+    public var bitDepth: UInt8
+    public var colorType: UInt8
+    public var interlace: UInt8
 
-    init(_ png: [UInt8]) throws {
+    public init(_ png: [UInt8]) throws {
         guard png.count >= 33, Array(png[12..<16]) == Array("IHDR".utf8) else {
             throw ReadError(description: "no IHDR chunk first")
         }
@@ -76,7 +84,7 @@ private let zbarLock = Mutex(())
 /// Every QR code zbar finds in `image`, as the raw bytes of its data (ZBAR_CFG_BINARY: no
 /// guessing of a character set) or, with `binary: false`, as zbar's text (it guesses the
 /// character set, as a phone's scanner does, since the codes carry no ECI).
-func scanQRCodes(_ image: GrayImage, binary: Bool = true) -> [[UInt8]] {
+public func scanQRCodes(_ image: GrayImage, binary: Bool = true) -> [[UInt8]] {
     zbarLock.withLock { _ in
         guard let scanner = zbar_image_scanner_create() else { return [] }
         defer { zbar_image_scanner_destroy(scanner) }
