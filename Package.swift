@@ -142,7 +142,7 @@ let package = Package(
         .target(
             name: "KoshBench",
             dependencies: [
-                "KoshCore", "KoshJSON", "KoshStorage", "KoshApp",
+                "KoshCore", "KoshJSON", "KoshStorage", "KoshApp", "KoshQR",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

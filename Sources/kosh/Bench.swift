@@ -14,7 +14,7 @@ import KoshSandbox
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Load tool and micro-benchmarks (run them on a release build).",
-        subcommands: [Lifecycles.self, Bare.self, BareServer.self, LedgerBench.self])
+        subcommands: [Lifecycles.self, Bare.self, BareServer.self, LedgerBench.self, QRImages.self])
 
     struct Lifecycles: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -184,6 +184,22 @@ struct BenchCommand: AsyncParsableCommand {
             router.get("/") { _, _ in "ok" }
             let app = Application(router: router, configuration: .init(address: .hostname(host, port: port)))
             try await app.runService()
+        }
+    }
+
+    struct QRImages: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "qr-images",
+                                                        abstract: "QR code PNGs of UPI links: each encoded once, then from the per-link cache (µs per image).")
+        @Option(help: "Distinct links") var images: Int = 2_000
+
+        func validate() throws { guard (1...1_000_000).contains(images) else { throw ValidationError("--images must be 1…1000000") } }
+
+        func run() throws {
+            let result = try QRImageBenchmark.run(images: images)
+            for (name, h) in [("encoded", result.encoded), ("cached", result.cached)] {
+                print("\(name): \(result.images) images, p50 \(h.valueAtPercentile(50)) µs, p99 \(h.valueAtPercentile(99)) µs, max \(h.max) µs")
+            }
+            print("PNG size: \(result.bytes / result.images) bytes on average")
         }
     }
 
