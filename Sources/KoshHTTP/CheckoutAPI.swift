@@ -236,13 +236,17 @@ struct CheckoutAPI<Store: GatewayStore>: Sendable {
     func returned(_ request: Request, _ context: KoshRequestContext) async throws -> Response {
         var request = request
         let buffer = try await request.collectBody(upTo: 16 * 1024)
-        let form = (try? FormEncoding.parse(Array(buffer.readableBytesView))) ?? .object([])
+        // Only two fields matter, read pair by pair: whatever else a form carries is ignored.
         var paymentID: String?
-        if case .string(let id)? = form["razorpay_payment_id"] {
-            paymentID = id
-        } else if case .string(let metadata)? = form["error"]?["metadata"], let json = try? JSON.parse(Array(metadata.utf8)),
-                  case .string(let id)? = json["payment_id"] {
-            paymentID = id
+        for pair in String(buffer: buffer).split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, let key = String(parts[0]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding,
+                  let value = String(parts[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding else { continue }
+            if key == "razorpay_payment_id" {
+                paymentID = value
+            } else if key == "error[metadata]", paymentID == nil, let json = try? JSON.parse(Array(value.utf8)), case .string(let id)? = json["payment_id"] {
+                paymentID = id
+            }
         }
         guard let paymentID, (try? validateID(paymentID, .payment)) != nil else {
             throw KoshError.badRequest("No payment to return to", field: "razorpay_payment_id")
