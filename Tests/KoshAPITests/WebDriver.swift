@@ -213,12 +213,14 @@ struct Browser: Sendable {
         func clear() async throws { try await browser.command(.POST, "/element/\(id)/clear") }
         func click() async throws { try await browser.command(.POST, "/element/\(id)/click") }
         func isDisplayed() async throws -> Bool { try await browser.command(.GET, "/element/\(id)/displayed") == .bool(true) }
-        /// Whether the element's page has gone (WebDriver's `stale element reference`).
+        /// Whether the element's page has gone (WebDriver's `stale element reference`, or `no such
+        /// element` when its frame has navigated).
         func isStale() async throws -> Bool {
             do {
                 _ = try await browser.command(.GET, "/element/\(id)/name")
                 return false
-            } catch let error as WebDriverError where error.code == "stale element reference" {
+            } catch let error as WebDriverError where error.code == "stale element reference" || error.code == "no such element" {
+                // In a frame that navigated, chromedriver may answer that the element is no more.
                 return true
             }
         }
