@@ -24,7 +24,8 @@ for entry in lines:
     # Raises razorpay.errors.SignatureVerificationError when the signature is wrong.
     client.utility.verify_payment_signature(fields)
     # And a tampered one must be refused.
-    tampered = dict(fields, razorpay_payment_id=fields["razorpay_payment_id"][:-1] + "x")
+    last = fields["razorpay_payment_id"][-1]
+    tampered = dict(fields, razorpay_payment_id=fields["razorpay_payment_id"][:-1] + ("y" if last == "x" else "x"))
     try:
         client.utility.verify_payment_signature(tampered)
     except razorpay.errors.SignatureVerificationError:
