@@ -12,7 +12,7 @@ import Testing
 struct LiveCardRoutingTests {
     static let mastercard = "5500670000001002"  // ICICI Bank: no issuer rule
     static let rupay = "6527658900001005"
-    static let lateMastercard = "5241810000001008"  // Kotak: the issuer answers after 2.5 s
+    static let lateMastercard = "5241810000001008"  // Kotak: the issuer answers after 4.5 s
 
     /// A live merchant who prefers the aggregator for cards.
     static func aggregatorMerchant(_ live: LiveCards) async throws -> MerchantCredentials {
@@ -127,15 +127,15 @@ struct LiveCardRoutingTests {
             #expect(attempts.map { $0["status"]?.text ?? "" } == ["unavailable", "authorized"], "\(attempts)")
             #expect(try await live.books(moved)["via"] == .string("acquirer"))
 
-            // The late issuer: alphapay's authorisation outlasts Kosh's wait (1.2 s); Kosh voids it
+            // The late issuer: alphapay's authorisation outlasts Kosh's wait (2.5 s); Kosh voids it
             // there and fails the payment: nothing charged, and no second authorisation on the acquirer.
             let late = try await Self.create(live, merchant, number: Self.lateMastercard)
             let lateReply = try await Self.pay(live, merchant, late)
             let failed = try await live.wait(late) { $0.state == .failed }
             #expect(failed.machine.failure?.reason == "payment_timed_out", "\(lateReply.body)")
             #expect(failed.rail == "alphapay_card")
-            // Real time on purpose: the issuer's late approval arrives 2.5 s after the authorisation.
-            try await Task.sleep(for: .seconds(2))
+            // Real time on purpose: the issuer's late approval arrives 4.5 s after the authorisation.
+            try await Task.sleep(for: .seconds(3))
             let books = try await live.books(late)
             #expect(books["via"] == .string("alphapay") && books["captured_amount"] == .int(0), "\(books.serialized())")
             #expect(books["status"] != .string("approved"), "the late approval's hold is released: \(books.serialized())")

@@ -132,13 +132,13 @@ struct LiveCardTests {
           arguments: TestDatabases.all)
     func timeoutReversal(_ kind: String) async throws {
         try await LiveCards.run(kind) { live in
-            // The late card's issuer approves after 2.5 s; Kosh waits 1.2 s, then reverses.
+            // The late card's issuer approves after 4.5 s; Kosh waits 2.5 s, then reverses.
             let late = try await live.create(number: Self.lateCard)
             let reply = try await live.authenticate(late)
             let payment = try await live.wait(late) { $0.state == .failed }
             #expect(payment.machine.failure?.reason == "payment_timed_out", "\(reply.body)")
-            // Real time on purpose: the issuer's late approval arrives 2.5 s after the 0100.
-            try await Task.sleep(for: .seconds(2))
+            // Real time on purpose: the issuer's late approval arrives 4.5 s after the 0100.
+            try await Task.sleep(for: .seconds(3))
             let books = try await live.books(late)
             #expect(books["status"] == .string("late_reversed") || books["status"] == .string("reversed"), "\(books.serialized())")
             #expect(books["captured_amount"] == .int(0))
