@@ -3,7 +3,6 @@ import Hummingbird
 import KoshCore
 import KoshJSON
 import KoshFlows
-import KoshQR
 import Logging
 
 /// The merchant-facing API under `/v1`, Razorpay-compatible. Each route decodes and checks
@@ -334,8 +333,8 @@ public enum KoshRouter {
         webhooks?.register(on: router, authenticator: authenticator)
         MethodsAPI.register(on: router, authenticator: authenticator)
         if let checkoutKeys {
-            // QR codes of intent payments shown on checkout pages: a few KB each, 1,024 kept.
-            CheckoutAPI(flows: api.flows, keys: checkoutKeys, images: QRImageCache(capacity: 1_024, moduleSize: 6, quietZone: 4)).register(on: router)
+            // The checkout's QR codes come from the same cache as the QR Codes API's images.
+            CheckoutAPI(flows: api.flows, keys: checkoutKeys, images: qrImages).register(on: router)
         }
         routes.load(router.routes.map { (path: $0.path.description, method: $0.method.rawValue) })
         return router
